@@ -65,6 +65,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "installing akkoord${extras} into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}" \
-    || { say "pip install failed (see above)"; exit 1; }
+if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}" >.venv/pip.log 2>&1; then
+    tail -n 30 .venv/pip.log >&2
+    say "pip install failed; the full log is in .venv/pip.log"
+    exit 1
+fi
 echo "$digest" > "$stamp"

@@ -1,0 +1,509 @@
+"""akkoord command line.
+
+Exit codes (contracts other tools rely on):
+  0  success; for `verify`: intact and complete, or interrupted by a power loss (disclosed)
+  1  `verify`/`decrypt`: findings — the recording or copy was changed, cut, or is unsigned
+  2  bad usage, or input that cannot be read (not a recording, wrong or missing key)
+  4  storage or hardware failure (disk full, I/O error, no microphone)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from akkoord import __version__
+from akkoord.errors import AkkoordError, HardwareError, StorageError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"akkoord: error: {message}\n")
+
+
+def _state(args: argparse.Namespace) -> Any:
+    from akkoord.store.layout import StateDir, state_from_env
+
+    return StateDir(state_from_env(getattr(args, "state", None)))
+
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from akkoord.clock import SystemClock
+    from akkoord.store.custody import CustodyLog
+    from akkoord.store.keys import DeviceIdentity, fingerprint_display
+
+    state = _state(args)
+    state.ensure()
+    identity = DeviceIdentity.generate()
+    identity.save(state.keys_dir)
+    CustodyLog(state.custody_path, identity, SystemClock()).append(
+        "device_initialised", fingerprint=identity.fingerprint
+    )
+    print(f"device identity created in {state.keys_dir}")
+    print(f"fingerprint: {fingerprint_display(identity.fingerprint)}")
+    print("publish this fingerprint (rule 2) so anyone can check copies made by this device")
+    return EXIT_OK
+
+
+def cmd_keys_org_new(args: argparse.Namespace) -> int:
+    from akkoord.store.keys import fingerprint_display, generate_org_key, write_org_key_pair
+
+    key = generate_org_key(args.kem)
+    priv, pub = write_org_key_pair(key, Path(args.out))
+    print(f"organisation key ({args.kem}): {fingerprint_display(key.fingerprint)}")
+    print(f"  private: {priv}  (keep it off the device, backed up, offline)")
+    print(f"  public:  {pub}  (install on the device: akkoord keys add-recipient {pub.name})")
+    return EXIT_OK
+
+
+def cmd_keys_add_recipient(args: argparse.Namespace) -> int:
+    from akkoord.clock import SystemClock
+    from akkoord.errors import KeyMaterialError
+    from akkoord.fsutil import atomic_write
+    from akkoord.store.custody import CustodyLog
+    from akkoord.store.keys import ORG_KEY_TYPE, OrgPublicKey, fingerprint_display
+
+    path = Path(args.file)
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError as exc:
+        raise KeyMaterialError(f"{path}: cannot read: {exc.strerror}") from exc
+    if ORG_KEY_TYPE.encode() in head:
+        raise KeyMaterialError(
+            f"{path} is the organisation's PRIVATE key; it must never be put on the device. "
+            "Give the device org.pub instead."
+        )
+    key = OrgPublicKey.load(path)
+    state = _state(args)
+    identity = state.identity()
+    state.recipients_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = state.recipients_dir / f"{key.fingerprint[:16]}.pub"
+    if target.exists():
+        print(f"already a recipient: {fingerprint_display(key.fingerprint)}")
+        return EXIT_OK
+    atomic_write(target, key.dumps(), 0o644, exclusive=True)
+    CustodyLog(state.custody_path, identity, SystemClock()).append(
+        "recipient_added", fingerprint=key.fingerprint, kem=key.kem
+    )
+    print(f"new recordings are now also wrapped to {fingerprint_display(key.fingerprint)}")
+    return EXIT_OK
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    from akkoord.store.keys import fingerprint_display
+
+    state = _state(args)
+    pub = state.device_public_key()
+    recipients = state.recipients()
+    if args.json:
+        _print_json(
+            {
+                "device": pub.to_json() if pub else None,
+                "recipients": [r.to_json() for r in recipients],
+            }
+        )
+        return EXIT_OK
+    if pub is None:
+        print(f"device: no identity in {state.keys_dir} (run `akkoord keys init`)")
+    else:
+        print(f"device:     {fingerprint_display(pub.fingerprint)}")
+        print(f"            {pub.fingerprint}")
+    if not recipients:
+        print("recipients: none — recording is refused until one is added")
+    for r in recipients:
+        print(f"recipient:  {fingerprint_display(r.fingerprint)}  ({r.kem})")
+    return EXIT_OK
+
+
+# --- recordings ---------------------------------------------------------------------------
+
+
+def _trusted_key(args: argparse.Namespace) -> Any:
+    from akkoord.store.keys import DevicePublicKey
+
+    if getattr(args, "device_key", None):
+        return DevicePublicKey.load(Path(args.device_key))
+    try:
+        return _state(args).device_public_key()
+    except AkkoordError:
+        return None
+
+
+def _org_key(args: argparse.Namespace) -> Any:
+    from akkoord.store.keys import OrgPrivateKey
+
+    return OrgPrivateKey.load(Path(args.key)) if getattr(args, "key", None) else None
+
+
+def _print_report(report: Any) -> None:
+    status_text = {
+        "complete": "OK: intact and complete",
+        "interrupted": "OK: intact; interrupted by a power loss or crash (disclosed, signed)",
+        "tampered": "NOT OK: findings below",
+    }
+    print(f"{report.path}: {status_text.get(report.status, report.status)}")
+    if report.recording_id:
+        print(f"  recording  {report.recording_id}")
+    if report.duration_seconds is not None:
+        print(f"  duration   {report.duration_seconds:g} s in {report.frames} frames")
+    if report.device_fingerprint:
+        from akkoord.store.keys import fingerprint_display
+
+        trust = {True: " (this device)", False: " (NOT the expected device)", None: ""}
+        print(
+            f"  device     {fingerprint_display(report.device_fingerprint)}"
+            f"{trust[report.device_trusted]}"
+        )
+    print(
+        "  audio      "
+        + (
+            "decrypted and checked"
+            if report.checked_audio
+            else "not decrypted (no --key): structure, chain and signature checked"
+        )
+    )
+    for note in report.notes:
+        print(f"  note: {note}")
+    for f in report.findings:
+        print(f"  FINDING {f.code}: {f.message}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from akkoord.store.verify import verify_recording
+
+    report = verify_recording(Path(args.path), _org_key(args), _trusted_key(args))
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        _print_report(report)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from akkoord.store.inspect import inspect_recording
+
+    doc = inspect_recording(Path(args.path))
+    if args.json:
+        _print_json(doc)
+        return EXIT_OK
+    m = doc["manifest"]
+    print(
+        f"{doc['path']}: recording {doc['recording_id']}, {len(doc['frames'])} frames, "
+        f"{doc['size']} bytes"
+    )
+    if m:
+        print(f"  manifest: {m['status']}, {m['duration_seconds']} s, signed={m['signed']}")
+    else:
+        print("  manifest: none (open or interrupted recording)")
+    for fr in doc["frames"]:
+        print(
+            f"  #{fr['index']:<6} {fr['kind']:<8} @{fr['offset']:<10} {fr['length']:>7} B  "
+            f"sample {fr['start_sample']}+{fr['samples']}"
+            + (f"  {fr['meta'].get('event', '')}" if fr.get("meta") else "")
+        )
+    for d in doc["damage"]:
+        print(f"  DAMAGE @{d['offset']} {d['length']} B: {d['reason']}")
+    return EXIT_OK
+
+
+def cmd_decrypt(args: argparse.Namespace) -> int:
+    from akkoord.store.audio_out import decrypt_to_wav
+    from akkoord.store.verify import load_content_keys, verify_recording
+
+    directory = Path(args.path)
+    org = _org_key(args)
+    report = verify_recording(directory, org, _trusted_key(args))
+    if not report.ok and not args.force:
+        _print_report(report)
+        print(
+            "refusing to write audio that fails verification; use --force to write it "
+            "anyway (the failures above are then reported with it)",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    from akkoord.store.manifest import read_manifest
+
+    signed = read_manifest(directory)
+    audio = (signed.doc.get("audio") if signed else None) or {}
+    total = int(signed.doc.get("duration_samples", 0)) if signed else _scan_duration(directory)
+    problems = decrypt_to_wav(
+        directory,
+        load_content_keys(directory, org),
+        Path(args.out),
+        rate=int(audio.get("sample_rate", 48000)),
+        channels=int(audio.get("channels", 1)),
+        width=int(audio.get("sample_width", 2)),
+        total_samples=total,
+    )
+    print(f"wrote {args.out}: {total} samples ({report.status})")
+    if not report.ok:
+        _print_report(report)
+    for p in problems:
+        print(f"  problem: {p}")
+    return EXIT_OK if report.ok and not problems else EXIT_FINDINGS
+
+
+def _scan_duration(directory: Path) -> int:
+    from akkoord.store.format import Kind
+    from akkoord.store.layout import CONTAINER_FILE
+    from akkoord.store.reader import ParsedFrame, scan
+
+    end = 0
+    path = directory / CONTAINER_FILE
+    with open(path, "rb") as f:
+        for item in scan(f, path.stat().st_size):
+            if isinstance(item, ParsedFrame) and item.header.kind in (Kind.AUDIO, Kind.GAP):
+                end = max(end, item.header.start_sample + item.header.samples)
+    return end
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from akkoord.store.manifest import read_manifest
+
+    state = _state(args)
+    rows = []
+    for rid in state.recording_ids():
+        signed = read_manifest(state.recording_dir(rid))
+        doc = signed.doc if signed else {}
+        rows.append(
+            {
+                "recording_id": rid,
+                "status": doc.get("status", "open"),
+                "created": (doc.get("created") or {}).get("utc"),
+                "duration_seconds": doc.get("duration_seconds"),
+                "simulated": doc.get("simulated"),
+            }
+        )
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(
+                f"{r['recording_id']}  {r['status']:<11} {r['created'] or '-':<24} "
+                f"{r['duration_seconds'] if r['duration_seconds'] is not None else '-'} s"
+                + ("  (simulated)" if r["simulated"] else "")
+            )
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from akkoord.clock import SystemClock
+    from akkoord.store.custody import CustodyLog
+    from akkoord.store.recovery import recover_all
+
+    state = _state(args)
+    identity = state.identity()
+    clock = SystemClock()
+    results = recover_all(state, identity, clock, CustodyLog(state.custody_path, identity, clock))
+    for r in results:
+        print(f"{r.recording_id}: {r.action} ({r.detail})")
+    if not results:
+        print("nothing to recover")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from akkoord.clock import SystemClock
+    from akkoord.store.custody import CustodyLog
+    from akkoord.store.delete import delete_recording
+
+    if not args.yes:
+        print(
+            "deleting destroys the recording's keys for good; add --yes to confirm", file=sys.stderr
+        )
+        return EXIT_USAGE
+    state = _state(args)
+    identity = state.identity()
+    custody = CustodyLog(state.custody_path, identity, SystemClock())
+    delete_recording(state, args.recording_id, custody, args.reason)
+    print(f"deleted {args.recording_id} (keys shredded, files removed, logged)")
+    return EXIT_OK
+
+
+def cmd_custody(args: argparse.Namespace) -> int:
+    from akkoord.store.custody import verify_custody_log
+
+    state = _state(args)
+    pub = state.device_public_key()
+    if pub is None:
+        raise AkkoordError(f"no device public key in {state.keys_dir}")
+    count, findings = verify_custody_log(state.custody_path, pub)
+    if args.json:
+        _print_json({"entries": count, "ok": not findings, "findings": findings})
+    else:
+        print(
+            f"{state.custody_path}: {count} entries, "
+            + ("intact" if not findings else f"{len(findings)} findings")
+        )
+        for f in findings:
+            print(f"  FINDING: {f}")
+    return EXIT_OK if not findings else EXIT_FINDINGS
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from akkoord.bench import run_bench
+
+    result = run_bench(quick=args.quick, big_mb=args.big_mb)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for k in sorted(result):
+            print(f"{k:<32} {result[k]}")
+    return EXIT_OK
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="state directory (default: $AKKOORD_STATE or /var/lib/akkoord)",
+    )
+    parser = _Parser(
+        prog="akkoord",
+        parents=[common],
+        description="A recorder that records only with both parties' akkoord.",
+    )
+    parser.add_argument("--version", action="version", version=f"akkoord {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    keys = sub.add_parser("keys", help="device identity and organisation keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+    p = ksub.add_parser("init", parents=[common], help="create this device's identity")
+    p.set_defaults(func=cmd_keys_init)
+    p = ksub.add_parser(
+        "org-new",
+        parents=[common],
+        help="make an organisation key pair (on the organisation's computer)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--kem",
+        choices=("mlkem768-x25519", "x25519"),
+        default="mlkem768-x25519",
+        help="hybrid post-quantum (default, for records kept ~20 years) or X25519",
+    )
+    p.set_defaults(func=cmd_keys_org_new)
+    p = ksub.add_parser(
+        "add-recipient",
+        parents=[common],
+        help="wrap new recordings to this organisation public key",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_keys_add_recipient)
+    p = ksub.add_parser("show", parents=[common], help="fingerprints")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys_show)
+
+    p = sub.add_parser("verify", parents=[common], help="check a recording folder")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--key", metavar="ORG_PRIVATE_KEY", help="also decrypt and check every segment")
+    p.add_argument(
+        "--device-key",
+        metavar="FILE",
+        help="the device public key to expect (default: this device's, if any)",
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("inspect", parents=[common], help="list frames (no key needed)")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "decrypt", parents=[common], help="the organisation's way back to the audio (WAV)"
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
+    p.add_argument("--out", required=True, metavar="FILE.wav")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write the audio even if verification fails, and report what failed",
+    )
+    p.add_argument("--device-key", metavar="FILE")
+    p.set_defaults(func=cmd_decrypt)
+
+    p = sub.add_parser("list", parents=[common], help="recordings on this device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "recover",
+        parents=[common],
+        help="close recordings a power loss left open (also done at start-up)",
+    )
+    p.set_defaults(func=cmd_recover)
+
+    p = sub.add_parser(
+        "delete", parents=[common], help="crypto-shred a recording (retention), logged"
+    )
+    p.add_argument("recording_id", metavar="RECORDING_ID")
+    p.add_argument("--reason", default="retention period ended")
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("custody", parents=[common], help="verify the device's custody log")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_custody)
+
+    p = sub.add_parser("bench", parents=[common], help="measure against limits")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a quick look")
+    p.add_argument(
+        "--big-mb",
+        type=int,
+        default=2048,
+        metavar="MB",
+        help="size of the recording whose verification RSS is measured",
+    )
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: a code, not an exception
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except (StorageError, HardwareError) as exc:
+        print(f"akkoord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (AkkoordError, FileExistsError) as exc:
+        print(f"akkoord: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        name = f" {exc.filename}" if exc.filename else ""
+        print(f"akkoord:{name}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

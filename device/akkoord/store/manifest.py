@@ -1,0 +1,154 @@
+"""The signed manifest: a pure function of the container's frame records.
+
+The device builds it at close from the records it kept in memory; recovery builds it after a
+power loss from the records it parsed back; `verify` builds it again and compares bytes. One
+function, so the three cannot drift apart. Nothing in it needs the content key: the audio
+MACs come from the frame headers, which is what lets a copy made later, or a recording cut
+short by a power loss, verify like one closed at the table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from akkoord.errors import FormatError
+from akkoord.fsutil import atomic_write
+from akkoord.store.format import MANIFEST_FORMAT, MANIFEST_SIG_CONTEXT, Kind, canonical_json
+from akkoord.store.keys import DeviceIdentity, DevicePublicKey
+
+__all__ = [
+    "MANIFEST_FILE",
+    "SIGNATURE_FILE",
+    "FrameRecord",
+    "build_manifest",
+    "read_manifest",
+    "sign_manifest",
+    "write_manifest",
+]
+
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
+COMPLETE = "complete"
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    """What the manifest needs of one frame: everything but the ciphertext."""
+
+    index: int
+    kind: int
+    flags: int
+    start_sample: int
+    samples: int
+    audio_mac: bytes
+    meta: dict[str, Any] | None
+    seal: bytes
+
+
+def build_manifest(records: Sequence[FrameRecord]) -> dict[str, Any]:
+    """Manifest of a closed recording: frame 0 is HEADER, the last frame END or RECOVERY."""
+    if not records or records[0].kind != Kind.HEADER or records[0].meta is None:
+        raise FormatError("a manifest needs the recording's header frame first")
+    last = records[-1]
+    if last.kind not in (Kind.END, Kind.RECOVERY):
+        raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
+    head = records[0].meta
+    rate = int(head["audio"]["sample_rate"])
+    segments: list[list[Any]] = []
+    gaps: list[list[Any]] = []
+    timeline: list[dict[str, Any]] = []
+    position = 0
+    for r in records[1:]:
+        if r.kind == Kind.AUDIO:
+            segments.append([r.index, r.start_sample, r.samples, r.audio_mac.hex()])
+            position = r.start_sample + r.samples
+            continue
+        entry: dict[str, Any] = {"frame": r.index, "at_sample": r.start_sample}
+        entry["at_seconds"] = round(r.start_sample / rate, 3)
+        entry.update(r.meta or {})
+        if r.kind == Kind.GAP:
+            gaps.append([r.index, r.start_sample, r.samples])
+            entry["samples"] = r.samples
+            position = r.start_sample + r.samples
+        timeline.append(entry)
+    end_meta = last.meta or {}
+    return {
+        "format": MANIFEST_FORMAT,
+        "recording_id": head["recording_id"],
+        "status": COMPLETE if last.kind == Kind.END else INTERRUPTED,
+        "simulated": bool(head.get("simulated", False)),
+        "device": head["device"],
+        "audio": head["audio"],
+        "recipients": [r["fingerprint"] for r in head.get("recipients", [])],
+        "created": head.get("created"),
+        "ended": end_meta.get("time"),
+        "stop": end_meta if last.kind == Kind.END else None,
+        "interruption": end_meta if last.kind == Kind.RECOVERY else None,
+        "duration_samples": position,
+        "duration_seconds": round(position / rate, 3),
+        "frame_count": len(records),
+        "chain_head": last.seal.hex(),
+        "segments": segments,
+        "gaps": gaps,
+        "timeline": timeline,
+    }
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return canonical_json(manifest) + b"\n"
+
+
+def sign_manifest(data: bytes, identity: DeviceIdentity) -> bytes:
+    return identity.sign(MANIFEST_SIG_CONTEXT + data)
+
+
+def verify_manifest_signature(data: bytes, signature: bytes, key: DevicePublicKey) -> bool:
+    return key.verify(signature, MANIFEST_SIG_CONTEXT + data)
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any], identity: DeviceIdentity) -> bytes:
+    """Signature first, then the manifest: a manifest file on disk always has its signature."""
+    data = manifest_bytes(manifest)
+    sig = sign_manifest(data, identity)
+    atomic_write(Path(directory) / SIGNATURE_FILE, base64.b64encode(sig) + b"\n")
+    atomic_write(Path(directory) / MANIFEST_FILE, data)
+    return data
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    data: bytes
+    signature: bytes | None  # None: no signature file, or not decodable
+    doc: dict[str, Any]
+
+
+def read_manifest(directory: Path) -> SignedManifest | None:
+    """None if there is no manifest; FormatError if it is there but not a manifest."""
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) > 256 * 1024 * 1024:
+        raise FormatError(f"{path}: implausibly large for a manifest ({len(data)} bytes)")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise FormatError(f"{path}: not an {MANIFEST_FORMAT} manifest")
+    sig: bytes | None = None
+    try:
+        sig = base64.b64decode(
+            (Path(directory) / SIGNATURE_FILE).read_bytes().strip(), validate=True
+        )
+    except (FileNotFoundError, binascii.Error, ValueError):
+        sig = None
+    return SignedManifest(data, sig, doc)

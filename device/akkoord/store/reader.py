@@ -1,0 +1,176 @@
+"""Streaming container parser that never trusts its input.
+
+`scan()` walks a container and yields, in file order, either a `ParsedFrame` (a frame whose
+bytes match its own seal) or a `Damage` (a byte range that is not such a frame). After damage
+it resynchronises on the next offset that holds a whole, self-consistent frame, so one flipped
+bit costs one frame, not the rest of the file. Memory stays bounded by one frame
+(MAX_BODY_LEN) plus a read buffer, whatever the file holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from akkoord.store.format import (
+    FRAME_MAGIC,
+    HEADER_LEN,
+    KNOWN_FLAGS,
+    MAX_BODY_LEN,
+    SEAL_LEN,
+    FrameHeader,
+    Kind,
+    seal_of,
+)
+from akkoord.store.manifest import FrameRecord
+
+__all__ = ["Damage", "ParsedFrame", "parse_meta", "record_of", "scan"]
+
+_KINDS = {int(k) for k in Kind}
+_SCAN_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFrame:
+    offset: int
+    header: FrameHeader
+    header_bytes: bytes
+    meta_bytes: bytes
+    body_digest: bytes
+    seal: bytes
+
+    @property
+    def length(self) -> int:
+        return self.header.frame_len
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    offset: int
+    length: int
+    reason: str
+    at_end: bool  # no whole frame follows: a torn tail, or damage in the last frames
+
+
+BodyHook = Callable[[ParsedFrame, memoryview], None]
+
+
+def _plausible(raw: bytes) -> FrameHeader | None:
+    if len(raw) < HEADER_LEN or raw[:4] != FRAME_MAGIC:
+        return None
+    h = FrameHeader.unpack(raw[:HEADER_LEN])
+    if h.kind not in _KINDS or h.flags & ~KNOWN_FLAGS or h.body_len > MAX_BODY_LEN:
+        return None
+    return h
+
+
+def _read_frame_at(
+    f: BinaryIO, offset: int, size: int, candidate: bool = False
+) -> tuple[ParsedFrame | None, memoryview | None, str]:
+    """A whole frame with a matching seal at `offset`, or (None, None, why not).
+
+    A resync `candidate` must also be followed by the end of the file or another frame's
+    magic — a check costing four bytes of reading, before any hashing."""
+    f.seek(offset)
+    raw = f.read(HEADER_LEN)
+    if len(raw) < HEADER_LEN:
+        return None, None, "incomplete frame header"
+    h = _plausible(raw)
+    if h is None:
+        return None, None, "not a frame header"
+    end = offset + h.frame_len
+    if end > size:
+        return None, None, "incomplete frame"
+    if candidate and end < size:
+        f.seek(end)
+        after = f.read(len(FRAME_MAGIC))
+        if after != FRAME_MAGIC[: len(after)]:
+            return None, None, "not followed by a frame"
+        f.seek(offset + HEADER_LEN)
+    # One read for meta, body and seal; slices are views, so the body is copied only once.
+    rest_len = h.meta_len + h.body_len + SEAL_LEN
+    rest = f.read(rest_len)
+    if len(rest) < rest_len:
+        return None, None, "incomplete frame"
+    view = memoryview(rest)
+    meta = bytes(view[: h.meta_len])
+    body = view[h.meta_len : h.meta_len + h.body_len]
+    seal = bytes(view[h.meta_len + h.body_len :])
+    digest = hashlib.sha256(body).digest()
+    if seal_of(raw, meta, digest) != seal:
+        return None, None, "frame bytes do not match the frame's seal"
+    return ParsedFrame(offset, h, raw, meta, digest, seal), body, ""
+
+
+def _next_valid(
+    f: BinaryIO, start: int, size: int, budget: list[int], thorough: bool
+) -> int | None:
+    """Offset of the next whole, self-consistent frame at or after `start`.
+
+    `budget` caps the bytes hashed while resynchronising, so a hostile file made of fake
+    headers costs time linear in its size, not quadratic."""
+    pos = start
+    while pos < size and budget[0] > 0:
+        f.seek(pos)
+        chunk = f.read(_SCAN_CHUNK + len(FRAME_MAGIC) - 1)
+        if not chunk:
+            return None
+        i = chunk.find(FRAME_MAGIC)
+        while i >= 0 and budget[0] > 0:
+            frame, body, _ = _read_frame_at(f, pos + i, size, candidate=not thorough)
+            if body is not None:
+                budget[0] -= len(body)
+            if frame is not None:
+                return pos + i
+            i = chunk.find(FRAME_MAGIC, i + 1)
+        pos += _SCAN_CHUNK
+    return None
+
+
+def scan(
+    f: BinaryIO, size: int, on_body: BodyHook | None = None, *, thorough: bool = False
+) -> Iterator[ParsedFrame | Damage]:
+    """Walk `size` bytes of `f` from the start. `on_body` sees each good frame's body bytes
+    (for decryption) without the parser keeping them.
+
+    `thorough` (recovery, on the device's own files) tries every resync candidate with no
+    work cap, so no good frame after damage is ever missed and cut away."""
+    pos = 0
+    budget = [1 << 62] if thorough else [4 * size + (64 << 20)]
+    while pos < size:
+        frame, body, why = _read_frame_at(f, pos, size)
+        if frame is not None and body is not None:
+            if on_body is not None:
+                on_body(frame, body)
+            yield frame
+            pos += frame.length
+            continue
+        nxt = _next_valid(f, pos + 1, size, budget, thorough)
+        if nxt is None:
+            yield Damage(pos, size - pos, why, at_end=True)
+            return
+        yield Damage(pos, nxt - pos, why, at_end=False)
+        pos = nxt
+
+
+def parse_meta(frame: ParsedFrame) -> tuple[dict[str, Any] | None, str | None]:
+    """(meta, None) or (None, what is wrong with it). Audio frames carry no meta."""
+    if frame.header.kind == Kind.AUDIO:
+        return None, None if not frame.meta_bytes else "audio frame carries metadata"
+    try:
+        meta = json.loads(frame.meta_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, "metadata is not valid JSON"
+    if not isinstance(meta, dict):
+        return None, "metadata is not a JSON object"
+    return meta, None
+
+
+def record_of(frame: ParsedFrame, meta: dict[str, Any] | None) -> FrameRecord:
+    h = frame.header
+    return FrameRecord(
+        h.index, h.kind, h.flags, h.start_sample, h.samples, h.audio_mac, meta, frame.seal
+    )
