@@ -8,7 +8,6 @@ indexes, positions and durations from sample counts.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,10 @@ class WallTime:
 class Clock(Protocol):
     def wall(self) -> WallTime: ...
 
+    def wall_ago(self, seconds: float) -> WallTime:
+        """Wall time `seconds` ago (a press stamped on the monotonic clock), same quality."""
+        ...
+
     def monotonic(self) -> float: ...
 
 
@@ -48,7 +51,7 @@ def _format_utc(ts: float) -> str:
 def _kernel_synchronised() -> bool | None:
     """adjtimex with modes=0 only reads; None where it cannot be asked."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded: no ldconfig subprocess
         buf = ctypes.create_string_buffer(_TIMEX_SIZE)  # modes = 0: read-only query
         state = libc.adjtimex(buf)
     except (OSError, AttributeError):
@@ -89,6 +92,13 @@ class SystemClock:
             self._checked = now
         return WallTime(_format_utc(time.time()), self._quality)
 
+    def wall_ago(self, seconds: float) -> WallTime:
+        now = self.wall()
+        return WallTime(_format_utc(time.time() - seconds), now.clock)
+
+    def wall_epoch(self) -> float:
+        return time.time()
+
 
 class FixedClock:
     """A clock tests and test vectors drive by hand."""
@@ -107,3 +117,9 @@ class FixedClock:
 
     def wall(self) -> WallTime:
         return WallTime(_format_utc(self.t), self.quality)
+
+    def wall_ago(self, seconds: float) -> WallTime:
+        return WallTime(_format_utc(self.t - seconds), self.quality)
+
+    def wall_epoch(self) -> float:
+        return self.t

@@ -62,6 +62,7 @@ KDF_MAC_INFO = b"akkoord/v1/audio-mac"
 HPKE_INFO_PREFIX = b"akkoord/v1/content-key"
 MANIFEST_SIG_CONTEXT = b"akkoord/v1/manifest\n"
 CUSTODY_SIG_CONTEXT = b"akkoord/v1/custody-head\n"
+EXPORT_SIG_CONTEXT = b"akkoord/v1/export\n"
 
 
 class Kind(enum.IntEnum):

@@ -19,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from akkoord.errors import FormatError, KeyMaterialError
+from akkoord.store.exports import read_exports
 from akkoord.store.format import (
     AEAD_TAG_LEN,
     CONTAINER_FORMAT,
@@ -75,6 +76,7 @@ class Report:
     device_trusted: bool | None = None
     checked_audio: bool = False
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    exports: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +102,7 @@ class Report:
             "findings": [f.to_json() for f in self.findings],
             "notes": self.notes,
             "timeline": self.timeline,
+            "exports": self.exports,
         }
 
 
@@ -132,6 +135,13 @@ def load_content_keys(directory: Path, key: OrgPrivateKey) -> ContentKeys:
     return ContentKeys.derive(ck, rid)
 
 
+# Findings that locate a change; with any of them, a manifest mismatch adds nothing.
+_STRUCTURAL = frozenset({
+    "damaged", "truncated", "missing_frame", "duplicate_frame", "conflicting_frame",
+    "reordered_frame", "foreign_frame", "chain_break", "bad_frame", "timeline",
+})
+
+
 def _manifest_rid(signed: Any) -> bytes | None:
     if signed is None:
         return None
@@ -157,6 +167,7 @@ class _Verifier:
         self.aead: ChaCha20Poly1305 | None = None
         self.rate = 48000
         self.frame_bytes = 2
+        self._manifest_key: DevicePublicKey | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -327,6 +338,8 @@ class _Verifier:
         rep.frames = len(canonical)
         self._manifest(canonical, signed)
         self._crypto(canonical)
+        if signed is not None:
+            self._exports()
         if rep.findings:
             rep.status = "tampered"
         elif canonical and canonical[-1].frame.header.kind == Kind.RECOVERY:
@@ -399,6 +412,8 @@ class _Verifier:
                 if lost:
                     span = f"{lost[0]}" if len(lost) == 1 else f"{lost[0]}–{lost[-1]}"
                     self.add("missing_frame", f"frame {span} missing (cut out)", lost[0], position)
+                # What the missing frames held is unknown: resume the timeline here.
+                position = h.start_sample
             elif h.prev != prev_seal:
                 self.add(
                     "chain_break",
@@ -511,6 +526,7 @@ class _Verifier:
             self.add("bad_signature", "the manifest names no usable device key")
             return
         rep.device_fingerprint = key.fingerprint
+        self._manifest_key = key
         if signed.signature is None:
             self.add("missing_signature", "manifest.sig is missing or unreadable")
         elif not verify_manifest_signature(signed.data, signed.signature, key):
@@ -543,6 +559,8 @@ class _Verifier:
                 "manifest_mismatch",
                 f"the manifest is for recording {doc.get('recording_id')}, not {rep.recording_id}",
             )
+        if any(f.code in _STRUCTURAL for f in rep.findings):
+            return  # located findings above already say what the manifest would
         try:
             rebuilt = manifest_bytes(build_manifest(self._records(frames)))
         except Exception:
@@ -568,6 +586,17 @@ class _Verifier:
             )
         elif not differ:
             self.add("manifest_mismatch", "the signed manifest differs from the container")
+
+    def _exports(self) -> None:
+        try:
+            records = read_exports(self.dir, self.trusted_key or self._manifest_key)
+        except FormatError as exc:
+            self.add("export_record", str(exc))
+            return
+        for r in records:
+            self.report.exports.append({"frame": r.index, **(r.meta or {})})
+            if r.problem:
+                self.add("export_record", f"export record {r.problem}", r.index, None, r.offset)
 
     def _crypto(self, frames: list[_Seen]) -> None:
         if self.aead is None:
