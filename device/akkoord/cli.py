@@ -185,15 +185,91 @@ def _print_report(report: Any) -> None:
         print(f"  FINDING {f.code}: {f.message}")
 
 
+def _is_copy(path: Path) -> bool:
+    from akkoord.export.copycheck import COPY_FILE
+
+    return path.is_file() or (path / COPY_FILE).exists()
+
+
+def _print_copy_report(report: Any) -> None:
+    from akkoord.store.keys import fingerprint_display
+
+    verdict = {
+        "unchanged": "OK: unchanged — the audio is exactly what the device recorded",
+        "changed": "NOT OK: changed",
+        "not_signed": "NOT OK: not signed by the device it names",
+        "wrong_device": "NOT OK: not signed by this device",
+    }
+    print(f"{report.path}: {verdict.get(report.status, report.status)}")
+    print(f"  recording  {report.recording_id} (copy {report.copy_number}, "
+          f"made by the {report.made_by})")
+    print(f"  duration   {report.duration_seconds} s, recording {report.recording_status}")
+    if report.device_fingerprint:
+        print(f"  device     {fingerprint_display(report.device_fingerprint)}")
+    for a, b in report.changed_seconds:
+        print(f"  changed    second {a:g} – {b:g}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for f in report.findings:
+        print(f"  FINDING {f.code}: {f.message}")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if _is_copy(path):
+        from akkoord.export.copycheck import verify_copy
+
+        report: Any = verify_copy(path, _trusted_key(args))
+        if args.json:
+            _print_json(report.to_json())
+        else:
+            _print_copy_report(report)
+        return EXIT_OK if report.ok else EXIT_FINDINGS
     from akkoord.store.verify import verify_recording
 
-    report = verify_recording(Path(args.path), _org_key(args), _trusted_key(args))
+    report = verify_recording(path, _org_key(args), _trusted_key(args))
     if args.json:
         _print_json(report.to_json())
     else:
         _print_report(report)
     return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The organisation's copy on request, from its archive, after the export window."""
+    from akkoord.clock import SystemClock
+    from akkoord.errors import FormatError
+    from akkoord.export.package import write_copy
+    from akkoord.store.exports import read_exports
+    from akkoord.store.keys import DevicePublicKey
+    from akkoord.store.manifest import read_manifest
+    from akkoord.store.verify import load_content_keys, verify_recording
+
+    directory = Path(args.recording)
+    if not directory.is_dir():
+        directory = _state(args).recording_dir(args.recording)
+    org = _org_key(args)
+    trusted = _trusted_key(args)
+    report = verify_recording(directory, org, trusted)
+    if not report.ok:
+        _print_report(report)
+        print("refusing to make a copy of a recording that fails verification",
+              file=sys.stderr)
+        return EXIT_FINDINGS
+    signed = read_manifest(directory)
+    assert signed is not None
+    device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
+    Path(args.to).mkdir(parents=True, exist_ok=True)
+    number = len(read_exports(directory)) + 1
+    try:
+        result = write_copy(directory, load_content_keys(directory, org), Path(args.to),
+                            copy_number=number, made_by="organisation", clock=SystemClock(),
+                            device_key=device_key, custody_head=None)
+    except FormatError as exc:
+        print(f"akkoord: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    print(f"copy {number} written to {result.folder} and verified")
+    return EXIT_OK
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -357,6 +433,80 @@ def cmd_custody(args: argparse.Namespace) -> int:
     return EXIT_OK if not findings else EXIT_FINDINGS
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import signal
+    import threading
+
+    from akkoord.clock import SystemClock
+    from akkoord.config import load_config
+    from akkoord.daemon import Daemon, Reporter, harden_process, setup_logging
+    from akkoord.notify import Notifier
+    from akkoord.panel import make_pin_factory
+    from akkoord.store.layout import StateDir, state_from_env
+
+    config = load_config(Path(args.config) if args.config else None)
+    state = StateDir(state_from_env(getattr(args, "state", None)))
+    setup_logging(args.simulate)
+    if not args.simulate:
+        harden_process()
+    daemon: Any = None
+    wav = None
+    if args.simulate:
+        from akkoord.simulator import Printer, Simulator
+
+        config = dataclasses.replace(
+            config, panel=dataclasses.replace(config.panel, pin_factory="mock"))
+        printer = Printer(sys.stdout, args.json,
+                          lambda: daemon.machine_state if daemon is not None else "starting")
+        reporter = Reporter(printer)
+    else:
+        reporter = Reporter()
+    if args.audio_file:
+        from akkoord.audio import WavBackend, check_wav
+
+        check_wav(Path(args.audio_file), config.audio.sample_rate)
+        wav = WavBackend(Path(args.audio_file), config.audio)
+        backend: Any = wav
+    else:
+        from akkoord.audio import AudioBackend
+
+        backend = AudioBackend(config.audio)
+    daemon = Daemon(config, state, backend=backend, clock=SystemClock(), notifier=Notifier(),
+                    reporter=reporter, pin_factory=make_pin_factory(config.panel.pin_factory),
+                    simulated=args.simulate)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        daemon.report("signal", signal=signal.Signals(signum).name)
+        daemon.stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = None
+    if args.simulate:
+        sim = Simulator(daemon, wav_backend=wav)
+        threading.Thread(target=sim.feed, args=(sys.stdin,), name="akkoord-stdin",
+                         daemon=True).start()
+    else:
+        from akkoord.control import ControlServer
+
+        server = ControlServer(daemon, mount_root=Path(config.export.mount_root))
+        server.start()
+    try:
+        return daemon.run()
+    finally:
+        if server is not None:
+            server.close()
+
+
+def cmd_stick(args: argparse.Namespace) -> int:
+    from akkoord.control import DEFAULT_SOCKET, send_command
+
+    send_command("usb-device" if args.change == "added" else "usb-removed", args.device,
+                 Path(args.socket) if args.socket else DEFAULT_SOCKET)
+    return EXIT_OK
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from akkoord.bench import run_bench
 
@@ -416,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_show)
 
-    p = sub.add_parser("verify", parents=[common], help="check a recording folder")
+    p = sub.add_parser("verify", parents=[common],
+                       help="check a recording folder, or a copy (folder or its WAV)")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--json", action="store_true")
     p.add_argument("--key", metavar="ORG_PRIVATE_KEY", help="also decrypt and check every segment")
@@ -426,6 +577,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the device public key to expect (default: this device's, if any)",
     )
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", parents=[common],
+                       help="make a copy package from the archive (organisation key)")
+    p.add_argument("recording", metavar="RECORDING", help="recording folder (or id in --state)")
+    p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
+    p.add_argument("--to", required=True, metavar="DIR")
+    p.add_argument("--device-key", metavar="FILE")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", parents=[common], help="list frames (no key needed)")
     p.add_argument("path", metavar="PATH")
@@ -468,6 +627,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("custody", parents=[common], help="verify the device's custody log")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_custody)
+
+    p = sub.add_parser("run", parents=[common], help="run the recorder (the systemd service)")
+    p.add_argument("--config", metavar="FILE",
+                   help="configuration (default /etc/akkoord/akkoord.toml, else built-in)")
+    p.add_argument("--simulate", action="store_true",
+                   help="mock GPIO pins, commands on standard input (see akkoord.simulator)")
+    p.add_argument("--json", action="store_true", help="with --simulate: JSON lines")
+    p.add_argument("--audio-file", metavar="FILE.wav",
+                   help="a WAV file stands in for the microphone, paced at real time")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("stick", parents=[common],
+                       help="tell the running daemon a USB stick came or went (udev)")
+    p.add_argument("change", choices=("added", "removed"))
+    p.add_argument("device", metavar="DEVICE", help="e.g. /dev/sda1")
+    p.add_argument("--socket", metavar="PATH", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_stick)
 
     p = sub.add_parser("bench", parents=[common], help="measure against limits")
     p.add_argument("--json", action="store_true")

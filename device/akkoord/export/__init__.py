@@ -1,0 +1,1 @@
+"""Copies for both parties: the package, its verification, the stick, the verify page."""

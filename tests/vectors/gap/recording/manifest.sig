@@ -1,0 +1,1 @@
+tWtZhJ643Rp1h7Jez6r2WdtCDrQpuTrdfm3BH8ExacfHpk1Z0fiikQbmBnH/HLXsdWUNpDuXBRGGEzBkxfHwBw==

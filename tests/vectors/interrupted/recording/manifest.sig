@@ -1,0 +1,1 @@
+jPEjB+swveBB+QLchLF8G+gv5sB5CEg/njfUvu5S3GdOHlE3tBWbfVEfedIF1HiDrZ9uLbERARk7tPiui9rpAA==
