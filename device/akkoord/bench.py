@@ -106,7 +106,11 @@ def _write(
         w.add_audio(pcm)
     elapsed = time.perf_counter() - t0
     w.close("bench")
+    seal_keys[w.path] = w.keys
     return elapsed, w.path
+
+
+seal_keys: dict[Path, Any] = {}
 
 
 def _open_close(root: Path, ident: DeviceIdentity, org: Any) -> float:
@@ -118,15 +122,18 @@ def _open_close(root: Path, ident: DeviceIdentity, org: Any) -> float:
 
 
 _RSS_CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from akkoord.store.keys import OrgPrivateKey
 from akkoord.store.verify import verify_recording
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():  # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+before = hwm()
 key = OrgPrivateKey.load(Path(sys.argv[2]))
 rep = verify_recording(Path(sys.argv[1]), key)
-print(json.dumps({"ok": rep.ok, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "baseline_kb": before, "frames": rep.frames}))
+print(json.dumps({"ok": rep.ok, "rss_kb": hwm(), "baseline_kb": before, "frames": rep.frames}))
 """
 
 
@@ -164,6 +171,118 @@ def _big_verify_rss(root: Path, mb: int, ident: DeviceIdentity, org: Any) -> dic
     }
 
 
+def _export_figures(
+    root: Path, recording: Path, keys: Any, ident: DeviceIdentity
+) -> dict[str, Any]:
+    """A full copy (decrypt, write, fsync, drop the cache, read back, verify) against a plain
+    copy of as many bytes (read the source, write, fsync) to the same target."""
+    from akkoord.export.package import write_copy
+
+    source = recording / "recording.akr"
+    best_export = best_plain = float("inf")
+    nbytes = 0
+    for i in range(3):
+        target = root / f"export{i}"
+        target.mkdir()
+        t0 = time.perf_counter()
+        result = write_copy(recording, keys, target, copy_number=1, made_by="device",
+                            clock=FixedClock(), device_key=ident.public, custody_head=None)
+        best_export = min(best_export, time.perf_counter() - t0)
+        nbytes = result.bytes_written
+        plain = root / f"plain{i}"
+        plain.mkdir()
+        t0 = time.perf_counter()
+        with open(source, "rb") as src, open(plain / "copy", "wb") as dst:
+            left = nbytes
+            while left > 0:
+                chunk = src.read(min(left, 1 << 20)) or bytes(min(left, 1 << 20))
+                dst.write(chunk)
+                left -= len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        best_plain = min(best_plain, time.perf_counter() - t0)
+    return {
+        "export_mb": round(nbytes / MB, 1),
+        "export_mb_s": round(nbytes / MB / best_export, 1),
+        "plain_copy_mb_s": round(nbytes / MB / best_plain, 1),
+        "export_vs_plain_copy": round(best_plain / best_export, 3),
+    }
+
+
+_RECORDING_CHILD = """
+import json, sys, time
+from pathlib import Path
+from akkoord.audio import AudioBackend, parse_audio_config
+from akkoord.clock import SystemClock
+from akkoord.recorder import Recorder
+from akkoord.store.custody import CustodyLog
+from akkoord.store.keys import DeviceIdentity, OrgPublicKey
+from akkoord.store.layout import StateDir
+from akkoord.store.writer import AudioParams
+
+root, runs, seconds = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+cfg = parse_audio_config({"input_device": "benchmic", "pace_realtime": True}, "bench")
+state = StateDir(root / "state")
+ident = DeviceIdentity.load(root / "keys")
+org = OrgPublicKey.load(root / "org.pub")
+clock = SystemClock()
+backend = AudioBackend(cfg)
+backend.start()
+rec = Recorder(state=state, identity=ident, custody=CustodyLog(state.custody_path, ident, clock),
+               clock=clock, backend=backend, audio=AudioParams(), stop_free_seconds=0)
+latencies, cpu, audio = [], 0.0, 0.0
+for i in range(runs):
+    t0 = time.monotonic()
+    rec.start([org], [("a", clock.wall(), 1.0), ("b", clock.wall(), 0.0)])
+    while rec.health() is None or rec.health().delivered_samples == 0:
+        time.sleep(0.002)
+    latencies.append(time.monotonic() - t0)
+    if i == runs - 1:
+        c0 = time.process_time(); w0 = time.monotonic()
+        time.sleep(seconds)
+        cpu, audio = time.process_time() - c0, time.monotonic() - w0
+    out = rec.stop("party_a", timeout=5)
+    assert out is not None and out.result.status == "complete", out
+hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:"))
+print(json.dumps({"latencies": latencies, "cpu": cpu, "audio": audio, "rss_kb": hwm}))
+"""
+
+
+def _recording_figures(quick: bool, ident: DeviceIdentity, org: Any) -> dict[str, Any]:
+    """The whole recording path, second press to sealed segments, through real PyAudio ->
+    PortAudio -> ALSA (file-backed microphone, paced to real time), in a subprocess."""
+    from akkoord.audio.virtual import alsa_env, position_signal, write_asoundrc, write_raw
+
+    runs, seconds = (5, 3.0) if quick else (20, 10.0)
+    with tempfile.TemporaryDirectory(prefix="akkoord-bench-rec-") as tmp:
+        root = Path(tmp)
+        ident.save(root / "keys")
+        (root / "org.pub").write_bytes(org.public.dumps())
+        raw = write_raw(root / "mic.raw", position_signal(int((seconds + 5) * RATE)))
+        write_asoundrc(root, mics={"benchmic": raw})
+        done = subprocess.run(
+            [sys.executable, "-c", _RECORDING_CHILD, str(root), str(runs), str(seconds)],
+            env=alsa_env(root), capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"recording benchmark failed: {done.stderr.strip()[-500:]}")
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    lat = sorted(doc["latencies"])
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, max(0, round(q / 100 * len(lat) + 0.5) - 1))]
+
+    cpu_share = doc["cpu"] / doc["audio"]
+    return {
+        "start_latency_p50_ms": round(pct(50) * 1000, 1),
+        "start_latency_p95_ms": round(pct(95) * 1000, 1),
+        "start_latency_p95_vs_limit": round(pct(95) / 0.250, 3),
+        "record_cpu_percent": round(cpu_share * 100, 2),
+        "record_cpu_vs_limit": round(cpu_share / 0.02, 3),
+        "record_peak_rss_mb": round(doc["rss_kb"] / 1024, 1),
+        "record_peak_rss_vs_limit": round(doc["rss_kb"] / 1024 / 60, 3),
+    }
+
+
 def run_bench(
     quick: bool = False, big_mb: int = 2048, workdir: Path | None = None, audio: bool = True
 ) -> dict[str, Any]:
@@ -180,14 +299,14 @@ def run_bench(
         hash_limit_fn = _hash_limit(segs)
         seal_limit = open_limit = hash_limit = seal = float("inf")
         path = root
-        for i in range(4):
+        for i in range(6):
             seal_limit = min(seal_limit, _best(seal_limit_fn, 1))
             elapsed, path = _write(root / f"s{i}", segs, False, ident, org)
             seal = min(seal, elapsed)
         fsync_segs = segs[: max(10, n // 4)]
         seal_sync, _ = _write(root / "sync", fsync_segs, True, ident, org)
         verify_key = verify_nokey = float("inf")
-        for _ in range(4):
+        for _ in range(6):
             open_limit = min(open_limit, _best(open_limit_fn, 1))
             verify_key = min(verify_key, _best(lambda: verify_recording(path, org), 1))
             hash_limit = min(hash_limit, _best(hash_limit_fn, 1))
@@ -210,22 +329,18 @@ def run_bench(
                 "verify_nokey_vs_limit": round(hash_limit / verify_nokey, 3),
             }
         )
+        result.update(_export_figures(root, path, seal_keys[path], ident))
         result.update(_big_verify_rss(root, 64 if quick else big_mb, ident, org))
     if audio:
-        result.update(_audio_figures(quick))
+        result.update(_recording_figures(quick, ident, org))
     result["targets"] = {
         "seal_vs_limit": ">= 0.8",
         "verify_vs_limit": ">= 0.8",
         "peak_rss_mb": "< 64 (2 GB recording)",
+        "export_vs_plain_copy": ">= 0.8",
+        "start_latency_p95_vs_limit": "<= 1 (250 ms)",
+        "record_cpu_vs_limit": "< 1 (2 % of one core)",
+        "record_peak_rss_vs_limit": "< 1 (60 MB)",
     }
     result["self_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
-
-
-def _audio_figures(quick: bool) -> dict[str, Any]:
-    """Capture-path figures, where the audio adapter provides them."""
-    try:
-        from akkoord.audio.bench import capture_bench  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    return dict(capture_bench(quick=quick))

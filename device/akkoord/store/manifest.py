@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,20 +52,25 @@ class FrameRecord:
     seal: bytes
 
 
-def build_manifest(records: Sequence[FrameRecord]) -> dict[str, Any]:
-    """Manifest of a closed recording: frame 0 is HEADER, the last frame END or RECOVERY."""
-    if not records or records[0].kind != Kind.HEADER or records[0].meta is None:
+def build_manifest(records: Iterable[FrameRecord]) -> dict[str, Any]:
+    """Manifest of a closed recording: frame 0 is HEADER, the last frame END or RECOVERY.
+
+    One pass over any iterable, so a verifier can stream a long recording's records."""
+    it = iter(records)
+    first = next(it, None)
+    if first is None or first.kind != Kind.HEADER or first.meta is None:
         raise FormatError("a manifest needs the recording's header frame first")
-    last = records[-1]
-    if last.kind not in (Kind.END, Kind.RECOVERY):
-        raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
-    head = records[0].meta
+    head = first.meta
     rate = int(head["audio"]["sample_rate"])
     segments: list[list[Any]] = []
     gaps: list[list[Any]] = []
     timeline: list[dict[str, Any]] = []
     position = 0
-    for r in records[1:]:
+    count = 1
+    last = first
+    for r in it:
+        count += 1
+        last = r
         if r.kind == Kind.AUDIO:
             segments.append([r.index, r.start_sample, r.samples, r.audio_mac.hex()])
             position = r.start_sample + r.samples
@@ -78,6 +83,8 @@ def build_manifest(records: Sequence[FrameRecord]) -> dict[str, Any]:
             entry["samples"] = r.samples
             position = r.start_sample + r.samples
         timeline.append(entry)
+    if last.kind not in (Kind.END, Kind.RECOVERY):
+        raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
     end_meta = last.meta or {}
     return {
         "format": MANIFEST_FORMAT,
@@ -93,7 +100,7 @@ def build_manifest(records: Sequence[FrameRecord]) -> dict[str, Any]:
         "interruption": end_meta if last.kind == Kind.RECOVERY else None,
         "duration_samples": position,
         "duration_seconds": round(position / rate, 3),
-        "frame_count": len(records),
+        "frame_count": count,
         "chain_head": last.seal.hex(),
         "segments": segments,
         "gaps": gaps,

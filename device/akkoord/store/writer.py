@@ -146,6 +146,7 @@ class RecordingWriter:
         self._sync = sync
         self._ops = ops
         self._aead = ChaCha20Poly1305(keys.seal_key)
+        self._container_name = str(path / CONTAINER_FILE)  # for messages; built once
         self._prev = genesis_hash(recording_id)
         self._index = 0
         self._end = 0  # bytes acknowledged (written and synced)
@@ -297,7 +298,7 @@ class RecordingWriter:
 
     def _store(self, frame: bytes) -> None:
         assert self._fd is not None
-        where = f"{self.container} (frame {self._index}, byte {self._end})"
+        where = f"{self._container_name} (frame {self._index}, byte {self._end})"
         try:
             self._ops.write(self._fd, frame, where)
         except OSError as exc:
