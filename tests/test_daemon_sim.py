@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -208,43 +207,31 @@ def test_keys_leave_memory_after_the_export_window(tmp_path):
     assert "no_recording" in says
 
 
-def _tmpfs(path, size):
-    path.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                       capture_output=True, text=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount tmpfs ({r.stderr.strip()}); needs root")
-
-
 @pytest.mark.root
-def test_disk_guard_refuses_then_stops_before_the_disk_is_full(tmp_path):
-    disk = tmp_path / "disk"
-    _tmpfs(disk, "6m")
-    try:
-        state, _ = provision(disk)
-        bytes_per_minute = 16000 * 2 * 60 * 1.02
-        # Refuse: less free space than min_free_minutes.
-        cfg = write_config(tmp_path / "refuse.toml",
-                           "[audio]\nsample_rate = 16000\n[store]\nmin_free_minutes = 10\n")
-        rc, events, _ = run_script(state, "a\nb\nsleep 0.5\nquit\n", "--config", str(cfg),
-                                   "--audio-file", str(DEMO_WAV))
-        assert rc == 0 and not _of(events, "recording_started")
-        assert any(e["fault"] == "storage_low" for e in _of(events, "fault"))
-        # Stop: start with room, then reach stop_free_minutes after about two seconds.
-        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-        stop_at = free - (1 << 20) - 2.2 * 16000 * 2 * 1.02  # the 1 MiB reserve is set aside
-        cfg = write_config(tmp_path / "stop.toml", (
-            "[audio]\nsample_rate = 16000\n[store]\n"
-            f"min_free_minutes = {stop_at / bytes_per_minute + 0.01:.4f}\n"
-            f"stop_free_minutes = {stop_at / bytes_per_minute:.4f}\n"))
-        rc, events, _ = run_script(state, "a\nb\nsleep 6\nquit\n", "--config", str(cfg),
-                                   "--audio-file", str(DEMO_WAV))
-        (stopped,) = _of(events, "recording_stopped")
-        assert rc == 0 and stopped["reason"] == "disk_full" and stopped["status"] == "complete"
-        assert 1.0 <= stopped["duration_seconds"] <= 4.0
-        rid = stopped["recording_id"]
-        assert verify_recording(state.recording_dir(rid)).ok
-        assert json.loads((state.recording_dir(rid) / "manifest.json").read_text())["stop"][
-            "reason"] == "disk_full"
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+def test_disk_guard_refuses_then_stops_before_the_disk_is_full(tmp_path, tmpfs):
+    disk = tmpfs(tmp_path / "disk", "size=6m")
+    state, _ = provision(disk)
+    bytes_per_minute = 16000 * 2 * 60 * 1.02
+    # Refuse: less free space than min_free_minutes.
+    cfg = write_config(tmp_path / "refuse.toml",
+                       "[audio]\nsample_rate = 16000\n[store]\nmin_free_minutes = 10\n")
+    rc, events, _ = run_script(state, "a\nb\nsleep 0.5\nquit\n", "--config", str(cfg),
+                               "--audio-file", str(DEMO_WAV))
+    assert rc == 0 and not _of(events, "recording_started")
+    assert any(e["fault"] == "storage_low" for e in _of(events, "fault"))
+    # Stop: start with room, then reach stop_free_minutes after about two seconds.
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    stop_at = free - (1 << 20) - 2.2 * 16000 * 2 * 1.02  # the 1 MiB reserve is set aside
+    cfg = write_config(tmp_path / "stop.toml", (
+        "[audio]\nsample_rate = 16000\n[store]\n"
+        f"min_free_minutes = {stop_at / bytes_per_minute + 0.01:.4f}\n"
+        f"stop_free_minutes = {stop_at / bytes_per_minute:.4f}\n"))
+    rc, events, _ = run_script(state, "a\nb\nsleep 6\nquit\n", "--config", str(cfg),
+                               "--audio-file", str(DEMO_WAV))
+    (stopped,) = _of(events, "recording_stopped")
+    assert rc == 0 and stopped["reason"] == "disk_full" and stopped["status"] == "complete"
+    assert 1.0 <= stopped["duration_seconds"] <= 4.0
+    rid = stopped["recording_id"]
+    assert verify_recording(state.recording_dir(rid)).ok
+    assert json.loads((state.recording_dir(rid) / "manifest.json").read_text())["stop"][
+        "reason"] == "disk_full"

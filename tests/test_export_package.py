@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -104,42 +103,25 @@ def test_write_failure_mid_copy_leaves_nothing_that_looks_complete(made, tmp_pat
     assert _export(kit, w, stick).copy["copy_number"] == 1  # the next stick works
 
 
-def _mount(path, opts):
-    path.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount tmpfs ({r.stderr.strip()}); needs root")
+@pytest.mark.root
+def test_full_stick_fails_cleanly(made, tmp_path, tmpfs):
+    kit, w = made
+    stick = tmpfs(tmp_path / "small", "size=16k")
+    with pytest.raises(StorageError) as info:
+        _export(kit, w, stick)
+    assert info.value.errno == errno.ENOSPC
+    assert all(n.endswith(".partial") for n in _entries(stick))
+    assert verify_recording(w.path, kit.org).ok  # the recording itself is untouched
 
 
 @pytest.mark.root
-def test_full_stick_fails_cleanly(made, tmp_path):
+def test_read_only_stick_fails_cleanly(made, tmp_path, tmpfs):
     kit, w = made
-    stick = tmp_path / "small"
-    _mount(stick, "size=16k")
-    try:
-        with pytest.raises(StorageError) as info:
-            _export(kit, w, stick)
-        assert info.value.errno == errno.ENOSPC
-        assert all(n.endswith(".partial") for n in _entries(stick))
-        assert verify_recording(w.path, kit.org).ok  # the recording itself is untouched
-    finally:
-        subprocess.run(["umount", str(stick)], check=False)
-
-
-@pytest.mark.root
-def test_read_only_stick_fails_cleanly(made, tmp_path):
-    kit, w = made
-    stick = tmp_path / "ro"
-    _mount(stick, "size=4m,ro")
-    try:
-        with pytest.raises(StorageError) as info:
-            _export(kit, w, stick)
-        assert info.value.errno == errno.EROFS
-        assert _entries(stick) == []
-    finally:
-        subprocess.run(["umount", str(stick)], check=False)
+    stick = tmpfs(tmp_path / "ro", "size=4m,ro")
+    with pytest.raises(StorageError) as info:
+        _export(kit, w, stick)
+    assert info.value.errno == errno.EROFS
+    assert _entries(stick) == []
 
 
 def test_export_refuses_a_recording_that_does_not_match(made, tmp_path):

@@ -4,7 +4,6 @@ for recovery and then closed as interrupted), and nothing acknowledged before it
 from __future__ import annotations
 
 import errno
-import subprocess
 
 import pytest
 
@@ -89,36 +88,22 @@ def test_nothing_more_is_written_after_a_failed_fsync():
         kit.cleanup()
 
 
-def _tmpfs(path, size):
-    path.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}); needs root")
-
-
 @pytest.mark.root
-def test_real_full_disk_closes_the_recording_with_the_reserve(tmp_path):
+def test_real_full_disk_closes_the_recording_with_the_reserve(tmp_path, tmpfs):
     """A real small file system filling up mid-recording (no injected fault)."""
-    mnt = tmp_path / "small"
-    _tmpfs(mnt, "3m")
-    try:
-        kit = make_kit(mnt)
-        w = kit.writer(seg=16000)  # 32 kB segments
-        written = 0
-        with pytest.raises(RecordingFailed) as info:
-            for i in range(1000):
-                w.add_audio(pcm(i, 16000))
-                written += 1
-        assert info.value.errno == errno.ENOSPC and info.value.closable
-        result = w.close("party_a")
-        assert result.status == "complete", result.error
-        rep = verify_recording(w.path, kit.org)
-        assert rep.ok
-        assert result.manifest["stop"]["storage_error"]
-        assert len(result.manifest["segments"]) == written
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    mnt = tmpfs(tmp_path / "small", "size=3m")
+    kit = make_kit(mnt)
+    w = kit.writer(seg=16000)  # 32 kB segments
+    written = 0
+    with pytest.raises(RecordingFailed) as info:
+        for i in range(1000):
+            w.add_audio(pcm(i, 16000))
+            written += 1
+    assert info.value.errno == errno.ENOSPC and info.value.closable
+    result = w.close("party_a")
+    assert result.status == "complete", result.error
+    rep = verify_recording(w.path, kit.org)
+    assert rep.ok
+    assert result.manifest["stop"]["storage_error"]
+    assert len(result.manifest["segments"]) == written
+
