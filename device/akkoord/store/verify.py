@@ -24,10 +24,8 @@ from akkoord.store.exports import read_exports
 from akkoord.store.format import (
     AEAD_TAG_LEN,
     CONTAINER_FORMAT,
-    HEADER_LEN,
     ZERO32,
     Flag,
-    FrameHeader,
     Kind,
     audio_mac,
     genesis_hash,
@@ -109,40 +107,21 @@ class Report:
         }
 
 
-class _Frame:
-    """A good frame's header, rebuilt on demand from its packed bytes."""
-
-    __slots__ = ("header", "header_bytes", "offset", "seal")
-
-    def __init__(self, raw: bytes, offset: int) -> None:
-        self.header_bytes = raw[:HEADER_LEN]
-        self.header = FrameHeader.unpack(self.header_bytes)
-        self.seal = raw[HEADER_LEN:]
-        self.offset = offset
-
-    @property
-    def length(self) -> int:
-        return self.header.frame_len
-
-
 class _Seen:
-    """A good frame, without its body, kept small: one 140-byte string per frame, so a
+    """A good frame, without its body: the parsed header and the seal, nothing more, so a
     verifier holds a multi-hour recording's frame list in a few megabytes."""
 
-    __slots__ = ("crypto_error", "meta", "meta_error", "offset", "order", "raw")
+    __slots__ = ("crypto_error", "header", "meta", "meta_error", "offset", "order", "seal")
 
     def __init__(self, order: int, frame: ParsedFrame, meta: dict[str, Any] | None,
                  meta_error: str | None, crypto_error: str | None = None) -> None:
         self.order = order
         self.offset = frame.offset
-        self.raw = frame.header_bytes + frame.seal
+        self.header = frame.header
+        self.seal = frame.seal
         self.meta = meta
         self.meta_error = meta_error
         self.crypto_error = crypto_error
-
-    @property
-    def frame(self) -> _Frame:
-        return _Frame(self.raw, self.offset)
 
 
 def load_content_keys(directory: Path, key: OrgPrivateKey) -> ContentKeys:
@@ -282,7 +261,7 @@ class _Verifier:
         rep = self.report
         # The recording's id is the one most frames carry (a spliced-in frame, even a
         # header, cannot outvote the recording it was spliced into); ties go to the manifest.
-        votes = Counter(s.frame.header.recording_id for s in seen)
+        votes = Counter(s.header.recording_id for s in seen)
         signed_rid = _manifest_rid(signed)
         if votes:
             top = max(votes.values())
@@ -299,10 +278,10 @@ class _Verifier:
             (
                 s
                 for s in seen
-                if s.frame.header.kind == Kind.HEADER
-                and s.frame.header.index == 0
+                if s.header.kind == Kind.HEADER
+                and s.header.index == 0
                 and s.meta is not None
-                and s.frame.header.recording_id == rid
+                and s.header.recording_id == rid
             ),
             None,
         )
@@ -326,15 +305,15 @@ class _Verifier:
         # Frames from elsewhere are set aside first; their index says nothing about ours.
         ours: list[_Seen] = []
         for s in seen:
-            if s.frame.header.recording_id != rid:
-                prev_i = ours[-1].frame.header.index if ours else -1
+            if s.header.recording_id != rid:
+                prev_i = ours[-1].header.index if ours else -1
                 self.add(
                     "foreign_frame",
-                    f"frame from another recording ({s.frame.header.recording_id.hex()}) "
+                    f"frame from another recording ({s.header.recording_id.hex()}) "
                     f"spliced in after frame {prev_i}",
                     prev_i + 1,
                     self._pos_after(ours),
-                    s.frame.offset,
+                    s.offset,
                 )
             else:
                 ours.append(s)
@@ -342,10 +321,10 @@ class _Verifier:
         # Damaged byte ranges, located by the good frames around them.
         damaged_slots: set[int] = set()
         for before, d in damage:
-            prev_good = [s for s in seen[:before] if s.frame.header.recording_id == rid]
-            next_good = [s for s in seen[before:] if s.frame.header.recording_id == rid]
-            idx = prev_good[-1].frame.header.index + 1 if prev_good else 0
-            hi = next_good[0].frame.header.index if next_good else idx + 1
+            prev_good = [s for s in seen[:before] if s.header.recording_id == rid]
+            next_good = [s for s in seen[before:] if s.header.recording_id == rid]
+            idx = prev_good[-1].header.index + 1 if prev_good else 0
+            hi = next_good[0].header.index if next_good else idx + 1
             damaged_slots.update(range(idx, max(hi, idx + 1)))
             if d.at_end:
                 self.add(
@@ -374,7 +353,7 @@ class _Verifier:
             self._exports()
         if rep.findings:
             rep.status = "tampered"
-        elif canonical and canonical[-1].frame.header.kind == Kind.RECOVERY:
+        elif canonical and canonical[-1].header.kind == Kind.RECOVERY:
             rep.status = "interrupted"
             rep.notes.append(
                 "interrupted: the device lost power or stopped while recording; "
@@ -388,23 +367,23 @@ class _Verifier:
     def _pos_after(self, frames: list[_Seen]) -> int | None:
         if not frames:
             return 0
-        h = frames[-1].frame.header
+        h = frames[-1].header
         return h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
 
     def _order_and_duplicates(self, ours: list[_Seen]) -> list[_Seen]:
         by_index: dict[int, _Seen] = {}
         highest = -1
         for s in ours:
-            h = s.frame.header
+            h = s.header
             first = by_index.get(h.index)
             if first is not None:
-                if first.frame.seal == s.frame.seal:
+                if first.seal == s.seal:
                     self.add(
                         "duplicate_frame",
                         f"frame {h.index} appears twice",
                         h.index,
                         h.start_sample,
-                        s.frame.offset,
+                        s.offset,
                     )
                 else:
                     self.add(
@@ -412,7 +391,7 @@ class _Verifier:
                         f"two different frames claim index {h.index}",
                         h.index,
                         h.start_sample,
-                        s.frame.offset,
+                        s.offset,
                     )
                 continue
             if h.index < highest:
@@ -421,7 +400,7 @@ class _Verifier:
                     f"frame {h.index} is out of order (found after frame {highest})",
                     h.index,
                     h.start_sample,
-                    s.frame.offset,
+                    s.offset,
                 )
             highest = max(highest, h.index)
             by_index[h.index] = s
@@ -438,7 +417,7 @@ class _Verifier:
         expected = 0
         position = 0
         for n, s in enumerate(frames):
-            h = s.frame.header
+            h = s.header
             if h.index != expected:
                 lost = [i for i in range(expected, h.index) if i not in damaged_slots]
                 if lost:
@@ -452,15 +431,15 @@ class _Verifier:
                     "frame does not chain to the frame before it",
                     h.index,
                     h.start_sample,
-                    s.frame.offset,
+                    s.offset,
                 )
             last = n == len(frames) - 1
             self._rules(s, n, last, position)
             position = h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
-            prev_seal = s.frame.seal
+            prev_seal = s.seal
             expected = h.index + 1
-        if frames and frames[-1].frame.header.kind not in (Kind.END, Kind.RECOVERY):
-            last_h = frames[-1].frame.header
+        if frames and frames[-1].header.kind not in (Kind.END, Kind.RECOVERY):
+            last_h = frames[-1].header
             if not any(d.at_end for _, d in damage):
                 self.add(
                     "truncated",
@@ -471,7 +450,7 @@ class _Verifier:
 
     def _rules(self, s: _Seen, n: int, last: bool, position: int) -> None:
         """Per-frame rules of FORMAT.md §4, each located."""
-        h, off = s.frame.header, s.frame.offset
+        h, off = s.header, s.offset
         k = h.kind
         if s.meta_error:
             self.add("bad_frame", s.meta_error, h.index, h.start_sample, off)
@@ -539,12 +518,12 @@ class _Verifier:
             )
 
     def _records(self, frames: list[_Seen]) -> Iterator[FrameRecord]:
-        return (record_of(s.frame, s.meta) for s in frames)
+        return (record_of(s, s.meta) for s in frames)  # type: ignore[arg-type]
 
     def _manifest(self, frames: list[_Seen], signed: Any) -> None:
         rep = self.report
         if signed is None:
-            last = frames[-1].frame.header if frames else None
+            last = frames[-1].header if frames else None
             self.add(
                 "missing_signature",
                 "no signed manifest: the recording was never closed, or its manifest was removed",
@@ -576,7 +555,7 @@ class _Verifier:
                 "device key not anchored: compare the fingerprint with the one "
                 "the organisation publishes"
             )
-        header = frames[0] if frames and frames[0].frame.header.kind == Kind.HEADER else None
+        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
         if header is not None and header.meta is not None:
             hdev = (header.meta.get("device") or {}).get("public_key")
             if hdev != (doc.get("device") or {}).get("public_key"):
@@ -634,20 +613,20 @@ class _Verifier:
         if self.aead is None:
             return
         wrapped = self.dir / WRAPPED_KEYS_FILE
-        header = frames[0] if frames and frames[0].frame.header.kind == Kind.HEADER else None
+        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
         if header is not None and header.meta is not None:
             want = header.meta.get("wrapped_keys_sha256")
             if want != hashlib.sha256(wrapped.read_bytes()).hexdigest():
                 self.add("manifest_mismatch", "keys.json differs from what the header commits to")
         for s in frames:
-            h = s.frame.header
+            h = s.header
             if s.crypto_error == "bad_tag":
                 self.add(
                     "bad_tag",
                     "the frame does not decrypt (authentication tag invalid)",
                     h.index,
                     h.start_sample,
-                    s.frame.offset,
+                    s.offset,
                 )
             elif s.crypto_error == "audio_mac":
                 self.add(
@@ -655,7 +634,7 @@ class _Verifier:
                     "the audio does not match its MAC",
                     h.index,
                     h.start_sample,
-                    s.frame.offset,
+                    s.offset,
                 )
 
 

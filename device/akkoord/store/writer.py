@@ -29,9 +29,10 @@ from akkoord.store.custody import CustodyLog
 from akkoord.store.format import (
     AEAD_TAG_LEN,
     CONTAINER_FORMAT,
+    FRAME_HEADER,
+    FRAME_MAGIC,
     ZERO32,
     Flag,
-    FrameHeader,
     Kind,
     audio_mac,
     canonical_json,
@@ -52,6 +53,7 @@ from akkoord.store.manifest import FrameRecord, build_manifest, write_manifest
 __all__ = ["AudioParams", "CloseResult", "FileOps", "RecordingFailed", "RecordingWriter"]
 
 DEFAULT_RESERVE = 1024 * 1024
+_FINAL = int(Flag.FINAL)
 
 
 @dataclass(frozen=True)
@@ -269,27 +271,19 @@ class RecordingWriter:
         meta_bytes = canonical_json(meta) if meta is not None else b""
         plaintext = pcm if pcm is not None else b""
         mac = audio_mac(self.keys.mac_key, plaintext) if kind == Kind.AUDIO else ZERO32
-        header = FrameHeader(
-            kind=int(kind),
-            flags=int(Flag.FINAL) if final else 0,
-            meta_len=len(meta_bytes),
-            index=self._index,
-            samples=samples,
-            start_sample=self.position,
-            body_len=len(plaintext) + AEAD_TAG_LEN if aead else 0,
-            recording_id=self.recording_id,
-            prev=self._prev,
-            audio_mac=mac,
-        ).pack()
+        flags = _FINAL if final else 0
+        # Packed directly (not via FrameHeader): this runs once per second of audio.
+        header = FRAME_HEADER.pack(
+            FRAME_MAGIC, kind, flags, len(meta_bytes), self._index, samples, self.position,
+            len(plaintext) + AEAD_TAG_LEN if aead else 0, self.recording_id, self._prev, mac,
+        )
         if aead:
             body = self._aead.encrypt(nonce_for(self._index, final), plaintext, header + meta_bytes)
         else:
             body = b""
         frame, seal = finish_frame(header, meta_bytes, body)
         self._store(frame)
-        record = FrameRecord(
-            self._index, int(kind), header[5], self.position, samples, mac, meta, seal
-        )
+        record = FrameRecord(self._index, kind, flags, self.position, samples, mac, meta, seal)
         self.records.append(record)
         self._prev = seal
         self._index += 1
