@@ -197,7 +197,7 @@ class _Verifier:
         text = f"{message} [{', '.join(where)}]" if where else message
         self.report.findings.append(Finding(code, text, frame, second, offset))
 
-    def _check_body(self, frame: ParsedFrame, body: memoryview, seen: list[_Seen]) -> None:
+    def _check_body(self, frame: ParsedFrame, body: memoryview) -> None:
         """AEAD + audio MAC, while the body is in hand (streaming: bodies are not kept)."""
         h = frame.header
         if self.aead is None or h.kind in (Kind.RECOVERY, Kind.EXPORT):
@@ -242,7 +242,7 @@ class _Verifier:
         damage: list[tuple[int, Damage]] = []  # (number of good frames before it, damage)
         with open(container, "rb") as f:
             hook = self._check_body if self.aead is not None else None
-            for item in scan(f, size, (lambda fr, b: hook(fr, b, seen)) if hook else None):
+            for item in scan(f, size, hook):
                 if isinstance(item, Damage):
                     damage.append((len(seen), item))
                     continue
