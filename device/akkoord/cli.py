@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from akkoord import __version__
+from akkoord import __version__, cli_appliance
 from akkoord.errors import AkkoordError, HardwareError, StorageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
@@ -500,10 +500,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_stick(args: argparse.Namespace) -> int:
-    from akkoord.control import DEFAULT_SOCKET, send_command
+    # Root, from akkoord-stick@.service: mount for the recorder and hand over, or tell and
+    # unmount (akkoord.appliance).
+    from akkoord import appliance
+    from akkoord.control import DEFAULT_SOCKET
+    from akkoord.export.stick import DEFAULT_ROOT
 
-    send_command("usb-device" if args.change == "added" else "usb-removed", args.device,
-                 Path(args.socket) if args.socket else DEFAULT_SOCKET)
+    sock = Path(args.socket) if args.socket else DEFAULT_SOCKET
+    root = Path(args.mount_root) if args.mount_root else DEFAULT_ROOT
+    if args.change == "added":
+        print(appliance.stick_added(args.device, root=root, socket=sock))
+    else:
+        appliance.stick_removed(args.device, root=root, socket=sock)
     return EXIT_OK
 
 
@@ -643,7 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("change", choices=("added", "removed"))
     p.add_argument("device", metavar="DEVICE", help="e.g. /dev/sda1")
     p.add_argument("--socket", metavar="PATH", help=argparse.SUPPRESS)
+    p.add_argument("--mount-root", metavar="DIR", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_stick)
+    cli_appliance.register(sub, common)
 
     p = sub.add_parser("bench", parents=[common], help="measure against limits")
     p.add_argument("--json", action="store_true")

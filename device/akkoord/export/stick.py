@@ -28,10 +28,11 @@ __all__ = [
 
 ALLOWED_FS = ("vfat", "exfat", "ext4")
 MOUNT_OPTIONS = "nosuid,nodev,noexec,noatime"
-# FAT and exFAT have no owners: make everything root's and unreadable to other local users.
+# FAT and exFAT have no owners: make everything the recorder's user's (root when the daemon
+# mounts itself) and unreadable to other local users.
 _FS_OPTIONS = {
-    "vfat": ",uid=0,gid=0,fmask=0077,dmask=0077,utf8",
-    "exfat": ",uid=0,gid=0,fmask=0077,dmask=0077",
+    "vfat": ",uid={uid},gid={gid},fmask=0077,dmask=0077,utf8",
+    "exfat": ",uid={uid},gid={gid},fmask=0077,dmask=0077",
 }
 _DEVICE_RE = re.compile(
     r"^/dev/(sd[a-z]{1,2}[0-9]{0,3}|mmcblk[0-9]p[0-9]{1,2}|nvme[0-9]n[0-9]p[0-9]{1,2})$"
@@ -119,7 +120,10 @@ def mount_stick(
     probe: Callable[[str], str] | None = None,
     allowed: Sequence[str] = ALLOWED_FS,
     check_device: bool = True,
+    owner: tuple[int, int] = (0, 0),
 ) -> MountedStick:
+    """Mount `device` at root/NAME. `owner` (uid, gid) owns every file on vfat/exfat; ext4
+    keeps the owners stored on the stick (see akkoord.appliance for the recorder's folder)."""
     if check_device:
         check_stick_device(device)
     fstype = (probe or (lambda d: probe_fs_type(d, run)))(device)
@@ -132,7 +136,7 @@ def mount_stick(
     os.chmod(root, 0o700)
     target = root / Path(device).name
     target.mkdir(mode=0o700, exist_ok=True)
-    options = MOUNT_OPTIONS + _FS_OPTIONS.get(fstype, "")
+    options = MOUNT_OPTIONS + _FS_OPTIONS.get(fstype, "").format(uid=owner[0], gid=owner[1])
     _run(run, ["mount", "-t", fstype, "-o", options, device, str(target)], f"mounting {device}")
     return MountedStick(device, fstype, target)
 
