@@ -1,5 +1,5 @@
 # The two commands of the README. Each sets up what it needs first (Debian packages, .venv).
-.PHONY: demo test lint bench vectors prompts clean
+.PHONY: demo test lint bench vectors prompts clean install uninstall system-test pi-smoke
 
 demo:
 	@scripts/bootstrap.sh
@@ -28,3 +28,23 @@ prompts:
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis demo-out
+
+# The appliance (issue 12; systemd/README.md). `sudo make install` on the Pi: non-interactive,
+# idempotent, re-run to upgrade. `make uninstall` keeps recordings; `make uninstall PURGE=1`
+# removes them too.
+install:
+	systemd/install.sh $(INSTALL_ARGS)
+
+uninstall:
+	systemd/install.sh --uninstall $(if $(PURGE),--purge)
+
+# Boots a Debian bookworm container (systemd as PID 1), installs with the real installer and
+# checks the appliance end to end (tests/system/run.py). Root; ~5 min, first run +2 min.
+system-test:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python tests/system/run.py
+
+# arm64 under qemu-user: installer, test vectors, a simulated ceremony (tests/system/pi_smoke.py).
+pi-smoke:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python tests/system/pi_smoke.py

@@ -1,5 +1,8 @@
 """systemd/: the units, the udev rule and the tmpfiles lines, checked offline.
 
+(The installer, the recorder's exposure score and the root helpers: tests/test_install.py.
+Under a real systemd: `make system-test`.)
+
 - `systemd-analyze verify` on both units (a copy whose ExecStart= points at this venv's
   `akkoord`, because verify insists the executable exists), with a self-check that it does
   complain about a broken unit, so a silent verify cannot pass for a clean one.
@@ -28,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from akkoord import cli, config, control
+from akkoord import appliance, cli, cli_appliance, config, control
 from akkoord.export import stick
 from akkoord.notify import Notifier
 from akkoord.store import layout
@@ -36,16 +39,18 @@ from akkoord.store import layout
 SYSTEMD = Path(__file__).resolve().parent.parent / "systemd"
 SERVICE = SYSTEMD / "akkoord.service"
 STICK = SYSTEMD / "akkoord-stick@.service"
+STICK_DEVICE = SYSTEMD / "akkoord-stick@.service.d" / "device.conf"
+HELPERS = [SYSTEMD / "akkoord-clock.service", SYSTEMD / "akkoord-eject.service"]
 RULES = SYSTEMD / "99-akkoord-stick.rules"
 TMPFILES = SYSTEMD / "akkoord.tmpfiles"
 
-INSTALLED_EXE = "/opt/akkoord/.venv/bin/akkoord"
+INSTALLED_EXE = "/opt/akkoord/current/bin/akkoord"
 REPO_EXE = Path(sys.executable).parent / "akkoord"
 INSTANCE = "sda1"
 
 # Settings that give a service its own mount namespace in systemd 252 or later (PrivateNetwork=
 # and PrivateIPC= imply PrivateMounts= from v254). Stick mounts made inside one would not reach
-# the host, so neither unit may use them (README.md, "Hardening").
+# the host, so the units that mount and unmount (stick, eject) may not use them.
 MOUNT_NAMESPACE_KEYS = {
     "BindPaths", "BindReadOnlyPaths", "ExecPaths", "ExtensionDirectories", "ExtensionImages",
     "InaccessiblePaths", "MountAPIVFS", "MountFlags", "MountImages", "NoExecPaths",
@@ -54,9 +59,6 @@ MOUNT_NAMESPACE_KEYS = {
     "ProtectKernelModules", "ProtectKernelTunables", "ProtectProc", "ProtectSystem",
     "ReadOnlyPaths", "ReadWritePaths", "RootDirectory", "RootImage", "TemporaryFileSystem",
 }  # fmt: skip
-# Device allow-lists would close /dev/snd (a USB microphone may come later), /dev/gpiochip*
-# and the sticks' block devices; ProtectClock= implies one (DeviceAllow=char-rtc).
-DEVICE_POLICY_KEYS = {"DeviceAllow", "DevicePolicy", "PrivateDevices", "ProtectClock"}
 
 
 # Known harmless `systemd-analyze verify` output: none about our units (systemd 252 prints
@@ -159,7 +161,7 @@ def _installable_copies(directory: Path, edit: dict[str, str] | None = None) -> 
     if any(c.isspace() for c in str(REPO_EXE)):
         pytest.skip(f"{REPO_EXE}: a path with white space would need quoting in ExecStart=")
     out, applied = [], set()
-    for src in (SERVICE, STICK):
+    for src in (SERVICE, STICK, *HELPERS):
         text = src.read_text()
         assert INSTALLED_EXE in text, f"{src.name} no longer runs {INSTALLED_EXE}"
         text = text.replace(INSTALLED_EXE, str(REPO_EXE))
@@ -171,6 +173,8 @@ def _installable_copies(directory: Path, edit: dict[str, str] | None = None) -> 
         dst.write_text(text)
         out.append(dst)
     assert applied == set(edit or {}), f"edits that no longer apply: {set(edit or {}) - applied}"
+    for src in (SYSTEMD / "akkoord-clock.path", SYSTEMD / "akkoord-eject.path"):
+        shutil.copy(src, directory / src.name)
     return out[0], out[1]
 
 
@@ -186,7 +190,9 @@ def _findings(directory: Path, edit: dict[str, str] | None = None) -> list[str]:
     """What verify says about our two units (the template instantiated the way udev does it,
     akkoord-stick@sda1.service); empty when they are clean."""
     svc, tmpl = _installable_copies(directory, edit)
-    r = _verify(svc, directory / tmpl.name.replace("@.", f"@{INSTANCE}."))
+    helpers = [directory / h.name for h in HELPERS]
+    paths = [directory / "akkoord-clock.path", directory / "akkoord-eject.path"]
+    r = _verify(svc, directory / tmpl.name.replace("@.", f"@{INSTANCE}."), *helpers, *paths)
     ours = [line for line in (r.stderr + r.stdout).splitlines() if _is_ours(line)]
     return ours + ([f"exit status {r.returncode}"] if r.returncode else [])
 
@@ -252,23 +258,29 @@ def test_service_orders_after_clock_and_sound_but_starts_offline(service: dict) 
     assert one(service, "Install", "WantedBy") == "multi-user.target"
 
 
-def test_service_has_no_mount_namespace_nor_device_policy(service: dict) -> None:
-    keys = all_keys(service)
-    assert not keys & MOUNT_NAMESPACE_KEYS, "the daemon's stick mounts must reach the host"
-    assert not keys & DEVICE_POLICY_KEYS, "the daemon needs /dev/snd, gpiochip, block devices"
-    # libffi closures (the ctypes callback silencing ALSA); see the comment in the unit.
-    assert "MemoryDenyWriteExecute" not in keys
-
-
-def test_service_hardening_fits_the_daemon(service: dict) -> None:
-    assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
-    caps = set(words(service, "Service", "CapabilityBoundingSet"))
-    assert "CAP_SYS_ADMIN" in caps, "mounting sticks"
-    assert not caps & {"CAP_SYS_TIME", "CAP_SYS_MODULE", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"}
+def test_service_runs_unprivileged_and_confined(service: dict) -> None:
+    """The recorder holds the content keys: its own user, no capabilities, no network, its own
+    mount namespace, devices limited to sound and GPIO (the score: tests/test_install.py)."""
+    assert one(service, "Service", "User") == "akkoord"
+    assert one(service, "Service", "Group") == "akkoord"
+    assert set(words(service, "Service", "SupplementaryGroups")) == {"audio", "gpio"}
+    assert one(service, "Service", "CapabilityBoundingSet") == ""
     assert one(service, "Service", "NoNewPrivileges") == "yes"
+    assert one(service, "Service", "ProtectSystem") == "strict"
+    for key in ("PrivateTmp", "ProtectHome", "PrivateNetwork", "PrivateMounts", "PrivateIPC"):
+        assert one(service, "Service", key) == "yes", key
+    assert one(service, "Service", "DevicePolicy") == "closed"
+    assert set(words(service, "Service", "DeviceAllow")) == {"char-alsa", "char-gpiochip", "rw"}
+    assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
     assert one(service, "Service", "LimitCORE") == "0", "keys are in memory: no core dumps"
-    assert not values(service, "Service", "User"), "root: it mounts sticks"
-    assert not values(service, "Service", "UMask"), "copies on ext4 sticks must stay 0644"
+    # libffi closures (the ctypes callback silencing ALSA); see the comment in the unit.
+    assert "MemoryDenyWriteExecute" not in all_keys(service)
+    # ProcSubset=pid would hide /proc/asound from ALSA.
+    assert "ProcSubset" not in all_keys(service)
+    # Copies on ext4 sticks must stay readable for the party at home.
+    assert one(service, "Service", "UMask") == "0022"
+    # No mounting from the recorder any more (akkoord-stick@.service does it).
+    assert not values(service, "Service", "ExecStopPost")
 
 
 def _syscall_groups() -> dict[str, list[str]]:
@@ -304,7 +316,6 @@ def _allowed_syscalls(unit: dict) -> set[str]:
 def test_service_syscall_filter_allows_what_the_daemon_calls(service: dict) -> None:
     allowed = _allowed_syscalls(service)
     needed = {
-        "mount", "umount2",                # sticks (mount/umount children inherit the filter)
         "adjtimex", "clock_adjtime",       # clock quality, read-only (akkoord/clock.py)
         "ioctl", "poll", "mmap",           # ALSA, gpiochip
         "mknodat",                         # lgpio's notification FIFO
@@ -313,13 +324,14 @@ def test_service_syscall_filter_allows_what_the_daemon_calls(service: dict) -> N
         "execve", "wait4", "fsync", "renameat2", "statfs",
     }  # fmt: skip
     assert needed <= allowed, f"filtered out: {sorted(needed - allowed)}"
-    assert not {"clock_settime", "settimeofday", "init_module", "reboot", "ptrace"} & allowed
+    assert not {"clock_settime", "settimeofday", "init_module", "reboot", "ptrace", "mount",
+                "umount2", "setuid", "chown"} & allowed
     assert one(service, "Service", "SystemCallErrorNumber") == "EPERM"
 
 
 def test_service_paths_agree_with_the_daemon(service: dict) -> None:
     state = Path("/var/lib") / one(service, "Service", "StateDirectory")
-    runtime = Path("/run") / one(service, "Service", "RuntimeDirectory")
+    runtime = Path(one(service, "Service", "ReadWritePaths"))
     etc = Path("/etc") / one(service, "Service", "ConfigurationDirectory")
     assert state == layout.DEFAULT_STATE
     assert control.DEFAULT_SOCKET.parent == runtime
@@ -328,13 +340,10 @@ def test_service_paths_agree_with_the_daemon(service: dict) -> None:
     assert inspect.signature(control.ControlServer).parameters["mount_root"].default == mount_root
     assert config.DEFAULT_PATH.parent == etc
     assert one(service, "Service", "StateDirectoryMode") == "0700"
-    assert one(service, "Service", "RuntimeDirectoryMode") == "0700"
-    # Never removed on stop: sticks may be mounted below it.
-    assert one(service, "Service", "RuntimeDirectoryPreserve") == "yes"
+    # Not RuntimeDirectory=: systemd would hand sticks/ (root's) to the recorder's user.
+    assert not values(service, "Service", "RuntimeDirectory")
     # lgpio drops its FIFO into the working directory.
     assert Path(one(service, "Service", "WorkingDirectory")) == runtime
-    cleanup = " ".join(values(service, "Service", "ExecStopPost"))
-    assert f"{mount_root}/*/" in cleanup and "umount" in cleanup
     # `run` takes the state directory the unit creates.
     args = cli.build_parser().parse_args(command(one(service, "Service", "ExecStart"))[1:])
     assert Path(args.state) == state
@@ -345,47 +354,12 @@ def _mounted(path: Path) -> bool:
     return any(line.split()[1] == str(path) for line in mounts)
 
 
-@pytest.mark.root
-def test_service_stop_post_unmounts_left_over_sticks(service: dict, tmp_path: Path) -> None:
-    """ExecStopPost='s shell, run for real on a stand-in for /run/akkoord/sticks: a mount left
-    by a crashed daemon goes, a plain directory and an empty root are fine."""
-    sticks = tmp_path / "sticks"
-    left, plain = sticks / "sda1", sticks / "sdb1"
-    left.mkdir(parents=True)
-    plain.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(left)],
-                       capture_output=True, text=True, check=False)  # fmt: skip
-    if r.returncode:
-        pytest.skip(f"cannot mount tmpfs ({r.stderr.strip()}); needs root")
-    try:
-        value = one(service, "Service", "ExecStopPost")
-        # A lone $ would be expanded (to nothing) by systemd itself, not by the shell.
-        assert "$" not in value.replace("$$", ""), value
-        argv = command(value)
-        assert argv[:2] == ["/bin/sh", "-c"]
-        # systemd turns $$ into $ before the shell sees it.
-        script = argv[2].replace("$$", "$").replace(config.ExportConfig.mount_root, str(sticks))
-        assert str(sticks) in script
-        done = subprocess.run([*argv[:2], script], capture_output=True, text=True, timeout=30,
-                              check=False)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        assert not _mounted(left) and plain.is_dir()
-        empty = tmp_path / "empty"
-        empty.mkdir()
-        again = subprocess.run([*argv[:2], script.replace(str(sticks), str(empty))],
-                               capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-        assert again.returncode == 0, again.stderr
-    finally:
-        if _mounted(left):
-            subprocess.run(["umount", "--lazy", str(left)], check=False)
-
-
 # --- ExecStart=/ExecStop= against the real CLI ------------------------------------------------
 
 
 def _exec_lines() -> list[tuple[str, str, str]]:
     out = []
-    for path in (SERVICE, STICK):
+    for path in (SERVICE, STICK, *HELPERS):
         for key, value in parse_unit(path)["Service"]:
             if key in ("ExecStart", "ExecStop"):
                 out.append((path.name, key, value))
@@ -399,6 +373,10 @@ def test_exec_commands_are_real_cli_subcommands(unit: str, key: str, value: str)
     args = cli.build_parser().parse_args(argv[1:])
     if unit == SERVICE.name:
         assert args.func is cli.cmd_run and not args.simulate and not args.audio_file
+    elif unit == "akkoord-clock.service":
+        assert args.func is cli_appliance.cmd_clock_apply
+    elif unit == "akkoord-eject.service":
+        assert args.func is cli_appliance.cmd_stick_eject_requests
     else:
         assert args.func is cli.cmd_stick
         assert args.change == ("added" if key == "ExecStart" else "removed")
@@ -411,27 +389,44 @@ def test_cli_parser_rejects_a_misspelled_subcommand() -> None:
         cli.build_parser().parse_args(["stick", "inserted", "/dev/sda1"])
 
 
-def test_stick_unit_commands_send_what_the_control_server_reads(
-    stick_unit: dict, tmp_path: Path
-) -> None:
+@pytest.mark.root
+def test_stick_unit_commands_mount_then_hand_over(stick_unit: dict, tmp_path: Path) -> None:
+    """ExecStart= mounts (the mount command captured, not run) and sends the daemon's control
+    server the folder; ExecStop= tells it the stick is gone."""
+    import pwd
+
     path = tmp_path / "control.sock"
+    root = tmp_path / "sticks"
+    user = pwd.getpwuid(os.getuid()).pw_name
+    calls: list[list[str]] = []
+
+    def run(argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(path))
         server.settimeout(5)
-        got = []
-        for key in ("ExecStart", "ExecStop"):
-            argv = command(one(stick_unit, "Service", key))
-            assert cli.main([*argv[1:], "--socket", str(path)]) == cli.EXIT_OK
-            got.append(server.recv(512).decode("ascii"))
-    # ControlServer splits "COMMAND DEVICE" and knows exactly these two commands.
-    assert got == [f"usb-device /dev/{INSTANCE}", f"usb-removed /dev/{INSTANCE}"]
+        argv = command(one(stick_unit, "Service", "ExecStart"))
+        args = cli.build_parser().parse_args(argv[1:])
+        folder = appliance.stick_added(args.device, root=root, socket=path, user=user, run=run,
+                                       probe=lambda d: "vfat", check_device=False)  # fmt: skip
+        got = server.recv(512).decode("ascii")
+        assert got == f"usb-mounted /dev/{INSTANCE} {folder}" and folder == root / INSTANCE
+        (mount,) = calls
+        assert mount[:3] == ["mount", "-t", "vfat"]
+        assert f"uid={os.getuid()}" in mount[4] and "noexec" in mount[4]
+        assert stat.S_IMODE(root.stat().st_mode) == 0o750
+        argv = command(one(stick_unit, "Service", "ExecStop"))
+        assert cli.main([*argv[1:], "--socket", str(path), "--mount-root", str(root)]) == 0
+        assert server.recv(512).decode("ascii") == f"usb-removed /dev/{INSTANCE}"
 
 
 def test_stick_command_fails_clearly_without_a_daemon(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # What ExecStart= does when akkoord.service is not running: a failed unit, a plain message.
-    code = cli.main(["stick", "added", "/dev/sda1", "--socket", str(tmp_path / "none.sock")])
+    code = cli.main(["simulate", "a", "--socket", str(tmp_path / "none.sock")])
     assert code == cli.EXIT_USAGE
     assert "cannot reach the akkoord daemon" in capsys.readouterr().err
 
@@ -442,19 +437,28 @@ def test_stick_command_fails_clearly_without_a_daemon(
 def test_stick_unit_follows_the_device_and_the_daemon(stick_unit: dict) -> None:
     assert one(stick_unit, "Service", "Type") == "oneshot"
     assert one(stick_unit, "Service", "RemainAfterExit") == "yes"
-    assert words(stick_unit, "Unit", "BindsTo") == ["dev-%i.device"]
-    assert {"dev-%i.device", "akkoord.service"} <= set(words(stick_unit, "Unit", "After"))
+    # The tie to the device is a drop-in the installer leaves out in the simulated configuration.
+    device = parse_unit(STICK_DEVICE)
+    assert words(device, "Unit", "BindsTo") == ["dev-%i.device"]
+    assert words(device, "Unit", "After") == ["dev-%i.device"]
+    assert "akkoord.service" in words(stick_unit, "Unit", "After")
     assert words(stick_unit, "Unit", "PartOf") == ["akkoord.service"]
-    # The daemon may be gone when the stick is withdrawn; that must not fail the unit.
-    assert one(stick_unit, "Service", "ExecStop").startswith("-")
+    # ExecStop= must unmount even when the daemon is gone: it tells it without failing.
+    assert not one(stick_unit, "Service", "ExecStop").startswith("-")
     assert not values(stick_unit, "Install", "WantedBy"), "started by udev only"
 
 
-def test_stick_unit_has_no_mount_namespace_and_no_capabilities(stick_unit: dict) -> None:
-    assert not all_keys(stick_unit) & MOUNT_NAMESPACE_KEYS
-    assert one(stick_unit, "Service", "CapabilityBoundingSet") == ""
-    assert words(stick_unit, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
-    assert {"socket", "sendto"} <= _allowed_syscalls(stick_unit)
+def test_stick_unit_has_no_mount_namespace_and_only_mount_capabilities(stick_unit: dict) -> None:
+    eject = parse_unit(SYSTEMD / "akkoord-eject.service")
+    for unit in (stick_unit, eject):
+        assert not all_keys(unit) & MOUNT_NAMESPACE_KEYS, "mounts must land in the host"
+        assert words(unit, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
+        assert {"mount", "umount2"} <= _allowed_syscalls(unit)
+    assert set(words(stick_unit, "Service", "CapabilityBoundingSet")) == {
+        "CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE", "CAP_CHOWN"}
+    assert words(eject, "Service", "CapabilityBoundingSet") == ["CAP_SYS_ADMIN"]
+    assert {"socket", "sendto", "fchown"} <= _allowed_syscalls(stick_unit)
+    assert one(stick_unit, "Service", "DevicePolicy") == "closed"
 
 
 # --- the udev rule --------------------------------------------------------------------------------
@@ -633,14 +637,16 @@ def test_tmpfiles_lines(service: dict) -> None:
     for line in lines:
         # "d" only: create and fix mode/owner. D/R/r/e would empty or clean -- recordings!
         assert line["type"] == "d", line
-        assert line["mode"] == "0700", line
-        assert line["user"] == line["group"] == "root", line
         assert line["age"] == "-", "never cleaned: recordings, and sticks mounted below"
         assert Path(line["path"]).is_absolute(), line
-    runtime = Path("/run") / one(service, "Service", "RuntimeDirectory")
-    assert {Path(line["path"]) for line in lines} == {
-        runtime, Path(config.ExportConfig.mount_root), layout.DEFAULT_STATE,
-    }  # fmt: skip
+    runtime = Path(one(service, "Service", "ReadWritePaths"))
+    got = {Path(x["path"]): (x["mode"], x["user"], x["group"]) for x in lines}
+    assert got == {
+        runtime: ("0750", "akkoord", "akkoord"),
+        Path(config.ExportConfig.mount_root): ("0750", "root", "akkoord"),  # root makes mounts
+        appliance.REQUESTS: ("0770", "root", "akkoord"),
+        layout.DEFAULT_STATE: ("0700", "akkoord", "akkoord"),
+    }
 
 
 def test_tmpfiles_creates_the_directories(tmp_path: Path) -> None:
@@ -648,12 +654,19 @@ def test_tmpfiles_creates_the_directories(tmp_path: Path) -> None:
     if exe is None:
         pytest.skip("systemd-tmpfiles is not installed (Debian package systemd)")
     if os.geteuid() != 0:
-        pytest.skip("the lines name owner root; only root can create them as such")
+        pytest.skip("the lines name owners; only root can create them as such")
+    # --root resolves user names in the root's own /etc/passwd and /etc/group.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                         "akkoord:x:990:990::/var/lib/akkoord:/usr/sbin/nologin\n")
+    (tmp_path / "etc/group").write_text("root:x:0:\nakkoord:x:990:\n")
     r = subprocess.run([exe, "--create", f"--root={tmp_path}", str(TMPFILES)],
                        capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
     for line in parse_tmpfiles(TMPFILES):
         made = tmp_path / line["path"].lstrip("/")
         st = made.lstat()
-        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700, made
-        assert st.st_uid == 0, made
+        assert stat.S_ISDIR(st.st_mode), made
+        assert f"{stat.S_IMODE(st.st_mode):04o}" == line["mode"], made
+        assert st.st_uid == (0 if line["user"] == "root" else 990), made
+        assert st.st_gid == (0 if line["group"] == "root" else 990), made

@@ -56,6 +56,32 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate_microphone(args: argparse.Namespace) -> int:
+    """A WAV for the simulated configuration: a quiet 440 Hz tone (then the file ends and
+    the WAV microphone delivers silence)."""
+    import math
+    import struct
+    import wave
+
+    from akkoord.audio.config import AudioConfig
+
+    rate = AudioConfig().sample_rate
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        period = [int(3000 * math.sin(2 * math.pi * 440 * i / rate)) for i in range(rate // 10)]
+        block = struct.pack(f"<{len(period)}h", *period)  # 0.1 s, a whole number of periods
+        for _ in range(int(args.seconds * 10)):
+            w.writeframes(block)
+    tmp.replace(out)
+    print(out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("clock-set-request", parents=[common],
                        help="ask the root clock helper to set the clock (UTC)")  # fmt: skip
@@ -73,6 +99,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--requests", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--mount-root", metavar="DIR", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_stick_eject_requests)
+
+    p = sub.add_parser("simulate-microphone", parents=[common],
+                       help="write the simulated configuration's WAV microphone")  # fmt: skip
+    p.add_argument("out", metavar="FILE.wav")
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.set_defaults(func=cmd_simulate_microphone)
 
     p = sub.add_parser("simulate", parents=[common],
                        help="simulated configuration: mock buttons")  # fmt: skip
