@@ -100,8 +100,9 @@ def _recorder_folder(mount: Path, uid: int, gid: int) -> Path:
     except OSError as exc:
         raise StickError(f"{folder}: not a usable folder ({exc.strerror})") from None
     try:
-        os.fchown(fd, uid, gid)
+        # Mode first: once the folder is the recorder's, changing it would need CAP_FOWNER.
         os.fchmod(fd, 0o755)
+        os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
     return folder
