@@ -642,7 +642,7 @@ def test_tmpfiles_lines(service: dict) -> None:
     runtime = Path(one(service, "Service", "ReadWritePaths"))
     got = {Path(x["path"]): (x["mode"], x["user"], x["group"]) for x in lines}
     assert got == {
-        runtime: ("0750", "akkoord", "akkoord"),
+        runtime: ("0711", "akkoord", "akkoord"),  # root helpers pass through
         Path(config.ExportConfig.mount_root): ("0750", "root", "akkoord"),  # root makes mounts
         appliance.REQUESTS: ("0770", "root", "akkoord"),
         layout.DEFAULT_STATE: ("0700", "akkoord", "akkoord"),
