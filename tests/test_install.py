@@ -241,6 +241,7 @@ def test_clock_helper_refuses_a_crafted_request(tmp_path: Path) -> None:
 def test_clock_client_reports_a_refusal_and_a_missing_helper(tmp_path: Path) -> None:
     with pytest.raises(AkkoordError, match="no answer from the clock helper"):
         appliance.write_clock_request("2031-02-03T04:05:06Z", requests=tmp_path, wait=0.3)
+    (tmp_path / "clock").unlink()  # the unanswered request
 
     def refuse() -> None:
         while not (tmp_path / "clock").exists():
