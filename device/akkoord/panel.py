@@ -92,9 +92,9 @@ def make_pin_factory(name: str) -> Factory:
             return LGPIOFactory()
         except (ImportError, OSError, GPIOZeroError) as exc:
             raise HardwareError(
-                f"cannot open GPIO with the lgpio pin factory ({exc}); on the Pi install "
-                f'python3-lgpio (or the "lgpio" wheel) into the venv, elsewhere use '
-                f'pin_factory = "mock"'
+                f"cannot open GPIO with the lgpio pin factory ({exc}); on the Pi run "
+                f"`sudo make install` again (it installs lgpio for this machine) and check "
+                f'that the user is in the group "gpio"; elsewhere use pin_factory = "mock"'
             ) from exc
     raise HardwareError(f'unknown pin factory "{name}" (use "lgpio" or "mock")')
 

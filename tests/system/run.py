@@ -210,6 +210,14 @@ def check_copy(root: Path, image: Path) -> list[dict[str, object]]:
 def main() -> int:
     if os.geteuid() != 0:
         return skip("needs root (systemd-nspawn, loop devices)")
+    wanted = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap",
+              "mkfs.ext4": "e2fsprogs"}
+    missing = [pkg for tool, pkg in wanted.items() if shutil.which(tool) is None]
+    if missing:  # a fresh CI machine: the Debian packages, as scripts/bootstrap.sh does
+        say(f"installing Debian packages: {' '.join(missing)}")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     for tool in ("systemd-nspawn", "debootstrap", "losetup", "mkfs.ext4"):
         if shutil.which(tool) is None:
             return skip(
@@ -219,6 +227,11 @@ def main() -> int:
     BUILD.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     root = prepare(base_root())
+    probe = subprocess.run(["systemd-nspawn", "-D", str(root), "--register=no", "--keep-unit",
+                            "--quiet", "/bin/true"], capture_output=True, text=True, timeout=120,
+                           check=False)  # fmt: skip
+    if probe.returncode:
+        return skip(f"systemd-nspawn cannot run a container here: {probe.stderr.strip()[-300:]}")
     image = BUILD / "stick.img"
     image.unlink(missing_ok=True)
     subprocess.run(["truncate", "-s", "32M", str(image)], check=True)
