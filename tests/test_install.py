@@ -348,6 +348,11 @@ def test_stick_added_gives_the_recorder_a_folder_on_ext4(tmp_path: Path) -> None
                                        check_device=False)  # fmt: skip
         assert folder == root / "sdd1" / appliance.EXT4_FOLDER and folder.is_dir()
         assert server.recv(512).decode() == f"usb-mounted /dev/sdd1 {folder}"
+        # The same stick again: the folder is already the recorder's (no CAP_FOWNER needed).
+        assert appliance.stick_added("/dev/sdd1", root=root, socket=sock, user=user,
+                                     run=fake_mount, probe=lambda d: "ext4",
+                                     check_device=False) == folder  # fmt: skip
+        assert server.recv(512).decode() == f"usb-mounted /dev/sdd1 {folder}"
         # A stick whose "akkoord" is a symlink (to anywhere): refused, unmounted again.
         folder.rmdir()
         folder.symlink_to(tmp_path)

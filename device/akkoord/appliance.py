@@ -100,9 +100,13 @@ def _recorder_folder(mount: Path, uid: int, gid: int) -> Path:
     except OSError as exc:
         raise StickError(f"{folder}: not a usable folder ({exc.strerror})") from None
     try:
-        # Mode first: once the folder is the recorder's, changing it would need CAP_FOWNER.
-        os.fchmod(fd, 0o755)
-        os.fchown(fd, uid, gid)
+        # The stick unit has no CAP_FOWNER: it may change the mode only of what root owns, so
+        # mode first, then owner. Already the recorder's (the stick was used before): as is.
+        owner = os.fstat(fd).st_uid
+        if owner == 0:
+            os.fchmod(fd, 0o755)
+        if owner != uid:
+            os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
     return folder
