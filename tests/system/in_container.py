@@ -246,7 +246,7 @@ def phase1() -> None:
         folder.is_dir() and folder.stat().st_uid == int(sh("id", "-u", "akkoord").stdout),
         "",
     )
-    wait_for("the copy offer", lambda: "usb_inserted" in journal(), 20)
+    wait_for("the copy offer", lambda: status().startswith("copy_confirm"), 20)
     sh(EXE, "simulate", "a", check=True)
     sh(EXE, "simulate", "b", check=True)
     made = wait_for(
