@@ -218,6 +218,14 @@ def test_clock_request_round_trip(tmp_path: Path) -> None:
     assert not (tmp_path / "clock").exists(), "the request is consumed"
 
 
+def test_clock_request_is_readable_by_a_root_without_dac_override(tmp_path: Path) -> None:
+    """The helper runs as root without CAP_DAC_OVERRIDE and outside the group: the request
+    must be readable for "other" (the folder keeps everyone else out)."""
+    with pytest.raises(AkkoordError):
+        appliance.write_clock_request("2031-02-03T04:05:06Z", requests=tmp_path, wait=0.1)
+    assert (tmp_path / "clock").stat().st_mode & 0o004
+
+
 def test_clock_helper_refuses_a_crafted_request(tmp_path: Path) -> None:
     called: list[float] = []
     (tmp_path / "clock").write_text("1999-01-01T00:00:00Z\n")

@@ -278,8 +278,8 @@ def phase1() -> None:
     # nspawn withholds CAP_SYS_TIME from the container: the helper answers with the kernel's
     # refusal there; on a device it sets the clock.
     record(
-        "clock request is answered by the root helper",
-        "clock" in answer.lower() or r.returncode == 0,
+        "clock request reaches the root helper (which sets it, or reports the kernel's EPERM)",
+        r.returncode == 0 or ("not set" in answer and "Operation not permitted" in answer),
         answer,
     )
     (req / "clock").write_text("1970-01-01T00:00:00Z; rm -rf /\n")
