@@ -39,12 +39,13 @@ uninstall:
 	systemd/install.sh --uninstall $(if $(PURGE),--purge)
 
 # Boots a Debian bookworm container (systemd as PID 1), installs with the real installer and
-# checks the appliance end to end (tests/system/run.py). Root; ~5 min, first run +2 min.
+# checks the appliance end to end (tests/system/run.py). Root; ~3 min, first run +5 min.
 system-test:
 	@scripts/bootstrap.sh --test
 	.venv/bin/python tests/system/run.py
 
 # arm64 under qemu-user: installer, test vectors, a simulated ceremony (tests/system/pi_smoke.py).
+# Not part of make test: ~8 min, 22 min the first time (systemd/README.md).
 pi-smoke:
 	@scripts/bootstrap.sh --test
 	.venv/bin/python tests/system/pi_smoke.py

@@ -12,9 +12,9 @@ Debian bookworm arm64 made by debootstrap and cached under build/pi-smoke/:
    microphone): keys, both presses, a stop, both presses for a copy into a folder; the copy
    and the recording verify.
 
-Not part of `make test`. Time on this 2-core machine: about 6 min for the root the first time
-(debootstrap's second stage runs emulated), then 3-4 min per run (mostly pip and compiling
-PyAudio under emulation). Prints "SKIP: why" when it cannot run (not root, no qemu-user-static
+Not part of `make test`. Time on this shared 2-core machine: 22 min the first time
+(debootstrap's emulated second stage 14 min, the installer 7 min), about 8 min after that
+(mostly pip and compiling PyAudio under emulation). Prints "SKIP: why" when it cannot run (not root, no qemu-user-static
 or binfmt_misc). Chromium is not involved (it does not run under qemu-user).
 """
 
