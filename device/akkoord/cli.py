@@ -647,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("stick", parents=[common],
-                       help="tell the running daemon a USB stick came or went (udev)")
+                       help="root, from akkoord-stick@.service: mount a stick for the "
+                            "recorder and hand it over, or unmount it")
     p.add_argument("change", choices=("added", "removed"))
     p.add_argument("device", metavar="DEVICE", help="e.g. /dev/sda1")
     p.add_argument("--socket", metavar="PATH", help=argparse.SUPPRESS)

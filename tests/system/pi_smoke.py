@@ -14,8 +14,9 @@ Debian bookworm arm64 made by debootstrap and cached under build/pi-smoke/:
 
 Not part of `make test`. Time on this shared 2-core machine: 22 min the first time
 (debootstrap's emulated second stage 14 min, the installer 7 min), about 8 min after that
-(mostly pip and compiling PyAudio under emulation). Prints "SKIP: why" when it cannot run (not root, no qemu-user-static
-or binfmt_misc). Chromium is not involved (it does not run under qemu-user).
+(mostly pip and compiling PyAudio under emulation). Prints "SKIP: why" when it cannot run
+(not root, no qemu-user-static or binfmt_misc). Chromium is not involved (it does not run
+under qemu-user).
 """
 
 from __future__ import annotations
