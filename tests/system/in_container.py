@@ -378,7 +378,10 @@ def main() -> int:
         with open(HERE / f"journal-{phase}.txt", "w") as out:
             subprocess.run(["journalctl", "--no-pager", "-o", "short-monotonic"], stdout=out,
                            check=False)
-        subprocess.run(["systemctl", "poweroff", "--no-block"], check=False)
+        # Phase 1 ends in a reboot (nspawn exits with 133 and the host boots the same root
+        # again, as a Pi would come up again); phase 2 powers off.
+        verb = "reboot" if phase == "1" else "poweroff"
+        subprocess.run(["systemctl", verb, "--no-block"], check=False)
     return 0
 
 
