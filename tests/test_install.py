@@ -272,7 +272,7 @@ def _tmpfs(path: Path) -> None:
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
                        capture_output=True, text=True, check=False)  # fmt: skip
     if r.returncode:
-        pytest.skip(f"cannot mount tmpfs ({r.stderr.strip()}); needs root")
+        pytest.skip(f"needs CAP_SYS_ADMIN: mount -t tmpfs refused ({r.stderr.strip()}); be root")
 
 
 def _is_mounted(path: Path) -> bool:

@@ -654,7 +654,7 @@ def test_tmpfiles_creates_the_directories(tmp_path: Path) -> None:
     if exe is None:
         pytest.skip("systemd-tmpfiles is not installed (Debian package systemd)")
     if os.geteuid() != 0:
-        pytest.skip("the lines name owners; only root can create them as such")
+        pytest.skip("needs root: the lines name owners; only root can create them as such")
     # --root resolves user names in the root's own /etc/passwd and /etc/group.
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\n"
