@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from akkoord import __version__
+from akkoord import __version__, cli_console
 from akkoord.errors import AkkoordError, HardwareError, StorageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
@@ -446,6 +446,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from akkoord.store.layout import StateDir, state_from_env
 
     config = load_config(Path(args.config) if args.config else None)
+    if args.console:
+        config = dataclasses.replace(
+            config, console=dataclasses.replace(config.console, port=args.console))
     state = StateDir(state_from_env(getattr(args, "state", None)))
     setup_logging(args.simulate)
     if not args.simulate:
@@ -636,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --simulate: JSON lines")
     p.add_argument("--audio-file", metavar="FILE.wav",
                    help="a WAV file stands in for the microphone, paced at real time")
+    p.add_argument("--console", metavar="PORT",
+                   help="serve the admin console on this serial port or pyserial URL "
+                        "(overrides [console] port; docs/CONSOLE.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("stick", parents=[common],
@@ -656,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the recording whose verification RSS is measured",
     )
     p.set_defaults(func=cmd_bench)
+    cli_console.register(sub, common)
     return parser
 
 

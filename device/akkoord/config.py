@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from akkoord.audio.config import AudioConfig, parse_audio_config
+from akkoord.console.config import ConsoleConfig, parse_console_config
 from akkoord.errors import ConfigError
 from akkoord.panel_config import PanelConfig, default_config_path, parse_panel_config
 
@@ -50,6 +51,7 @@ class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 def _number(
@@ -108,13 +110,14 @@ def _export(table: Mapping[str, Any], source: str) -> ExportConfig:
 
 
 def parse_config(doc: Mapping[str, Any], source: str) -> Config:
-    _only(doc, {"panel", "audio", "store", "export"}, f"{source}:")
+    _only(doc, {"panel", "audio", "store", "export", "console"}, f"{source}:")
     return Config(
         source=source,
         panel=parse_panel_config(_table(doc, "panel", source), source),
         audio=parse_audio_config(_table(doc, "audio", source), source),
         store=_store(_table(doc, "store", source), source),
         export=_export(_table(doc, "export", source), source),
+        console=parse_console_config(_table(doc, "console", source), source),
     )
 
 

@@ -231,6 +231,11 @@ class Daemon:
         self.notifier.ready(f"ready: {self.machine_state}")
         self.report("ready", fingerprint=self.identity.fingerprint)
         frame = self.loop.frame_s
+        console = None
+        if self.config.console.port:  # its own thread; reads our state, never drives the loop
+            from akkoord.console.attach import start_console
+
+            console = start_console(self, self.config.console.port)
         try:
             while not self.stopping.is_set():
                 try:
@@ -243,6 +248,8 @@ class Daemon:
                 self._periodic(time.monotonic())
         finally:
             self.shutdown()
+            if console is not None:
+                console.close()
         return 0
 
     def shutdown(self) -> None:
