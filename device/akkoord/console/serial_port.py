@@ -135,6 +135,8 @@ class ConsoleServer:
             self._answer(item)
 
     def _answer(self, item: Any) -> None:
+        if isinstance(item, Frame) and "ok" in item.payload:
+            return  # an answer, echoed back (a loopback plug, a terminal's local echo)
         if isinstance(item, Frame):
             reply = self.service.handle(item.payload)
             self.requests += 1

@@ -1,0 +1,125 @@
+"""The console end to end over real pty pairs (socat) and loop://: the daemon-side server on
+its own thread, `akkoord console` on the other end of the cable."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import serial
+
+from akkoord.cli import main
+from akkoord.console.client import ConsoleClient
+from akkoord.console.protocol import LineReader, encode_frame
+from akkoord.console.serial_port import ConsoleServer
+from consolekit import Served, make_device, make_recording, pty_pair  # noqa: F401
+
+SECRET_MARKERS = ("private_key", "content_key", "seal_key", "mac_key", "hpke", "wrapped")
+
+
+@pytest.fixture
+def served(tmp_path, pty_pair):  # noqa: F811
+    dev = make_device(tmp_path)
+    s = Served(dev, pty_pair.device)
+    yield dev, pty_pair.host, s
+    s.close()
+
+
+def console(capsys, host, *words):
+    rc = main(["console", "--port", host, "--json", "--timeout", "15", *words])
+    out = capsys.readouterr()
+    return rc, (json.loads(out.out) if out.out.strip() else None), out.err
+
+
+def test_open_commands(served, capsys):
+    dev, host, _ = served
+    rid = make_recording(dev)
+    rc, hello, _ = console(capsys, host, "hello")
+    assert rc == 0 and hello["protocol"] == 1
+    assert hello["device_fingerprint"] == dev.state.identity().fingerprint
+    rc, status, _ = console(capsys, host, "status")
+    assert rc == 0
+    assert status["state"] == "ready" and status["faults"] == []
+    assert status["clock"]["quality"] == "ntp" and status["clock"]["unset"] is False
+    assert status["free_minutes"] > 0
+    assert status["keys"]["device"] == hello["device_fingerprint"]
+    assert len(status["keys"]["recipients"]) == 1 and status["keys"]["certificate"] is None
+    assert status["last_recording"]["recording_id"] == rid
+    rc, listing, _ = console(capsys, host, "list")
+    (row,) = listing["recordings"]
+    assert row["recording_id"] == rid and row["status"] == "complete"
+    assert row["copies"] == 0 and row["receipted"] is False
+    assert row["retention_left_days"] is None
+    rc, verdict, _ = console(capsys, host, "verify", rid)
+    assert rc == 0 and verdict["report"]["ok"] and verdict["report"]["recording_id"] == rid
+    rc, log, _ = console(capsys, host, "log", "--limit", "2")
+    assert [e["type"] for e in log["entries"]][-1] == "recording_closed"
+    rc, head, _ = console(capsys, host, "head")
+    assert head["head"]["seq"] == dev.custody.head().seq
+    for doc in (status, listing, verdict, log, head):
+        text = json.dumps(doc)
+        assert not any(m in text for m in SECRET_MARKERS), text[:300]
+
+
+def test_human_output_and_refusals(served, capsys):
+    _, host, _ = served
+    assert main(["console", "--port", host, "help"]) == 0
+    assert "time set" in capsys.readouterr().out
+    assert main(["console", "--port", host, "verify", "0" * 32]) == 1
+    assert "not_found" in capsys.readouterr().err
+    assert main(["console", "--port", host, "launch"]) == 2
+    assert main(["console", "--port", host, "delete", "0" * 32, "--reason", "x"]) == 2
+    assert "needs an administrator" in capsys.readouterr().err
+
+
+def test_admin_command_without_proof_is_refused_by_the_device(served):
+    _, host, _ = served
+    with serial.serial_for_url(host, timeout=0.2) as port:
+        reply = ConsoleClient(port).call(["retention", "set", "30"])
+    assert reply["ok"] is False and reply["error"]["code"] == "unauthorised"
+
+
+def test_no_daemon_on_the_port(tmp_path, pty_pair, capsys):  # noqa: F811
+    rc = main(["console", "--port", pty_pair.host, "--timeout", "0.5", "status"])
+    assert rc == 4 and "no answer" in capsys.readouterr().err
+    assert main(["console", "--port", str(tmp_path / "nothing"), "status"]) == 4
+
+
+def _raw(port, data: bytes, wait: float = 1.0) -> list:
+    port.write(data)
+    r, out, deadline = LineReader(1 << 22), [], time.monotonic() + wait
+    while time.monotonic() < deadline:
+        out += [i for i in r.feed(port.read(4096), time.monotonic()) if hasattr(i, "payload")]
+    return [i.payload for i in out]
+
+
+def test_garbage_overlong_partial_and_disconnect_never_stop_the_console(served):
+    _dev, host, s = served
+    with serial.serial_for_url(host, timeout=0.05) as port:
+        _raw(port, os.urandom(50_000), 0.3)  # random bytes: silence (or a rate-limited hint)
+        replies = _raw(port, b"\n" + b"@ak1 " + b"x" * 20_000 + b"\n")
+        assert [r["error"]["code"] for r in replies] == ["too_long"]
+        port.write(encode_frame({"v": 1, "id": 5, "cmd": ["status"]})[:30])  # cut mid-line
+    time.sleep(2.5)  # the idle timeout (2 s) drops the partial line
+    with serial.serial_for_url(host, timeout=0.05) as port:
+        (reply,) = _raw(port, encode_frame({"v": 1, "id": 6, "cmd": ["head"]}))
+        assert reply["id"] == 6 and reply["ok"]
+        (reply,) = _raw(port, encode_frame({"v": 2, "id": 7, "cmd": ["head"]}))
+        assert reply["error"]["code"] == "version"
+        reply = _raw(port, b"status\r\n")
+        assert reply == []  # a human typing gets a plain-text hint, not a frame
+    assert s.server._thread.is_alive()
+
+
+def test_loop_url_echo_does_not_make_the_device_talk_to_itself(tmp_path):
+    dev = make_device(tmp_path)
+    port = serial.serial_for_url("loop://", timeout=0.05)
+    server = ConsoleServer(dev.service, "loop://", stopping=None, port=port)  # type: ignore[arg-type]
+    port.write(encode_frame({"v": 1, "id": 1, "cmd": ["hello"]}))
+    server._pump_once()  # reads the request, writes the answer onto the loop
+    assert server.requests == 1
+    server._pump_once()  # reads its own answer back: ignored, nothing written
+    server._pump_once()
+    assert server.requests == 1 and port.in_waiting == 0
