@@ -77,7 +77,7 @@ def test_retention_and_time_are_set_and_logged(admin_setup, capsys):
     assert listing["recordings"][0]["recording_id"] == rid
     rc, done, _ = run(capsys, host, org, "time", "set", "2026-12-01T09:30:00Z")
     assert rc == 0 and done["new"] == "2026-12-01T09:30:00Z"
-    assert dev.clock_file.read_text() == "2026-12-01 09:30:00"  # what the narrow path got
+    assert dev.clock_file.read_text() == "2026-12-01T09:30:00Z"  # what the narrow path got
     (entry,) = custody(dev, "clock_set")
     assert entry["detail"]["new"] == "2026-12-01T09:30:00Z" and entry["detail"]["old"]["utc"]
     rc, _, err = run(capsys, host, org, "time", "set", "2020-01-01T00:00:00Z")
@@ -228,3 +228,16 @@ def test_failures_lock_the_console_without_flooding_the_custody_log(admin_setup)
         assert client.call(["status"])["ok"]  # read-only commands keep working
     failed = custody(dev, "console_auth_failed")
     assert len(failed) == 5 and failed[-1]["detail"]["locked_seconds"] == 300
+
+
+def test_a_failing_clock_path_is_reported_and_not_logged_as_set(admin_setup, capsys):
+    import sys
+
+    from akkoord.console.clockset import CommandClockSetter
+
+    dev, org, host = admin_setup
+    dev.device.clock_setter = CommandClockSetter(
+        [sys.executable, "-c", "import sys; sys.exit('no answer from the clock helper')"])
+    rc, _, err = run(capsys, host, org, "time", "set", "2026-12-01T09:30:00Z")
+    assert rc == 1 and "no answer from the clock helper" in err
+    assert custody(dev, "clock_set") == []

@@ -1,17 +1,19 @@
 """Setting the wall clock: a narrow, replaceable seam (the recorder holds no CAP_SYS_TIME).
 
 `ClockSetter.set_time(epoch)` is all the console needs. The shipped implementation runs one
-fixed command with the time as its single argument (``[console] clock_command``, default
-``timedatectl set-time``): timedated does the setting as root, and the system grants the
-recorder's user that one action and nothing else (see systemd/README.md). The console has
-validated the time already (format, clock floor, not while recording); the privileged side
-must validate again, since it trusts no caller.
+fixed command with the time (UTC, ``YYYY-MM-DDTHH:MM:SSZ``) as its last argument:
+``[console] clock_command``, by default ``akkoord clock-set-request``, the appliance's narrow
+root path (appliance.py: a request file that akkoord-clock.service, holding CAP_SYS_TIME and
+nothing more, validates again, applies, and answers). The console has validated the time
+already (format, clock floor, not while recording); the privileged side trusts no caller.
+A first word ``akkoord`` means this very installation (`python -m akkoord`), so the daemon
+never depends on PATH.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -20,7 +22,7 @@ from akkoord.errors import AkkoordError
 
 __all__ = ["ClockSetter", "CommandClockSetter"]
 
-_TIMEOUT_S = 20.0
+_TIMEOUT_S = 30.0  # the root helper itself waits up to 15 s for its path unit
 
 
 class ClockSetter(Protocol):
@@ -30,22 +32,23 @@ class ClockSetter(Protocol):
 
 
 class CommandClockSetter:
-    """Runs `command + ["YYYY-MM-DD HH:MM:SS"]` (UTC, TZ=UTC in its environment)."""
+    """Runs `command + ["YYYY-MM-DDTHH:MM:SSZ"]`; exit 0 means the clock was set."""
 
     def __init__(self, command: Sequence[str]) -> None:
         if not command:
             raise AkkoordError("no clock command configured ([console] clock_command)")
-        self.command = list(command)
+        words = list(command)
+        if words[0] == "akkoord":
+            words = [sys.executable, "-m", "akkoord", *words[1:]]
+        self.command = words
 
     def set_time(self, epoch: int) -> None:
-        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
-        env = {**os.environ, "TZ": "UTC"}
+        text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
         try:
-            done = subprocess.run([*self.command, text], env=env, capture_output=True,
-                                  text=True, timeout=_TIMEOUT_S, check=False)
+            done = subprocess.run([*self.command, text], capture_output=True, text=True,
+                                  timeout=_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise AkkoordError(f"setting the clock failed: {self.command[0]}: {exc}") from None
         if done.returncode != 0:
             why = (done.stderr or done.stdout).strip()[-300:]
-            raise AkkoordError(f"setting the clock failed ({self.command[0]} exit "
-                               f"{done.returncode}): {why}")
+            raise AkkoordError(f"setting the clock failed (exit {done.returncode}): {why}")

@@ -19,7 +19,7 @@ class ConsoleConfig:
     port: str = ""
     baudrate: int = 115200
     #: Run with the UTC time as last argument to set the clock (clockset.py).
-    clock_command: tuple[str, ...] = field(default=("timedatectl", "set-time"))
+    clock_command: tuple[str, ...] = field(default=("akkoord", "clock-set-request"))
 
 
 def parse_console_config(table: Mapping[str, Any], source: str) -> ConsoleConfig:

@@ -1,0 +1,82 @@
+"""A recording in progress keeps recording while its console is flooded: the real daemon
+(`akkoord run --simulate --console PTY`), a WAV as the microphone, garbage on the cable."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import serial
+
+from akkoord.console.client import ConsoleClient
+from akkoord.console.protocol import encode_frame
+from akkoord.store.manifest import read_manifest
+from akkoord.store.verify import verify_recording
+from consolekit import pty_pair  # noqa: F401
+from simkit import DEMO_WAV, Sim, provision, write_config
+
+CONFIG = """
+[audio]
+sample_rate = 16000
+"""
+
+
+def _flood(host: str, stop: threading.Event, sent: list[int]) -> None:
+    with serial.serial_for_url(host, timeout=0) as port:
+        status = encode_frame({"v": 1, "id": 9, "cmd": ["status"]})
+        bad = bytearray(encode_frame({"v": 1, "id": 10, "cmd": ["delete", "0" * 32]}))
+        bad[12] ^= 0x20  # a flipped bit: must never run
+        while not stop.is_set():
+            burst = (os.urandom(8192) + b"\n" + b"A" * 20000 + b"\n" + bytes(bad) + status
+                     + b"\xff" * 3000 + b"\r\n" + status[:25])
+            port.write(burst)
+            sent[0] += len(burst)
+            port.read(65536)  # drain answers so the line never backs up
+
+
+def test_flooded_console_does_not_disturb_a_recording(tmp_path, pty_pair):  # noqa: F811
+    state, _ = provision(tmp_path)
+    cfg = write_config(tmp_path / "akkoord.toml", CONFIG)
+    sim = Sim(state, "--config", str(cfg), "--audio-file", str(DEMO_WAV),
+              "--console", pty_pair.device)
+    stop, sent = threading.Event(), [0]
+    flooder = threading.Thread(target=_flood, args=(pty_pair.host, stop, sent), daemon=True)
+    try:
+        sim.wait_for("console_open")
+        flooder.start()
+        time.sleep(0.5)
+        sim.send("a", "sleep 0.3", "b")
+        started = sim.wait_for("recording_started")
+        time.sleep(4.0)
+        stop.set()
+        flooder.join(timeout=10)
+        with serial.serial_for_url(pty_pair.host, timeout=0.05) as port:
+            time.sleep(2.2)  # let the partial line left by the flood time out
+            port.reset_input_buffer()
+            status = ConsoleClient(port, timeout=15).call(["status"])
+        assert status["ok"] and status["result"]["state"] == "recording"
+        assert status["result"]["recording"] == started["recording_id"]
+        sim.send("b")
+        stopped = sim.wait_for("recording_stopped")
+        sim.send("quit")
+        assert sim.finish() == 0
+    finally:
+        stop.set()
+        sim.kill()
+    assert sent[0] > 1_000_000, sent  # the console really was flooded
+    assert stopped["status"] == "complete" and stopped["gaps"] == 0
+    assert stopped["duration_seconds"] >= 4.0
+    rec = state.recording_dir(started["recording_id"])
+    report = verify_recording(rec, trusted_key=state.device_public_key())
+    assert report.ok and report.status == "complete"
+    assert read_manifest(rec).doc["gaps"] == []
+    assert not [e for e in state.recording_ids() if e != started["recording_id"]]
+    assert not any(e.get("type") == "recording_deleted"
+                   for e in _custody(state))  # the corrupted delete never ran
+
+
+def _custody(state):
+    from akkoord.store.custody import CustodyLog
+
+    return list(CustodyLog(state.custody_path, state.identity(), None).entries())  # type: ignore[arg-type]
