@@ -98,6 +98,9 @@ def _raw(port, data: bytes, wait: float = 1.0) -> list:
 def test_garbage_overlong_partial_and_disconnect_never_stop_the_console(served):
     _dev, host, s = served
     with serial.serial_for_url(host, timeout=0.05) as port:
+        port.write(b"status\r\n")  # a human typing gets a plain-text hint, not a frame
+        time.sleep(0.5)
+        assert b"use `akkoord console" in port.read(4096)
         _raw(port, os.urandom(50_000), 0.3)  # random bytes: silence (or a rate-limited hint)
         replies = _raw(port, b"\n" + b"@ak1 " + b"x" * 20_000 + b"\n")
         assert [r["error"]["code"] for r in replies] == ["too_long"]
@@ -108,8 +111,6 @@ def test_garbage_overlong_partial_and_disconnect_never_stop_the_console(served):
         assert reply["id"] == 6 and reply["ok"]
         (reply,) = _raw(port, encode_frame({"v": 2, "id": 7, "cmd": ["head"]}))
         assert reply["error"]["code"] == "version"
-        reply = _raw(port, b"status\r\n")
-        assert reply == []  # a human typing gets a plain-text hint, not a frame
     assert s.server._thread.is_alive()
 
 
@@ -123,3 +124,55 @@ def test_loop_url_echo_does_not_make_the_device_talk_to_itself(tmp_path):
     server._pump_once()  # reads its own answer back: ignored, nothing written
     server._pump_once()
     assert server.requests == 1 and port.in_waiting == 0
+
+
+def test_the_console_comes_back_after_the_cable_is_pulled(tmp_path):
+    from consolekit import PtyPair
+
+    dev = make_device(tmp_path)
+    pair = PtyPair(tmp_path)
+    s = Served(dev, pair.device)
+    try:
+        with serial.serial_for_url(pair.host, timeout=0.05) as port:
+            port.write(encode_frame({"v": 1, "id": 1, "cmd": ["status"]})[:40])
+        pair.close()  # the cable is gone mid-command
+        deadline = time.monotonic() + 10
+        while not any(e == "console_lost" for e, _ in s.events):
+            assert time.monotonic() < deadline, s.events
+            time.sleep(0.05)
+        pair = PtyPair(tmp_path)  # plugged in again, same device names
+        deadline = time.monotonic() + 10
+        while sum(e == "console_open" for e, _ in s.events) < 2:
+            assert time.monotonic() < deadline, s.events
+            time.sleep(0.05)
+        with serial.serial_for_url(pair.host, timeout=0.05) as port:
+            assert ConsoleClient(port).call(["hello"])["ok"]
+    finally:
+        s.close()
+        pair.close()
+
+
+def test_interactive_prompt(served):
+    import subprocess
+    import sys
+
+    _, host, _ = served
+    done = subprocess.run([sys.executable, "-m", "akkoord", "console", "--port", host],
+                          input="hello\nlaunch rockets\n\nquit\n", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr  # the last command was bad usage
+    assert "device_fingerprint:" in done.stdout and "protocol: 1" in done.stdout
+    assert "unknown command 'launch'" in done.stderr
+
+
+def test_console_configuration():
+    from akkoord.config import parse_config
+    from akkoord.errors import ConfigError
+
+    cfg = parse_config({"console": {"port": "/dev/ttyGS0", "baudrate": 9600}}, "t.toml")
+    assert cfg.console.port == "/dev/ttyGS0" and cfg.console.baudrate == 9600
+    assert parse_config({}, "t").console.port == ""  # no console unless asked for
+    for bad, word in (({"baudrate": 1234}, "baudrate"), ({"port": 5}, "port"),
+                      ({"clock_command": []}, "clock_command"), ({"speed": 1}, "speed")):
+        with pytest.raises(ConfigError, match=word):
+            parse_config({"console": bad}, "t.toml")
