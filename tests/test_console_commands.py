@@ -9,6 +9,8 @@ import time
 
 import pytest
 import serial
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from akkoord.cli import main
 from akkoord.console.client import ConsoleClient
@@ -176,3 +178,30 @@ def test_console_configuration():
                       ({"clock_command": []}, "clock_command"), ({"speed": 1}, "speed")):
         with pytest.raises(ConfigError, match=word):
             parse_config({"console": bad}, "t.toml")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=40)
+    | st.sampled_from(["status", "verify", "delete", "time", "set", "--reason", "--force",
+                       "retention", "log", "--limit", "challenge", "0" * 32]),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+@pytest.fixture(scope="module")
+def fuzz_device(tmp_path_factory):
+    return make_device(tmp_path_factory.mktemp("fuzz"))
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.fixed_dictionaries({"v": st.sampled_from([1, 1, 1, 2, "1", None]),
+                                      "cmd": _json},
+                                     optional={"id": _json, "auth": _json}))
+def test_fuzz_any_request_gets_an_answer_never_an_exception(fuzz_device, payload):
+    reply = fuzz_device.service.handle(payload)
+    assert reply["v"] == 1 and isinstance(reply["ok"], bool)
+    if not reply["ok"]:
+        assert reply["error"]["code"] != "internal", reply
+    encode_frame(reply)  # always serialisable

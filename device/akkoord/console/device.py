@@ -83,6 +83,8 @@ def verify_in_child(state: StateDir, directory: Path) -> tuple[int, dict[str, An
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S,
                               check=False)
+    except OSError as exc:
+        raise Refused(f"verification could not start: {exc}", "failed") from None
     except subprocess.TimeoutExpired:
         raise Refused(f"verification took longer than {VERIFY_TIMEOUT_S:.0f} s",
                       "failed") from None
@@ -336,8 +338,9 @@ class ConsoleDevice:
             raise Refused(f"expected an {ORG_PUB_TYPE!r} document", "usage")
         data = json.dumps(document, indent=1).encode() + b"\n"
         self.state.recipients_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.state.recipients_dir / ".incoming.pub"
-        atomic_write(tmp, data, 0o644)
+        # Checked outside the recipients folder: the recorder reads every *.pub in it.
+        tmp = self.state.root / ".incoming-recipient.json"
+        atomic_write(tmp, data, 0o600)
         try:
             key = OrgPublicKey.load(tmp)
         except KeyMaterialError as exc:
