@@ -446,9 +446,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from akkoord.store.layout import StateDir, state_from_env
 
     config = load_config(Path(args.config) if args.config else None)
-    if args.console:
+    if args.console or args.simulate:  # simulated: no serial port unless asked for
         config = dataclasses.replace(
-            config, console=dataclasses.replace(config.console, port=args.console))
+            config, console=dataclasses.replace(config.console, port=args.console or ""))
     state = StateDir(state_from_env(getattr(args, "state", None)))
     setup_logging(args.simulate)
     if not args.simulate:
