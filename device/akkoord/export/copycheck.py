@@ -42,6 +42,7 @@ AUDIO_FILE = "opname.wav"
 MAX_MANIFEST = 32 << 20  # a day of 1-second segments is ~9 MB
 MAX_SAMPLES = 1 << 40
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_LEN = {"ed25519": 32, "ecdsa-p256": 65}
 
 
 @dataclass
@@ -177,6 +178,19 @@ def _checked_manifest(m: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
+def _named_key(doc: dict[str, Any]) -> DevicePublicKey:
+    """The key the manifest names, shape-checked only: a weak key (small order, off the
+    curve) is not an unreadable copy but a signature that proves nothing (a finding)."""
+    alg = doc.get("algorithm")
+    if alg not in _KEY_LEN:
+        raise ValueError(f"unknown device key algorithm {alg!r}"[:80])
+    text = doc.get("public_key")
+    raw = base64.b64decode(text if isinstance(text, str) else "?", validate=True)
+    if len(raw) != _KEY_LEN[alg]:
+        raise ValueError(f"an {alg} public key has {_KEY_LEN[alg]} bytes, not {len(raw)}")
+    return DevicePublicKey(raw, alg)
+
+
 def _epoch(t: Any) -> int | None:
     """Seconds of a FORMAT.md §1 time ("YYYY-MM-DDTHH:MM:SS.mmmZ"), None if unreadable."""
     utc = t.get("utc") if isinstance(t, dict) else None
@@ -307,7 +321,9 @@ def _check_custody_head(
         raise FormatError(f"{path}: not an {CUSTODY_HEAD_FORMAT} file")
     entry, problem = head.get("entry"), None
     try:
-        seq = _int(head.get("seq"), "seq", 0, 1 << 53)
+        seq = _int(head.get("seq"), "seq", 0, (1 << 53) - 1)
+        if not _HEX64.match(str(head.get("hash"))):
+            raise ValueError("hash")
         digest = bytes.fromhex(str(head.get("hash")))
         sig = base64.b64decode(str(head.get("signature")), validate=True)
     except (ValueError, binascii.Error):
@@ -369,7 +385,7 @@ def verify_copy(
     try:
         if not isinstance(manifest.get("device"), dict):
             raise TypeError("device is not an object")
-        key = DevicePublicKey.from_json(manifest["device"], f"{folder / MANIFEST_FILE}: device")
+        key = _named_key(manifest["device"])
         mac_key = base64.b64decode(copy["audio_mac_key"], validate=True)
         _checked_manifest(manifest)
         rate = manifest["audio"]["sample_rate"]

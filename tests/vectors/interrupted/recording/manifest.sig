@@ -1,1 +1,1 @@
-m6wCFTJ6lGTrzzC5ab+HOzmUWXe1uyx2ayS+QRqacbPXmkj3+vGvZ/e+Oic/6m//JkAXyGDugmBmILXTRwLtAw==
+wRhjn5XIeozGAAeNQu/KwlBfiAviiR0ceBrIEJs6VSOiu4l3yl3qRrHVLs/mrffndb2KhI3+sWTV1u9eWuZ8Bg==
