@@ -241,3 +241,29 @@ def test_a_failing_clock_path_is_reported_and_not_logged_as_set(admin_setup, cap
     rc, _, err = run(capsys, host, org, "time", "set", "2026-12-01T09:30:00Z")
     assert rc == 1 and "no answer from the clock helper" in err
     assert custody(dev, "clock_set") == []
+
+
+def test_a_revoked_administrator_is_refused_and_a_damaged_list_refuses_everyone(
+        tmp_path, admin_setup, capsys):
+    import dataclasses
+
+    from akkoord.trust import format_time, revocation_list
+
+    dev, org, host = admin_setup
+    now = int(time.time())
+    serial_no = org.cert["statement"]["serial"]
+    crl = revocation_list(org.key, 1, [{"serial": serial_no, "revoked_at": format_time(now),
+                                        "reason": "left the organisation"}], now)
+    path = tmp_path / "revoked.json"
+    path.write_text(json.dumps(crl))
+    cfg = dev.device.config
+    dev.device.config = dataclasses.replace(
+        cfg, trust=dataclasses.replace(cfg.trust, revocation_lists=(str(path),)))
+    rc, _, err = run(capsys, host, org, "retention", "set", "9")
+    assert rc == 1 and "revoked" in err and "left the organisation" in err
+    path.write_text(json.dumps(crl)[:-20])
+    rc, _, err = run(capsys, host, org, "retention", "set", "9")
+    assert rc == 1 and "revocation list unreadable" in err
+    rc, status, _ = run(capsys, host, org, "status")
+    assert rc == 0 and status["state"] == "ready"  # reading the device's state still works
+    assert custody(dev, "retention_changed") == []

@@ -122,22 +122,26 @@ class ConsoleDevice:
 
     # -- trust ------------------------------------------------------------------------------
 
-    @property
-    def trust_dir(self) -> Path:
-        return self.state.keys_dir / "trust"
-
     def trust(self) -> tuple[list[OrgSigningPublicKey], list[Any]]:
-        """Trusted organisation signing keys (`keys/trust/*.pub`) and the revocation lists
-        kept beside them (`keys/trust/*.revocations.json`). Unreadable files are skipped:
-        a damaged anchor must not lock the technician out of the other ones."""
-        keys, lists = [], []
+        """What `akkoord verify` trusts on this device (cli_trust.trust_inputs): organisation
+        signing keys in `<state>/keys/trust/*.pub` and `[trust] org_signing_keys`, revocation
+        lists in `[trust] revocation_lists`. Files are re-read per request, so a list the
+        organisation installs takes effect at once. An unreadable anchor is skipped (one
+        damaged anchor must not lock the technician out of the others); an unreadable
+        revocation list is a refusal, since skipping it would let a revoked key back in."""
+        paths = list(self.config.trust.org_signing_keys)
         with contextlib.suppress(OSError):
-            for p in sorted(self.trust_dir.glob("*.pub")):
-                with contextlib.suppress(TrustError):
-                    keys.append(OrgSigningPublicKey.load(p))
-            for p in sorted(self.trust_dir.glob("*.revocations.json")):
-                with contextlib.suppress(TrustError):
-                    lists.append(load_statement_file(p))
+            paths += sorted(str(p) for p in self.state.trust_dir.glob("*.pub"))
+        keys, lists = [], []
+        for p in paths:
+            with contextlib.suppress(TrustError):
+                keys.append(OrgSigningPublicKey.load(Path(p)))
+        for p in self.config.trust.revocation_lists:
+            try:
+                lists.append(load_statement_file(Path(p)))
+            except TrustError as exc:
+                raise Refused(f"revocation list unreadable, so no certificate can be "
+                              f"trusted: {exc}") from None
         return keys, lists
 
     def clock_trusted_time(self) -> int | None:
@@ -158,11 +162,11 @@ class ConsoleDevice:
         path = self.state.keys_dir / CERTIFICATE_FILE
         if not path.exists():
             return None
-        trusted, revocations = self.trust()
         pub = self.state.device_public_key()
         try:
+            trusted, revocations = self.trust()
             env = load_statement_file(path)
-        except TrustError as exc:
+        except (TrustError, Refused) as exc:
             return {"status": "bad_certificate", "anchored": False, "message": str(exc)}
         assert pub is not None
         return check_device(env.to_json(), "ed25519", pub.raw, trusted, revocations,
@@ -181,6 +185,7 @@ class ConsoleDevice:
                 "recording_id": rid,
                 "start": (doc.get("created") or {}).get("utc"),
                 "duration_seconds": doc.get("duration_seconds"),
+                "ended": (doc.get("ended") or {}).get("utc"),
                 "status": doc.get("status", "open"),
                 "simulated": bool(doc.get("simulated", False)),
                 "_dir": directory,
@@ -193,7 +198,7 @@ class ConsoleDevice:
         rows = self._recordings()
         last = None
         if rows:
-            last = {k: v for k, v in rows[-1].items() if not k.startswith("_")}
+            last = {k: v for k, v in rows[-1].items() if not k.startswith("_") and k != "ended"}
         try:
             free_min: float | None = round(
                 free_seconds(self.state.recordings_dir, self.config.audio.sample_rate) / 60, 1)
@@ -203,7 +208,10 @@ class ConsoleDevice:
             recipients = [r.fingerprint for r in self.state.recipients()]
         except AkkoordError as exc:
             recipients = [f"unreadable: {exc}"]
-        trusted, _ = self.trust()
+        try:
+            trusted, _ = self.trust()
+        except Refused:
+            trusted = []
         return {
             "state": self.view.machine_state(),
             "faults": self.view.faults(),
@@ -255,9 +263,10 @@ class ConsoleDevice:
             except AkkoordError:
                 copies = None
             left = None
-            if days is not None and row["start"]:
-                start = datetime.fromisoformat(row["start"].replace("Z", "+00:00")).timestamp()
-                left = round((start + days * _DAY - now) / _DAY, 1)
+            since = row.pop("ended") or row["start"]  # retention counts from the end
+            if days is not None and since:
+                t0 = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+                left = round((t0 + days * _DAY - now) / _DAY, 1)
             rid = row["recording_id"]
             out.append({**row, "copies": copies, "collected": rid in collected,
                         "receipted": rid in receipted, "retention_left_days": left})
