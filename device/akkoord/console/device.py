@@ -42,10 +42,9 @@ from akkoord.trust import (
     parse_time,
 )
 
-__all__ = ["CERTIFICATE_FILE", "RETENTION_FILE", "ConsoleDevice", "DaemonView", "Refused"]
+__all__ = ["RETENTION_FILE", "ConsoleDevice", "DaemonView", "Refused"]
 
 RETENTION_FILE = "retention.json"
-CERTIFICATE_FILE = "device.cert.json"
 RECEIPT_TYPE = "archive_receipt"
 COLLECTED_TYPE = "archive_collected"
 VERIFY_TIMEOUT_S = 900.0
@@ -159,7 +158,7 @@ class ConsoleDevice:
                 "device_fingerprint": self.fingerprint}
 
     def _certificate(self) -> dict[str, Any] | None:
-        path = self.state.keys_dir / CERTIFICATE_FILE
+        path = self.state.certificate_path
         if not path.exists():
             return None
         pub = self.state.device_public_key()
@@ -379,8 +378,9 @@ class ConsoleDevice:
         if not chain.anchored:
             raise Refused(f"certificate refused: {chain.status}: {chain.message}")
         data = json.dumps(env.to_json(), indent=1, ensure_ascii=False).encode() + b"\n"
-        atomic_write(self.state.keys_dir / CERTIFICATE_FILE, data, 0o644)
+        atomic_write(self.state.certificate_path, data, 0o644)
         self.custody.append("certificate_installed", serial=chain.serial,
+                            organisation_fingerprint=chain.org_fingerprint,
                             organisation=chain.organisation, valid_until=chain.valid_until,
                             admin=admin, via="console")
         return {"certificate": chain.to_json()}
