@@ -205,3 +205,20 @@ def test_fuzz_any_request_gets_an_answer_never_an_exception(fuzz_device, payload
     if not reply["ok"]:
         assert reply["error"]["code"] != "internal", reply
     encode_frame(reply)  # always serialisable
+
+
+def test_head_check_against_a_copy_s_head(tmp_path, served, capsys):
+    dev, host, _ = served
+    held = dev.custody.append("export", "a" * 32).to_json()
+    make_recording(dev)  # the log grows after the copy was made: an extension
+    (tmp_path / "head.json").write_text(json.dumps(held))
+    rc, out, _ = console(capsys, host, "head", str(tmp_path / "head.json"))
+    assert rc == 0 and out["check"]["contains"] is True
+    assert out["head"]["seq"] > held["seq"]
+    forged = {**held, "hash": "00" * 32}
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    rc, out, _ = console(capsys, host, "head", str(tmp_path / "forged.json"))
+    assert out["check"]["contains"] is False and "rewritten" in out["check"]["message"]
+    (tmp_path / "future.json").write_text(json.dumps({**held, "seq": 10_000}))
+    rc, out, _ = console(capsys, host, "head", str(tmp_path / "future.json"))
+    assert out["check"]["contains"] is False and "cut" in out["check"]["message"]

@@ -37,21 +37,30 @@ def _load_admin(args: argparse.Namespace) -> Any:
     return key, cert
 
 
+def _read_json(name: str) -> Any:
+    from akkoord.errors import UsageError
+
+    try:
+        return json.loads(Path(name).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
+    except ValueError:
+        raise UsageError(f"{name}: not a JSON file") from None
+
+
 def _prepare(words: list[str]) -> list[Any]:
-    """Turn typed words into the request's `cmd`: files become their JSON, `time set` with no
-    time takes this computer's clock (UTC)."""
+    """Turn typed words into the request's `cmd`: files become their JSON (`certificate
+    install FILE`, `recipients add FILE`, `head FILE`), `time set` with no time takes this
+    computer's clock (UTC)."""
     from akkoord.errors import UsageError
 
     cmd: list[Any] = list(words)
     if tuple(words[:2]) in _DOCUMENT_COMMANDS:
         if len(words) != 3:
             raise UsageError(f"usage: {words[0]} {words[1]} FILE")
-        try:
-            cmd[2] = json.loads(Path(words[2]).read_bytes())
-        except OSError as exc:
-            raise UsageError(f"{words[2]}: cannot read: {exc.strerror}") from None
-        except ValueError:
-            raise UsageError(f"{words[2]}: not a JSON file") from None
+        cmd[2] = _read_json(words[2])
+    if words[:1] == ["head"] and len(words) == 2:
+        cmd[1] = _read_json(words[1])
     if words == ["time", "set"]:
         cmd.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return cmd

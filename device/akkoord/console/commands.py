@@ -92,6 +92,14 @@ def _count(flags: dict[str, Any], name: str, lo: int, hi: int, default: int | No
     return value
 
 
+def _head(rest: list[Any]) -> dict[str, Any]:
+    if not rest:
+        return {"held": None}
+    if len(rest) != 1 or not isinstance(rest[0], dict):
+        raise CommandError("usage: head [CUSTODY_HEAD] (the host sends custody-head.json)")
+    return {"held": rest[0]}
+
+
 def _verify(rest: list[Any]) -> dict[str, Any]:
     pos, _ = _flags(rest, set(), set())
     if len(pos) != 1:
@@ -151,8 +159,8 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("verify", False, "verify RECORDING_ID", "check a recording's structure, chain and "
          "signatures (no audio is decrypted)", _verify),
     Spec("log", False, "log [--since SEQ] [--limit N]", "custody log entries", _log),
-    Spec("head", False, "head", "the custody head, to compare with one a party holds",
-         _no_args),
+    Spec("head", False, "head [CUSTODY_HEAD]", "the custody head; given the head a party's "
+         "copy holds (custody-head.json), whether this device's log still contains it", _head),
     Spec("challenge", False, "challenge", "a fresh nonce for an administrator to sign",
          _no_args),
     Spec("time set", True, "time set YYYY-MM-DDTHH:MM:SSZ", "set the clock (UTC)", _time_set),

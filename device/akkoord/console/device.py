@@ -27,7 +27,7 @@ from akkoord.console.protocol import PROTOCOL_VERSION
 from akkoord.errors import AkkoordError, KeyMaterialError
 from akkoord.fsutil import atomic_write
 from akkoord.recorder import free_seconds
-from akkoord.store.custody import CustodyLog
+from akkoord.store.custody import CustodyLog, entry_hash
 from akkoord.store.delete import delete_recording
 from akkoord.store.exports import read_exports
 from akkoord.store.keys import ORG_KEY_TYPE, ORG_PUB_TYPE, OrgPublicKey
@@ -283,9 +283,31 @@ class ConsoleDevice:
                    if since is None or int(e.get("seq", -1)) >= since]
         return {"entries": entries[:limit] if since is not None else entries[-limit:]}
 
-    def head(self) -> dict[str, Any]:
+    def head(self, held: dict[str, Any] | None = None) -> dict[str, Any]:
         head = self.custody.head()
-        return {"head": head.to_json() if head else None}
+        out: dict[str, Any] = {"head": head.to_json() if head else None}
+        if held is not None:
+            out["check"] = self._check_head(held)
+        return out
+
+    def _check_head(self, held: dict[str, Any]) -> dict[str, Any]:
+        """Does this log still hold, at the same place, the head a party's copy carries?
+        No means the log was rewritten or cut after that copy was made (or the copy is from
+        another device): a finding for the organisation, not for the party."""
+        seq, digest = held.get("seq"), held.get("hash")
+        if held.get("device_fingerprint") not in (None, self.fingerprint):
+            return {"contains": False, "message": "that head is from another device"}
+        if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(digest, str):
+            raise Refused("a custody head has an integer seq and a hash", "usage")
+        for entry in self.custody.entries():
+            if entry.get("seq") == seq:
+                ok = entry_hash(entry).hex() == digest
+                return {"seq": seq, "contains": ok, "message": (
+                    f"entry {seq} is the one the copy holds: the history since is an extension"
+                    if ok else f"entry {seq} differs from the one the copy holds: this log was "
+                    "rewritten after that copy was made")}
+        return {"seq": seq, "contains": False,
+                "message": f"this log has no entry {seq}: it was cut after that copy was made"}
 
     # -- admin commands ----------------------------------------------------------------------
 

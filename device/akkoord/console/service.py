@@ -140,7 +140,7 @@ class ConsoleService:
             case "log":
                 return d.log(a["since"], a["limit"])
             case "head":
-                return d.head()
+                return d.head(a["held"])
             case "time set":
                 return d.time_set(a["utc"], admin)
             case "retention show":
