@@ -225,7 +225,8 @@ def test_failures_lock_the_console_without_flooding_the_custody_log(admin_setup)
         assert all("too many" in m for m in codes[5:])
         locked = client.call(["retention", "show"], admin_needed=True)
         assert "too many" in locked["error"]["message"] and locked["error"]["retry_after"] > 0
-        assert client.call(["status"])["ok"]  # read-only commands keep working
+        status = client.call(["status"])  # read-only commands keep working
+        assert status["result"]["console"]["administration"] == "locked"
     failed = custody(dev, "console_auth_failed")
     assert len(failed) == 5 and failed[-1]["detail"]["locked_seconds"] == 300
 

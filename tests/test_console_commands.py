@@ -44,6 +44,7 @@ def test_open_commands(served, capsys):
     rc, status, _ = console(capsys, host, "status")
     assert rc == 0
     assert status["state"] == "ready" and status["faults"] == []
+    assert status["console"] == {"administration": "open"}
     assert status["clock"]["quality"] == "ntp" and status["clock"]["unset"] is False
     assert status["free_minutes"] > 0
     assert status["keys"]["device"] == hello["device_fingerprint"]

@@ -35,6 +35,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Checked",
     "Event",
     "Gate",
+    "GateState",
     "Issue",
     "Presented",
     "Refuse",
@@ -62,6 +64,11 @@ MAX_OUTSTANDING = 4
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
 LOCK_S = 300.0
+
+
+class GateState(StrEnum):
+    OPEN = "open"
+    LOCKED = "locked"
 
 
 # --------------------------------------------------------------------------- events
@@ -146,6 +153,9 @@ class Gate:
 
     def locked(self, t: float) -> bool:
         return t < self.locked_until
+
+    def state(self, t: float) -> GateState:
+        return GateState.LOCKED if self.locked(t) else GateState.OPEN
 
 
 def _fail(gate: Gate, t: float, command: str, why: str, admin: dict[str, Any] | None

@@ -83,6 +83,14 @@ class ConsoleService:
                 self.device.custody.append(a.kind, **a.detail)
         return actions
 
+    def _gate_status(self) -> dict[str, Any]:
+        t = self.monotonic()
+        state = self.gate.state(t)
+        out: dict[str, Any] = {"administration": str(state)}
+        if state is g.GateState.LOCKED:
+            out["retry_after"] = round(self.gate.locked_until - t)
+        return out
+
     def _challenge(self) -> dict[str, Any]:
         for a in self._step(g.Asked(self.monotonic(), self.make_nonce())):
             if isinstance(a, g.Issue):
@@ -132,7 +140,7 @@ class ConsoleService:
             case "help":
                 return {"commands": help_rows()}
             case "status":
-                return d.status()
+                return {**d.status(), "console": self._gate_status()}
             case "list":
                 return d.list()
             case "verify":
