@@ -57,6 +57,7 @@ def test_open_commands(served, capsys):
     assert row["retention_left_days"] is None
     rc, verdict, _ = console(capsys, host, "verify", rid)
     assert rc == 0 and verdict["report"]["ok"] and verdict["report"]["recording_id"] == rid
+    assert verdict["exit_code"] == 3 and verdict["report"]["anchored"] is False  # no trust yet
     rc, log, _ = console(capsys, host, "log", "--limit", "2")
     assert [e["type"] for e in log["entries"]][-1] == "recording_closed"
     rc, head, _ = console(capsys, host, "head")

@@ -71,14 +71,18 @@ class DaemonView(Protocol):
     def exportable_recording(self) -> str | None: ...
 
 
-VerifyRunner = Callable[[StateDir, Path], tuple[int, dict[str, Any]]]
+VerifyRunner = Callable[[StateDir, Path, Config], tuple[int, dict[str, Any]]]
 
 
-def verify_in_child(state: StateDir, directory: Path) -> tuple[int, dict[str, Any]]:
+def verify_in_child(state: StateDir, directory: Path, config: Config
+                    ) -> tuple[int, dict[str, Any]]:
     """`akkoord verify --json` in a niced child process: a long verification neither holds
-    the daemon's GIL nor grows its memory, and a crash in it cannot take the daemon down."""
+    the daemon's GIL nor grows its memory, and a crash in it cannot take the daemon down.
+    It trusts what the daemon trusts: this state's keys/trust and the daemon's [trust]."""
     cmd = ["nice", "-n", "10", sys.executable, "-m", "akkoord", "verify", "--json",
            "--state", str(state.root), str(directory)]
+    if Path(config.source).is_file():
+        cmd[-1:-1] = ["--config", config.source]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S,
                               check=False)
@@ -275,7 +279,7 @@ class ConsoleDevice:
         directory = self.state.recording_dir(recording_id)
         if not directory.is_dir():
             raise Refused(f"no recording {recording_id} on this device", "not_found")
-        code, report = self._verify(self.state, directory)
+        code, report = self._verify(self.state, directory, self.config)
         return {"exit_code": code, "report": report}
 
     def log(self, since: int | None, limit: int) -> dict[str, Any]:
