@@ -62,9 +62,12 @@ def test_open_commands(served, capsys):
     assert [e["type"] for e in log["entries"]][-1] == "recording_closed"
     rc, head, _ = console(capsys, host, "head")
     assert head["head"]["seq"] == dev.custody.head().seq
+    device_key = json.loads((dev.state.keys_dir / "device.key").read_text())["private_key"]
+    org_key = json.loads(dev.org_key_file.read_text())["private_key"]
     for doc in (status, listing, verdict, log, head):
         text = json.dumps(doc)
         assert not any(m in text for m in SECRET_MARKERS), text[:300]
+        assert device_key not in text and org_key not in text
 
 
 def test_human_output_and_refusals(served, capsys):
