@@ -116,8 +116,8 @@ class ConsoleService:
                 auth, payload["cmd"], self.device.fingerprint, trusted, revocations,
                 self.device.clock_trusted_time())
             why, claimed = "", None
-        except AuthFailure as exc:
-            admin, why, claimed = None, exc.why, exc.claimed
+        except AuthFailure as exc:  # the reason may quote the host's bytes: keep it short
+            admin, why, claimed = None, exc.why[:300], exc.claimed
         if admin is not None and self.device.clock_unset():
             admin["clock_unset"] = True
         for a in self._step(g.Checked(self.monotonic(), command.name, admin, why, claimed)):
