@@ -227,3 +227,12 @@ def test_head_check_against_a_copy_s_head(tmp_path, served, capsys):
     (tmp_path / "future.json").write_text(json.dumps({**held, "seq": 10_000}))
     rc, out, _ = console(capsys, host, "head", str(tmp_path / "future.json"))
     assert out["check"]["contains"] is False and "cut" in out["check"]["message"]
+
+
+def test_status_for_a_person(served, capsys):
+    _, host, _ = served
+    assert main(["console", "--port", host, "status"]) == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert lines["state"].strip() == "ready" and lines["faults"].strip() == "none"
+    assert "minutes of audio" in lines["free"] and lines["admin"].strip() == "open"

@@ -84,6 +84,9 @@ def _print_human(cmd: list[Any], reply: dict[str, Any]) -> None:
                   f"{'yes' if r['receipted'] else 'no':<8} "
                   f"{'-' if left is None else f'{left} days'}")
         return
+    if name == "status":
+        _print_status(result)
+        return
     if name == "help":
         for c in result.get("commands", []):
             print(f"{c['usage']:<46}{'(admin) ' if c['admin'] else ''}{c['summary']}")
@@ -95,6 +98,38 @@ def _print_human(cmd: list[Any], reply: dict[str, Any]) -> None:
                   f"{e.get('type'):<24}{e.get('recording_id') or '':<34}{detail}")
         return
     _print_tree(result, 0)
+
+
+def _print_status(r: dict[str, Any]) -> None:
+    from akkoord.store.keys import fingerprint_display
+
+    clock, keys, last = r.get("clock") or {}, r.get("keys") or {}, r.get("last_recording")
+    cert = keys.get("certificate")
+    console = r.get("console") or {}
+    rows = [
+        ("state", r.get("state", "?") + (f" ({r['recording']})" if r.get("recording") else "")),
+        ("faults", ", ".join(r.get("faults") or []) or "none"),
+        ("free space", f"{r.get('free_minutes')} minutes of audio"),
+        ("clock", f"{clock.get('utc')} ({clock.get('quality')})"
+                  + ("  NOT SET: set it with `time set`" if clock.get("unset") else "")),
+        ("device", fingerprint_display(keys.get("device") or "")),
+        ("certificate", "none" if cert is None else
+         f"{cert.get('status')}: {cert.get('label') or ''} {cert.get('message')}"
+         + (f", until {cert['valid_until']}" if cert.get("valid_until") else "")),
+        ("recipients", ", ".join(fingerprint_display(f)[:19] for f in keys.get("recipients", []))
+         or "none: recording is refused"),
+        ("trusted", ", ".join(t["name"] for t in keys.get("trusted_organisations", []))
+         or "no organisation"),
+        ("recordings", str(r.get("recordings"))),
+        ("last", "-" if not last else
+         f"{last['recording_id']} {last['status']} {last.get('start') or ''} "
+         f"{last.get('duration_seconds') or '-'} s"),
+        ("admin", console.get("administration", "?")
+         + (f" (retry in {console['retry_after']} s)" if "retry_after" in console else "")),
+        ("software", f"akkoord {r.get('akkoord')}"),
+    ]
+    for k, v in rows:
+        print(f"{k:<12} {v}")
 
 
 def _print_tree(value: Any, depth: int) -> None:
