@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from akkoord.console import gate as g
 
 
@@ -84,3 +87,46 @@ def test_time_never_runs_backwards():
     gate, (actions,) = _run(gate, g.Presented(-1e9, "n1", "c"))
     assert actions == [g.CheckProof("n1")]
     assert gate.last_t == 100
+
+
+_events = st.lists(
+    st.tuples(st.sampled_from(["ask", "present", "good", "bad"]),
+              st.floats(min_value=0, max_value=120), st.integers(0, 6)),
+    max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_events)
+def test_properties_over_any_sequence(script):
+    """Whatever a host does: each nonce authorises at most once; a proof is only checked for
+    a nonce issued within its lifetime; failure audits never exceed the rate limit."""
+    gate, t = g.Gate(), 0.0
+    issued: dict[str, float] = {}
+    used: set[str] = set()
+    pending: str | None = None
+    failures: list[float] = []
+    for kind, dt, k in script:
+        t += dt
+        nonce = f"n{k}"
+        if kind == "ask":
+            gate, actions = g.step(gate, g.Asked(t, nonce))
+            if any(isinstance(a, g.Issue) for a in actions):
+                issued[nonce] = t
+                used.discard(nonce)
+        elif kind == "present":
+            gate, actions = g.step(gate, g.Presented(t, nonce, "c"))
+            if any(isinstance(a, g.CheckProof) for a in actions):
+                assert nonce in issued and t - issued[nonce] < g.NONCE_TTL_S
+                assert nonce not in used
+                used.add(nonce)
+                pending = nonce
+        elif pending is not None:
+            admin = {"name": "x"} if kind == "good" else None
+            gate, actions = g.step(gate, g.Checked(t, "c", admin, "bad"))
+            pending = None
+        else:
+            continue
+        failures += [t for a in actions
+                     if isinstance(a, g.Audit) and a.kind == "console_auth_failed"]
+        window = [f for f in failures if t - f < g.FAILURE_WINDOW_S]
+        assert len(window) <= g.MAX_FAILURES
