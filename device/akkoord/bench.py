@@ -261,22 +261,39 @@ if busy_console:
     stop = threading.Event()
     server = ConsoleServer(ConsoleService(device), os.ttyname(slave), stopping=stop)
     server.start()
-    load = b"".join(encode_frame({"v": 1, "id": i, "cmd": [c]})
-                    for i, c in enumerate(["status", "list", "log", "head", "hello"]))
-    load += os.urandom(4096) + b"\\n" + b"@ak1 " + b"x" * 20000 + b"\\n"
+    import select
+    from akkoord.console.protocol import Frame, LineReader
+    garbage = os.urandom(4096) + b"\\n" + b"@ak1 " + b"x" * 20000 + b"\\n"
+    timings = {}
+    def exchange(frames, ids, reader):
+        # Send, then read until every id in `ids` is answered; returns the answers by id.
+        os.write(master, frames)
+        got, t0 = {}, time.monotonic()
+        while len(got) < len(ids) and time.monotonic() - t0 < 60 and not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
+            data = os.read(master, 1 << 16) if ready else b""
+            for item in reader.feed(data, time.monotonic()):
+                if isinstance(item, Frame) and item.payload.get("id") in ids:
+                    got[item.payload["id"]] = item.payload
+        return got
     def flood():
-        os.set_blocking(master, False)
+        reader, n, rid = LineReader(1 << 24, idle_timeout=60), 0, None
+        mix = [["status"], ["list"], ["log"], ["head"], ["hello"]]
         while not stop.is_set():
-            try:
-                os.write(master, load)
-            except BlockingIOError:
-                pass
-            try:
-                while os.read(master, 65536):
-                    pass
-            except BlockingIOError:
-                pass
-            stop.wait(0.005)
+            # A burst: garbage, then 50 requests back to back (a script gone wild) ...
+            burst = [(n + i, mix[i % len(mix)]) for i in range(1, 51)]
+            n += 50
+            exchange(garbage + b"".join(encode_frame({"v": 1, "id": i, "cmd": c})
+                                        for i, c in burst), {i for i, _ in burst}, reader)
+            # ... then each command alone, timed, as a technician would type it.
+            for cmd in [*mix, ["verify", rid] if rid else ["help"]]:
+                n += 1
+                t0 = time.monotonic()
+                answer = exchange(encode_frame({"v": 1, "id": n, "cmd": cmd}), {n}, reader)
+                if n in answer:
+                    timings.setdefault(cmd[0], []).append(time.monotonic() - t0)
+                    if cmd == ["list"] and answer[n]["result"]["recordings"]:
+                        rid = answer[n]["result"]["recordings"][-1]["recording_id"]
     threading.Thread(target=flood, daemon=True).start()
     time.sleep(1.0)
     served0 = server.requests
@@ -298,6 +315,7 @@ doc = {"latencies": latencies, "cpu": cpu, "audio": audio, "rss_kb": hwm}
 if server is not None:
     stop.set()
     doc["console_requests"] = server.requests - served0
+    doc["console_ms"] = {k: sorted(v)[len(v) // 2] * 1000 for k, v in timings.items()}
 print(json.dumps(doc))
 """
 
@@ -339,6 +357,9 @@ def _recording_figures(quick: bool, ident: DeviceIdentity, org: Any) -> dict[str
         "start_latency_busy_console_vs_idle": round(busy_p95 / idle_p95, 3),
         "console_requests_per_s": round(busy["console_requests"] / max(busy["audio"], 1e-9)),
     }
+    # Each command's answer time (median, behind 24 kB of garbage, while recording).
+    for cmd, ms in sorted(busy["console_ms"].items()):
+        console[f"console_{cmd}_ms"] = round(ms, 1)
     return console | _latency_figures(doc, pct)
 
 
