@@ -81,3 +81,19 @@ def _custody(state):
     from akkoord.store.custody import CustodyLog
 
     return list(CustodyLog(state.custody_path, state.identity(), None).entries())  # type: ignore[arg-type]
+
+
+def test_configured_port_is_served_but_not_when_simulating_without_console(tmp_path,
+                                                                        pty_pair):  # noqa: F811
+    from simkit import run_script
+
+    state, _ = provision(tmp_path)
+    cfg = write_config(tmp_path / "akkoord.toml",
+                       CONFIG + f'[console]\nport = "{pty_pair.device}"\n')
+    rc, events, err = run_script(state, "sleep 0.5\nquit\n", "--config", str(cfg))
+    assert rc == 0, err
+    assert not [e for e in events if e["event"].startswith("console_")]
+    rc, events, err = run_script(state, "sleep 1\nquit\n", "--config", str(cfg),
+                                 "--console", pty_pair.device)
+    assert rc == 0, err
+    assert [e["port"] for e in events if e["event"] == "console_open"] == [pty_pair.device]
