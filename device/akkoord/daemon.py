@@ -210,6 +210,17 @@ class Daemon:
     def machine_state(self) -> str:
         return str(self.loop.machine.state)
 
+    @property
+    def faults(self) -> frozenset[Fault]:
+        """A snapshot, safe to take from another thread (the serial console's)."""
+        return frozenset(self._faults)
+
+    @property
+    def exportable_id(self) -> str | None:
+        """The recording whose copy window is open, if any (its keys stay in here)."""
+        held = self._exportable
+        return held.recording_id if held is not None else None
+
     def post(self, event: Event) -> None:
         self.loop.post(event)
 

@@ -14,7 +14,7 @@ __all__ = ["DaemonStatus", "RecorderStatus", "start_console"]
 
 
 class DaemonStatus:
-    """`DaemonView` over the daemon: reads single attributes, each an atomic read under the
+    """`DaemonView` over the daemon: its read-only properties, each an atomic read under the
     GIL; never calls into the loop, never takes a lock the loop holds."""
 
     def __init__(self, daemon: Any) -> None:
@@ -24,15 +24,14 @@ class DaemonStatus:
         return str(self._d.machine_state)
 
     def faults(self) -> list[str]:
-        return sorted(str(f) for f in tuple(self._d._faults))
+        return sorted(str(f) for f in self._d.faults)
 
     def active_recording(self) -> str | None:
         rec = self._d.recorder
         return rec.recording_id if rec.active else None
 
     def exportable_recording(self) -> str | None:
-        held = self._d._exportable
-        return held.recording_id if held is not None else None
+        return self._d.exportable_id
 
 
 class RecorderStatus:
