@@ -74,6 +74,9 @@ def test_human_output_and_refusals(served, capsys):
     _, host, _ = served
     assert main(["console", "--port", host, "help"]) == 0
     assert "time set" in capsys.readouterr().out
+    rid = make_recording(served[0])
+    assert main(["console", "--port", host, "verify", rid]) == 0
+    assert "OK: genuine and unchanged, but not anchored" in capsys.readouterr().out
     assert main(["console", "--port", host, "verify", "0" * 32]) == 1
     assert "not_found" in capsys.readouterr().err
     assert main(["console", "--port", host, "launch"]) == 2

@@ -87,6 +87,9 @@ def _print_human(cmd: list[Any], reply: dict[str, Any]) -> None:
     if name == "status":
         _print_status(result)
         return
+    if name == "verify":
+        _print_verify(result)
+        return
     if name == "help":
         for c in result.get("commands", []):
             print(f"{c['usage']:<46}{'(admin) ' if c['admin'] else ''}{c['summary']}")
@@ -130,6 +133,20 @@ def _print_status(r: dict[str, Any]) -> None:
     ]
     for k, v in rows:
         print(f"{k:<12} {v}")
+
+
+def _print_verify(result: dict[str, Any]) -> None:
+    rep = result.get("report") or {}
+    verdict = {0: "OK: genuine and unchanged, anchored to the organisation",
+               1: "NOT OK: findings below",
+               3: "OK: genuine and unchanged, but not anchored to a trusted organisation"}
+    print(f"{rep.get('recording_id')}: {verdict.get(result.get('exit_code'), rep.get('status'))}")
+    print(f"  status     {rep.get('status')}, {rep.get('duration_seconds')} s in "
+          f"{rep.get('frames')} frames")
+    for note in rep.get("notes") or []:
+        print(f"  note: {note}")
+    for f in rep.get("findings") or []:
+        print(f"  FINDING {f.get('code')}: {f.get('message')}")
 
 
 def _print_tree(value: Any, depth: int) -> None:
