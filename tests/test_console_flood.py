@@ -97,3 +97,43 @@ def test_configured_port_is_served_but_not_when_simulating_without_console(tmp_p
                                  "--console", pty_pair.device)
     assert rc == 0, err
     assert [e["port"] for e in events if e["event"] == "console_open"] == [pty_pair.device]
+
+
+def test_admin_through_the_running_daemon_sees_its_state(tmp_path, pty_pair):  # noqa: F811
+    """The daemon's view reaches the console: the recording in progress and the one in its
+    copy window are refused to `delete`, the clock is not set while recording."""
+    import json
+
+    from akkoord.cli import main
+    from consolekit import make_org, trust
+
+    state, _ = provision(tmp_path)
+    org = make_org(tmp_path)
+    trust(state, org)
+    cfg = write_config(tmp_path / "akkoord.toml", CONFIG)
+    sim = Sim(state, "--config", str(cfg), "--audio-file", str(DEMO_WAV),
+              "--console", pty_pair.device)
+    admin = ["--admin-key", str(org.admin_dir / "admin.key")]
+
+    def console(*words):
+        return main(["console", "--port", pty_pair.host, "--timeout", "15", *admin, *words])
+
+    try:
+        sim.wait_for("console_open")
+        sim.send("a", "sleep 0.3", "b")
+        rid = sim.wait_for("recording_started")["recording_id"]
+        assert console("time", "set") == 1
+        assert console("delete", rid, "--reason", "test", "--force") == 1
+        sim.send("sleep 1", "b")  # past the refractory interval after the start
+        sim.wait_for("recording_stopped")
+        assert console("delete", rid, "--reason", "test", "--force") == 1  # copy window
+        assert console("retention", "set", "30") == 0
+        sim.send("quit")
+        assert sim.finish() == 0
+    finally:
+        sim.kill()
+    assert state.recording_dir(rid).is_dir()
+    lines = state.custody_path.read_text().splitlines()
+    kinds = [json.loads(x)["entry"]["type"] for x in lines]
+    assert kinds.count("console_auth") == 4 and "retention_changed" in kinds
+    assert "recording_deleted" not in kinds and "clock_set" not in kinds
