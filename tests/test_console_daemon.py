@@ -1,5 +1,5 @@
-"""A recording in progress keeps recording while its console is flooded: the real daemon
-(`akkoord run --simulate --console PTY`), a WAV as the microphone, garbage on the cable."""
+"""The console in the real daemon (`akkoord run --simulate --console PTY`, a WAV as the
+microphone): a flooded console does not disturb a recording; admin commands see its state."""
 
 from __future__ import annotations
 
