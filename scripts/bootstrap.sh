@@ -31,6 +31,7 @@ command -v gcc >/dev/null 2>&1 || pkgs+=(gcc)
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)   # systemd/install.sh
+    command -v socat >/dev/null 2>&1 || pkgs+=(socat)  # pty pairs: the serial console tests
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

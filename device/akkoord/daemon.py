@@ -210,6 +210,17 @@ class Daemon:
     def machine_state(self) -> str:
         return str(self.loop.machine.state)
 
+    @property
+    def faults(self) -> frozenset[Fault]:
+        """A snapshot, safe to take from another thread (the serial console's)."""
+        return frozenset(self._faults)
+
+    @property
+    def exportable_id(self) -> str | None:
+        """The recording whose copy window is open, if any (its keys stay in here)."""
+        held = self._exportable
+        return held.recording_id if held is not None else None
+
     def post(self, event: Event) -> None:
         self.loop.post(event)
 
@@ -231,6 +242,11 @@ class Daemon:
         self.notifier.ready(f"ready: {self.machine_state}")
         self.report("ready", fingerprint=self.identity.fingerprint)
         frame = self.loop.frame_s
+        console = None
+        if self.config.console.port:  # its own thread; reads our state, never drives the loop
+            from akkoord.console.attach import start_console
+
+            console = start_console(self, self.config.console.port)
         try:
             while not self.stopping.is_set():
                 try:
@@ -243,6 +259,8 @@ class Daemon:
                 self._periodic(time.monotonic())
         finally:
             self.shutdown()
+            if console is not None:
+                console.close()
         return 0
 
     def shutdown(self) -> None:

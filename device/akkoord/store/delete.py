@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 from akkoord.errors import UsageError
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
@@ -20,7 +21,14 @@ from akkoord.store.manifest import read_manifest
 __all__ = ["delete_recording"]
 
 
-def delete_recording(state: StateDir, recording_id: str, custody: CustodyLog, reason: str) -> None:
+def delete_recording(
+    state: StateDir,
+    recording_id: str,
+    custody: CustodyLog,
+    reason: str,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """`extra` goes into the custody entry too (who asked, whether it was forced)."""
     directory = state.recording_dir(recording_id)
     if not directory.is_dir():
         raise UsageError(f"no recording {recording_id} in {state.recordings_dir}")
@@ -47,6 +55,7 @@ def delete_recording(state: StateDir, recording_id: str, custody: CustodyLog, re
         reason=reason,
         chain_head=signed.doc.get("chain_head"),
         frame_count=signed.doc.get("frame_count"),
+        **(extra or {}),
     )
     shutil.rmtree(directory)
     fsync_dir(state.recordings_dir)

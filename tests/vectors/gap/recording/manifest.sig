@@ -1,1 +1,1 @@
-tWtZhJ643Rp1h7Jez6r2WdtCDrQpuTrdfm3BH8ExacfHpk1Z0fiikQbmBnH/HLXsdWUNpDuXBRGGEzBkxfHwBw==
+klSwHFparekpr9lHjiNbMNrT1HTXE4srNtoCTwSFssgq9xv1yQPxylQiBAa2Ba7qvStRN0rQgHwRfrjRqclyAQ==

@@ -1,1 +1,1 @@
-jPEjB+swveBB+QLchLF8G+gv5sB5CEg/njfUvu5S3GdOHlE3tBWbfVEfedIF1HiDrZ9uLbERARk7tPiui9rpAA==
+wRhjn5XIeozGAAeNQu/KwlBfiAviiR0ceBrIEJs6VSOiu4l3yl3qRrHVLs/mrffndb2KhI3+sWTV1u9eWuZ8Bg==

@@ -1,0 +1,1 @@
+"""The serial admin console (docs/CONSOLE.md): framing, commands, authentication, adapters."""
