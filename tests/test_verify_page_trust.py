@@ -237,3 +237,52 @@ def test_unsigned_manifest_with_a_sparse_huge_wav_stops_at_the_signature(page, p
     res = run(page, published, folder)
     assert res["status"] == "not_signed" and res["audio_checked"] is False
     assert python(folder)[0] == "not_signed"
+
+
+# --- the refusal vectors (tests/vectors/refusals), in the organisation's published page --------
+
+VECTORS = Path(__file__).parent / "vectors"
+REFUSALS = sorted(p for p in (VECTORS / "refusals").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", REFUSALS, ids=[p.name for p in REFUSALS])
+def test_refusal_vectors_in_the_published_page(page, tmp_path, folder):
+    from akkoord.trust import OrgSigningPublicKey
+
+    expected = json.loads((folder / "expected-verify-copy.json").read_text())
+    revs = [json.loads((folder / "revocations.json").read_text())] if (
+        folder / "revocations.json").exists() else []
+    html = tmp_path / "controle.html"
+    html.write_text(render_published_page(OrgSigningPublicKey.load(VECTORS / "org-signing.pub"),
+                                          revs), encoding="utf-8")
+    page.goto(html.as_uri(), wait_until="commit")
+    page.wait_for_function("() => window.akkoordResult && window.akkoordResult.seq >= 1")
+    seq = page.evaluate("() => window.akkoordResult.seq")
+    page.set_input_files("#dir-input", str(folder))
+    page.wait_for_function(DONE, arg=seq)
+    res = page.evaluate("() => window.akkoordResult")
+    if expected["exit_code"] == 2:
+        assert res["status"] == "error", res["message"]
+        return
+    assert res["status"] == expected["status"], res["message"]
+    assert res["anchored"] is False
+    assert res["findings"] == [f["code"] for f in expected["findings"]]
+    if expected["exit_code"] == 3:
+        assert page.get_attribute("#verdict", "data-tone") == "warn"
+    else:
+        assert page.get_attribute("#verdict", "data-tone") == "bad"
+
+
+@pytest.mark.parametrize("case", ["complete", "gap", "interrupted"])
+def test_honest_vectors_are_green_offline_in_the_published_page(page, tmp_path, case):
+    from akkoord.trust import OrgSigningPublicKey
+
+    html = tmp_path / "controle.html"
+    html.write_text(render_published_page(OrgSigningPublicKey.load(VECTORS / "org-signing.pub")),
+                    encoding="utf-8")
+    res = run(page, html, VECTORS / case / "copy")
+    expected = json.loads((VECTORS / case / "expected-verify-copy.json").read_text())
+    assert (res["status"], res["anchored"]) == ("unchanged", True) == (
+        expected["status"], expected["anchored"])
+    assert res["organisation"] == expected["organisation"]
+    assert page.get_attribute("#verdict", "data-tone") == "ok"

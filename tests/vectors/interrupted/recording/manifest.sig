@@ -1,1 +1,1 @@
-wRhjn5XIeozGAAeNQu/KwlBfiAviiR0ceBrIEJs6VSOiu4l3yl3qRrHVLs/mrffndb2KhI3+sWTV1u9eWuZ8Bg==
+Daxbftp+/z+Bu1dKK2d6nzpiJjoQgxHHaGNG2e6geg48ZsqdABpQOCOon03Ugi0ew+9ja72KgltWWXLXyuX/AQ==

@@ -1,0 +1,1 @@
+8lUfClJCvDaM9Gua9ynawNV+UHScvne6oU0tXgOW2ciIPrfOSQ1gjBgmaFp+gYUiKSlA4mzWWClWHbyfrjKpDw==

@@ -1,0 +1,1 @@
+sKQLkMvfJyKEHw+9BL0Su6hta1LRAyPoHT0ikhzvQ6k/VFllrsPsq7mDHxnt+EGHEn0ulzzlQ/gQJF/jWTq0Ag==

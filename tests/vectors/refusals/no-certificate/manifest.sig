@@ -1,0 +1,1 @@
+NisbPvJmV+EeiAWKFXYpVsNFtomxxqYcjJcIUQqlCfOX34B6UakaoQAtOnoFRqYCzhfbZNbsHivZtEBXU1QbBg==

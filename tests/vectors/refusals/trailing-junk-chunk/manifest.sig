@@ -1,0 +1,1 @@
+M6cEZbvNmv+f09ww0z3bYxi7GX41BxhQX3xEfu05H/zsrChsvRyHH44MTdiaEYMiBsPHhNI7d1qkZbMsfY9rCQ==
