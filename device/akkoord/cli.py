@@ -223,8 +223,8 @@ def _print_copy_report(report: Any) -> None:
     if report.made:
         print(f"  made       {report.made}"
               + ("" if report.claims_signed else "  (copy number, maker, time NOT signed)"))
-    if report.chain is not None and report.ok:
-        _print_trust(report.chain)
+    if report.chain is not None and report.ok and report.chain.anchored:
+        _print_trust(report.chain)  # (not anchored: the note below says so)
     for a, b in report.changed_seconds:
         print(f"  changed    second {a:g} – {b:g}")
     for note in report.notes:
@@ -261,7 +261,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_json(doc)
     else:
         _print_report(report)
-        _print_trust(chain)
+        if report.ok:
+            _print_trust(chain)
     return cli_trust.verdict_exit(report.ok, chain.anchored)
 
 
