@@ -266,6 +266,11 @@ def test_custody_head_removed_or_forged_is_a_finding(capsys, env, made, tmp_path
     (folder / "custody-head.json").write_text(json.dumps(head))
     code, doc, _ = verify(capsys, folder, "--trust", str(org_pub))
     assert code == EXIT_FINDINGS and "does not match its hash" in doc["findings"][0]["message"]
+    # An entry that is not even canonical JSON (a lone surrogate) is the same finding.
+    (folder / "custody-head.json").write_text(
+        json.dumps(head).replace('"export"', '"\\ud800"'))
+    code, doc, _ = verify(capsys, folder, "--trust", str(org_pub))
+    assert code == EXIT_FINDINGS and "does not match its hash" in doc["findings"][0]["message"]
 
 
 # --- §1: what is verified is what plays ----------------------------------------------------

@@ -301,6 +301,13 @@ def compare_audio(
     return merged, findings
 
 
+def _entry_hash(entry: dict[str, Any]) -> bytes | None:
+    try:
+        return entry_hash(entry)
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+        return None  # not canonical JSON (a lone surrogate, say): matches no hash
+
+
 def _check_custody_head(
     rep: CopyReport, folder: Path, key: DevicePublicKey, manifest: dict[str, Any],
     copy: dict[str, Any],
@@ -330,7 +337,7 @@ def _check_custody_head(
         problem = "malformed"
     if problem is None and not isinstance(entry, dict):
         problem = "it holds no custody entry"
-    elif problem is None and entry_hash(entry) != digest:
+    elif problem is None and _entry_hash(entry) != digest:
         problem = "its entry does not match its hash"
     elif problem is None and (entry.get("seq") != seq or not key.verify(
             sig, head_message(seq, digest))):

@@ -1,1 +1,1 @@
-Daxbftp+/z+Bu1dKK2d6nzpiJjoQgxHHaGNG2e6geg48ZsqdABpQOCOon03Ugi0ew+9ja72KgltWWXLXyuX/AQ==
+YnWNXrk3gzunftroPCC8EmA4f9r7zarcxT55mj4YmxZTGWvNZtihdHbNBsnAKlLds5TRt5/oa03CRQ1+9iLmCA==

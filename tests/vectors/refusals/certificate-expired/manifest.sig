@@ -1,1 +1,1 @@
-8lUfClJCvDaM9Gua9ynawNV+UHScvne6oU0tXgOW2ciIPrfOSQ1gjBgmaFp+gYUiKSlA4mzWWClWHbyfrjKpDw==
+7i9IgR+eJ+S/IVPvje8CCWjdua75IGvHqeMUOPbzIy1ehx3WKG8uRbCBUajgtfYpB7F+YtTqJ3pXshY10XOCDA==
