@@ -286,3 +286,36 @@ def test_honest_vectors_are_green_offline_in_the_published_page(page, tmp_path, 
         expected["status"], expected["anchored"])
     assert res["organisation"] == expected["organisation"]
     assert page.get_attribute("#verdict", "data-tone") == "ok"
+
+
+def test_an_ecdsa_p256_device_key_verifies_in_both(page, published, made, tmp_path):
+    """A device key in a TPM (ECDSA P-256) needs no format change: the page verifies it with
+    WebCrypto's ECDSA, the certificate anchors it, and a flipped signature bit is refused."""
+    from akkoord.store.custody import head_message
+    from akkoord.store.format import canonical_json
+    from akkoord.store.manifest import MANIFEST_SIG_CONTEXT
+    from akkoord.trust import EcdsaP256Signer, PublicKey, device_certificate
+
+    hsm = EcdsaP256Signer.generate()
+    folder = clone(made.folder, tmp_path / "p256")
+    doc = json.loads((folder / "manifest.json").read_bytes())
+    now = 1_800_000_000
+    doc["device"] = {**PublicKey("ecdsa-p256", hsm.public_raw).to_json("device"),
+                     "certificate": device_certificate(SIGNING, "ecdsa-p256", hsm.public_raw,
+                                                       "TPM", now - 10**7, now + 10**8, now)}
+    data = manifest_bytes(doc)
+    (folder / "manifest.json").write_bytes(data)
+    sig = hsm.sign(MANIFEST_SIG_CONTEXT + data)
+    (folder / "manifest.sig").write_bytes(base64.b64encode(sig) + b"\n")
+    head = json.loads((folder / "custody-head.json").read_bytes())
+    head["signature"] = base64.b64encode(
+        hsm.sign(head_message(head["seq"], bytes.fromhex(head["hash"])))).decode()
+    (folder / "custody-head.json").write_bytes(canonical_json(head) + b"\n")
+    res = run(page, published, folder)
+    assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
+    assert (res["status"], res["anchored"]) == python(folder)
+    bad = bytearray(sig)
+    bad[40] ^= 1
+    (folder / "manifest.sig").write_bytes(base64.b64encode(bytes(bad)) + b"\n")
+    res = run(page, published, folder)
+    assert res["status"] == "not_signed" and python(folder)[0] == "not_signed"
