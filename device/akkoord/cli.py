@@ -131,6 +131,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             {
                 "device": pub.to_json() if pub else None,
                 "recipients": [r.to_json() for r in recipients],
+                **cli_trust.device_trust(state, pub),
             }
         )
         return EXIT_OK
@@ -143,6 +144,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         print("recipients: none — recording is refused until one is added")
     for r in recipients:
         print(f"recipient:  {fingerprint_display(r.fingerprint)}  ({r.kem})")
+    cli_trust.print_device_trust(cli_trust.device_trust(state, pub))
     return EXIT_OK
 
 
