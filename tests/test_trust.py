@@ -316,7 +316,9 @@ def test_no_trust_no_certificate_and_unknown_organisation_are_unanchored_not_fin
     fake = _cert(fake_org, device)
     chain = check_device(fake, "ed25519", device.public.raw, [org.public], at=T0)
     assert chain.status == "untrusted_organisation"
-    assert chain.org_fingerprint == fake_org.fingerprint
+    assert chain.org_fingerprint is None and chain.organisation is None
+    assert chain.claimed_fingerprint == fake_org.fingerprint
+    assert chain.claimed_organisation == "Jeugdzorg Voorbeeld"
 
 
 def test_certificate_for_another_key_is_a_finding(org, device):

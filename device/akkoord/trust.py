@@ -41,7 +41,9 @@ Certificates and revocation
   check_device(certificate, device_alg, device_raw, trusted, revocations, at) -> Chain
   check_admin(certificate, admin_alg, admin_raw, trusted, revocations, at, role) -> Chain
   Chain: .status (one of CHAIN_STATUSES) .anchored .finding .organisation
-         .org_fingerprint .serial .label .message .to_json()
+         .org_fingerprint .serial .label .message .to_json(); organisation and
+         org_fingerprint name a TRUSTED organisation only; .claimed_organisation and
+         .claimed_fingerprint are what an uncheckable certificate says of itself
 
 Verdict mapping (FORMAT.md §10.6): `anchored` -> exit 0 possible; `finding` (forged, wrong
 key, expired, revoked) -> exit 1; otherwise (no anchors, no certificate, unknown
@@ -789,6 +791,8 @@ class Chain:
     valid_from: str | None = None
     valid_until: str | None = None
     notes: list[str] = field(default_factory=list)
+    claimed_organisation: str | None = None  # what an uncheckable certificate says
+    claimed_fingerprint: str | None = None
 
     @property
     def anchored(self) -> bool:
@@ -809,6 +813,8 @@ class Chain:
             "label": self.label,
             "valid_from": self.valid_from,
             "valid_until": self.valid_until,
+            "claimed_organisation": self.claimed_organisation,
+            "claimed_signing_key_fingerprint": self.claimed_fingerprint,
         }
 
 
@@ -865,24 +871,29 @@ def _check(
     at: int | None,
 ) -> tuple[Chain, Envelope | None]:
     what = cert_type.removeprefix("akkoord-").replace("-", " ")
-    if not trusted:
-        c = Chain("no_trust", "no organisation key to check against (--trust)")
+    env: Envelope | None = None
+    problem = None
+    if certificate is not None:
         try:
-            env = parse_envelope(certificate, what) if certificate is not None else None
-        except TrustError:
-            env = None
-        if env is not None:
-            org = env.statement.get("organisation")
-            if isinstance(org, dict) and isinstance(org.get("name"), str):
-                c.organisation = org["name"]
-            c.org_fingerprint = env.signer_fingerprint
-        return c, None
+            env = parse_envelope(certificate, what)
+        except TrustError as exc:
+            problem = str(exc)
+    # What the certificate says of itself: shown (as a claim) where it cannot be checked.
+    claimed: dict[str, Any] = {}
+    if env is not None:
+        ob = env.statement.get("organisation")
+        claimed = {
+            "claimed_organisation": ob.get("name") if isinstance(ob, dict)
+            and isinstance(ob.get("name"), str) else None,
+            "claimed_fingerprint": env.signer_fingerprint,
+        }
+    if not trusted:
+        return Chain("no_trust", "no organisation key to check against (--trust)",
+                     **claimed), None
     if certificate is None:
         return Chain("no_certificate", f"no {what}: not vouched for by any organisation"), None
-    try:
-        env = parse_envelope(certificate, what)
-    except TrustError as exc:
-        return Chain("bad_certificate", f"malformed {what}: {exc}"), None
+    if env is None:
+        return Chain("bad_certificate", f"malformed {what}: {problem}"), None
     org = _trusted_match(env, trusted)
     if org is None:
         return (
@@ -890,7 +901,7 @@ def _check(
                 "untrusted_organisation",
                 f"{what} signed by organisation key {env.signer_fingerprint[:16]}, "
                 "which is not among the trusted keys",
-                org_fingerprint=env.signer_fingerprint,
+                **claimed,
             ),
             None,
         )

@@ -441,10 +441,12 @@ def verify_copy(
         rep.findings.append(Finding("certificate", rep.chain.message))
         rep.status = "wrong_device"
     elif not rep.chain.anchored:
-        rep.notes.append(
-            f"not anchored ({rep.chain.message}): cannot tell who made this; compare the "
-            "device fingerprint with the one the organisation publishes"
-        )
+        c = rep.chain
+        claim = (f"; the copy claims to be from {c.claimed_organisation!r} (signing key "
+                 f"{c.claimed_fingerprint[:32]}): compare that fingerprint with the one the "
+                 "organisation publishes" if c.claimed_fingerprint else
+                 "; compare the device fingerprint with the one the organisation publishes")
+        rep.notes.append(f"not anchored ({c.message}): cannot tell who made this{claim}")
     rep.notes += rep.chain.notes
     if copy.get("recording_id") != manifest.get("recording_id"):
         rep.findings.append(

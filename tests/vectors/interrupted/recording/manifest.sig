@@ -1,1 +1,1 @@
-YnWNXrk3gzunftroPCC8EmA4f9r7zarcxT55mj4YmxZTGWvNZtihdHbNBsnAKlLds5TRt5/oa03CRQ1+9iLmCA==
+Z/0c8Niy4HCdfbNIBuItwF8UtZgEq0Y5IHA+NNvtgio1YNlLDqm9gryMuyqSRZs9oWtz6PwDbo8V9uzDJ+IoBw==
