@@ -189,14 +189,29 @@ def _double(pt: tuple[int, int]) -> tuple[int, int]:
     )
 
 
-def ed25519_point_ok(raw: bytes) -> bool:
-    """A canonical encoding of a curve point that is not of small order."""
-    pt = _decode_point(raw)
-    if pt is None:
-        return False
+def _order_divides_8(pt: tuple[int, int]) -> bool:
     for _ in range(3):
         pt = _double(pt)
-    return pt != (0, 1)
+    return pt == (0, 1)
+
+
+# The 8 points of small order have y in {1, -1 (orders 1, 2), 0 (order 4), ±Y8 (order 8)};
+# x = 0 with the sign bit set (the other non-canonical spelling) only occurs for y = ±1. So
+# "canonical and not of small order" is a test on y alone: no curve arithmetic per signature.
+_Y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+_pt8 = _decode_point(_Y8.to_bytes(32, "little"))
+assert _pt8 is not None and _order_divides_8(_pt8) and _double(_double(_pt8)) != (0, 1)
+
+
+def ed25519_point_ok(raw: bytes) -> bool:
+    """A canonical encoding that is not one of the 8 small-order points. (Whether it is on
+    the curve at all is checked by `check_public_key` for keys, and by OpenSSL when it
+    verifies; both refuse a point off the curve.)"""
+    if len(raw) != 32:
+        return False
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    return y < _P and y not in _SMALL_ORDER_Y
 
 
 def _ed25519_verify(pub: bytes, sig: bytes, message: bytes) -> bool:
@@ -251,6 +266,8 @@ def check_public_key(algorithm: str, raw: bytes) -> None:
         )
     if algorithm == ED25519 and not ed25519_point_ok(raw):
         raise TrustError("a weak Ed25519 public key (small order or non-canonical) is refused")
+    if algorithm == ED25519 and _decode_point(raw) is None:
+        raise TrustError("not a point on Ed25519")
     if algorithm == ECDSA_P256 and _p256_key(raw) is None:
         raise TrustError("not a point on P-256 (uncompressed SEC1 encoding expected)")
 
