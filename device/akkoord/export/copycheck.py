@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,8 +198,6 @@ def _epoch(t: Any) -> int | None:
     if not isinstance(utc, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", utc):
         return None
     try:
-        import time
-
         return calendar.timegm(time.strptime(utc[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None

@@ -1,1 +1,1 @@
-7TUJF7riqZJsYSKvsIfDSz6Jszp0sTvVb0nHjM5zicsrlQXyBbYbL6ibGL+oAzY+jMWIN1gltzRjFAYMy/xZDw==
+Imex/BkoyRoSJRXkwWjUhfVeBS0mmt8kkggG9tWset24PACTHNDPLhlNRvSOzrNmLfCFd7o+LN/ZzCc9jqEGCg==

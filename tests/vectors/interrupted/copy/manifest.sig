@@ -1,1 +1,1 @@
-Z/0c8Niy4HCdfbNIBuItwF8UtZgEq0Y5IHA+NNvtgio1YNlLDqm9gryMuyqSRZs9oWtz6PwDbo8V9uzDJ+IoBw==
+yORAVhKRv9YU2fPjRtb/5to30CA+QDIfoI7vxa4+o/W0wyu1M0aBV7E4biLvghD4b/U7wpJI1lKkMRhI4pSzDg==

@@ -1,1 +1,1 @@
-7TUJF7riqZJsYSKvsIfDSz6Jszp0sTvVb0nHjM5zicsYaftOIBkuh344EGKH/RRTjMWIN1gltzRjFAYMy/xZHw==
+Imex/BkoyRoSJRXkwWjUhfVeBS0mmt8kkggG9tWset2lEPbvNjPihu/pPZdtyJJ7LfCFd7o+LN/ZzCc9jqEGGg==
