@@ -1,1 +1,1 @@
-yORAVhKRv9YU2fPjRtb/5to30CA+QDIfoI7vxa4+o/W0wyu1M0aBV7E4biLvghD4b/U7wpJI1lKkMRhI4pSzDg==
+HczklezO/GJdp+DxfNtgFh7l1crbwM2N75ND+egLWc8085DsQh6t0Vvvw3cfsevRn3e+nNaDCZ2T1sc62gVACg==

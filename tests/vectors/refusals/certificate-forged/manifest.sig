@@ -1,1 +1,1 @@
-zajuCPMwNDG8EbsQXfdt6SsexA9fZtYaYlEjmHRokAwjUtCkwPRBVYhjJK8hEm+HBIODKnVYRlLi0So0ExqNBw==
+g3UXJTgZxoqb8kS6sUKPoRRiKQ6c2jxNJjIJmxuOuRZnodl7wrZ99y7K6HPNtWsfHxplfuanefe9mQIyRD4WDg==

@@ -1,1 +1,1 @@
-L9Nwf2cfIpOpUFJAsazkkZOWhts3In1Qy0MZQEBNEaeLofJGmMkI9jnofinLVLsKqifApv1608S6Ry7tdNWSDA==
+dCRSyF92kLlwjMHS1DKu2ltqp1gkq16kQKk4JYi5hPZjzv3jtxAHyoM+twWd/H/hkg0tVkEctvuSVyAipxL3Bg==

@@ -1,1 +1,1 @@
-Imex/BkoyRoSJRXkwWjUhfVeBS0mmt8kkggG9tWset2lEPbvNjPihu/pPZdtyJJ7LfCFd7o+LN/ZzCc9jqEGGg==
+GMlz3L+2KzgTHO3zk1fc0SOhzjiwaEHY01Mjxn+VuS3w19PfGSRUZx9vP6GAtSb53hO+oJXyeSIBflKF1TnJHg==
