@@ -1,1 +1,1 @@
-HczklezO/GJdp+DxfNtgFh7l1crbwM2N75ND+egLWc8085DsQh6t0Vvvw3cfsevRn3e+nNaDCZ2T1sc62gVACg==
+8hGkcPkoKHwQOuW4PeKOf0n+6ufSQij+G8uS/vqfQUlEGJiA8TNrwWfrrSUtP04/G4KyABAfCLUi5E8pds+BAQ==

@@ -1,1 +1,1 @@
-g3UXJTgZxoqb8kS6sUKPoRRiKQ6c2jxNJjIJmxuOuRZnodl7wrZ99y7K6HPNtWsfHxplfuanefe9mQIyRD4WDg==
+GFbLrsHt1SBfs7r14RsRcpz1Ig0BMX5gop8a2eROVYIcB7imHMxqXmElthUzn1PzVaXWSzC4tm4a3bxs+frRAQ==

@@ -1,1 +1,1 @@
-dCRSyF92kLlwjMHS1DKu2ltqp1gkq16kQKk4JYi5hPZjzv3jtxAHyoM+twWd/H/hkg0tVkEctvuSVyAipxL3Bg==
+XRG23xTLwmgcs44UfMrb/bWX+O36yehB/RTuCD4uC6XqNaUawEG+ZHJFYK568fTxzq9jCX9dBwmOIxvR7zwPDg==
