@@ -1,1 +1,1 @@
-8hGkcPkoKHwQOuW4PeKOf0n+6ufSQij+G8uS/vqfQUlEGJiA8TNrwWfrrSUtP04/G4KyABAfCLUi5E8pds+BAQ==
+WnmxpdPw+yjInVTU6f+5tZ389m7jJFfOVSIbc33IkxCfIsZ7KgZGmsItunnvFbaBlA+Eoo7OzrYw8X6FLBVqDw==

@@ -1,1 +1,1 @@
-LP35SWGOxuqvCFJu7zLnqqI/QNrAvGqvmOCgWyRR4icQbs0QG+UzEflv56MwWsrYCa6g+ee41uLy6sfp35GkBw==
+OenRiPIekG8mkk8JGpphr10zPIRvmQj2hzwfDkcmI1Av9RvsS8scGo57hsxr8DPh0hktKebSEgMlyK+lRDuyDQ==

@@ -1,1 +1,1 @@
-I/ZtdQbtEWdIOsfGiotIxNiEpcdMSMcb1Xu72uRKpa6JEsh00Nz37U2gtBDxFvh6lIOCvOCsPw61AkzXvs2IBg==
+5/rcQaht81uJ4pIpnhhc7b6Br5d2JteBZ7MpbvrB2vguarVjyFc2diMW+oZvqKTRf0lTrxz8VyaiIi2WQCc+AA==
