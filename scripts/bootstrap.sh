@@ -32,6 +32,7 @@ if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
     command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)   # systemd/install.sh
     command -v socat >/dev/null 2>&1 || pkgs+=(socat)  # pty pairs: the serial console tests
+    command -v ffmpeg >/dev/null 2>&1 || pkgs+=(ffmpeg)  # the reference decoder (tests)
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

@@ -75,7 +75,7 @@ def test_certify_install_record_verify(ceremony, capsys, tmp_path):
     assert run(capsys, "verify", made.writer.path)[0] == 0
     # Elsewhere, without trust: genuine but not anchored.
     code, out, _ = run(capsys, "--state", tmp_path / "elsewhere", "verify", made.folder)
-    assert code == 3 and "NOT ANCHORED" in out
+    assert code == 3 and "not anchored" in out and "cannot tell who made this" in out
 
 
 def test_certificate_for_another_device_is_not_installed(ceremony, capsys, tmp_path):
@@ -126,3 +126,17 @@ def test_publish_page_builds_the_organisation_key_in(ceremony, capsys, tmp_path)
     assert run(capsys, "keys", "publish-page", "--org-key", org / "org-signing.key",
                "--out", out2)[0] == 0
     assert "private_key" not in out2.read_text()
+
+
+def test_keys_show_reports_trust_and_certificate(ceremony, capsys, tmp_path):
+    kit, org = ceremony
+    code, out, _ = run(capsys, "keys", "show")
+    assert code == 0 and "certificate: none" in out
+    cert = tmp_path / "c.json"
+    run(capsys, "keys", "certify", kit.state.keys_dir / "device.pub", "--org-key",
+        org / "org-signing.key", "--label", "Zuid", "--out", cert)
+    run(capsys, "keys", "install-certificate", cert, "--org-pub", org / "org-signing.pub")
+    code, out, _ = run(capsys, "keys", "show", "--json")
+    doc = json.loads(out)
+    assert doc["certificate"]["anchored"] and doc["certificate"]["label"] == "Zuid"
+    assert doc["trust"][0]["organisation"] == "Jeugdzorg Noord"

@@ -266,6 +266,11 @@ def test_custody_head_removed_or_forged_is_a_finding(capsys, env, made, tmp_path
     (folder / "custody-head.json").write_text(json.dumps(head))
     code, doc, _ = verify(capsys, folder, "--trust", str(org_pub))
     assert code == EXIT_FINDINGS and "does not match its hash" in doc["findings"][0]["message"]
+    # An entry that is not even canonical JSON (a lone surrogate) is the same finding.
+    (folder / "custody-head.json").write_text(
+        json.dumps(head).replace('"export"', '"\\ud800"'))
+    code, doc, _ = verify(capsys, folder, "--trust", str(org_pub))
+    assert code == EXIT_FINDINGS and "does not match its hash" in doc["findings"][0]["message"]
 
 
 # --- §1: what is verified is what plays ----------------------------------------------------
@@ -430,3 +435,12 @@ def test_unsigned_manifest_with_10000_segments_and_a_sparse_huge_wav_reads_almos
     read = _rchar() - before
     assert code == EXIT_FINDINGS and out["status"] == "not_signed"
     assert read < 8 << 20, f"read {read} bytes"
+
+
+@pytest.mark.parametrize("option", ["--trust", "--device-key", "--revocations"])
+def test_a_fifo_given_as_a_key_or_list_is_exit_2(capsys, env, made, tmp_path, option):
+    fifo = tmp_path / "key.pub"
+    os.mkfifo(fifo)
+    code = main(["verify", str(made.folder), option, str(fifo)])
+    _, err = capsys.readouterr()
+    assert code == EXIT_USAGE and "not a regular file" in err and err.count("\n") == 1

@@ -71,9 +71,8 @@ def test_full_ceremony_with_copy(setup):
     assert rep.ok and rep.simulated and rep.status == "complete"
     assert [e["event"] for e in rep.timeline][:3] == ["press", "press", "start"]
     assert [e.get("party") for e in rep.timeline][:2] == ["A", "B"]
-    # Genuine and unchanged, not anchored: no organisation trust here (exit 3, §10).
-    assert main(["verify", made["path"], "--state", str(state.root)]) == 3
-    assert main(["verify", str(rec), "--key", str(key), "--state", str(state.root)]) == 3
+    assert main(["verify", made["path"], "--state", str(state.root)]) == 0
+    assert main(["verify", str(rec), "--key", str(key), "--state", str(state.root)]) == 0
 
 
 def test_bad_commands_are_reported_and_the_device_keeps_running(setup):
@@ -182,7 +181,8 @@ def test_killed_mid_recording_is_recovered_as_interrupted_on_the_next_start(setu
     assert rc == 0 and rec["recording_id"] == rid and rec["action"] == "interrupted"
     rep = verify_recording(state.recording_dir(rid))
     assert rep.ok and rep.status == "interrupted"
-    assert main(["verify", str(state.recording_dir(rid)), "--key", str(key)]) == 3
+    assert main(["verify", str(state.recording_dir(rid)), "--key", str(key),
+                 "--state", str(state.root)]) == 0
 
 
 def test_no_recipient_means_no_recording(tmp_path):

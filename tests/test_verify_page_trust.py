@@ -237,3 +237,142 @@ def test_unsigned_manifest_with_a_sparse_huge_wav_stops_at_the_signature(page, p
     res = run(page, published, folder)
     assert res["status"] == "not_signed" and res["audio_checked"] is False
     assert python(folder)[0] == "not_signed"
+
+
+# --- the refusal vectors (tests/vectors/refusals), in the organisation's published page --------
+
+VECTORS = Path(__file__).parent / "vectors"
+REFUSALS = sorted(p for p in (VECTORS / "refusals").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("folder", REFUSALS, ids=[p.name for p in REFUSALS])
+def test_refusal_vectors_in_the_published_page(page, tmp_path, folder):
+    from akkoord.trust import OrgSigningPublicKey
+
+    expected = json.loads((folder / "expected-verify-copy.json").read_text())
+    revs = [json.loads((folder / "revocations.json").read_text())] if (
+        folder / "revocations.json").exists() else []
+    html = tmp_path / "controle.html"
+    html.write_text(render_published_page(OrgSigningPublicKey.load(VECTORS / "org-signing.pub"),
+                                          revs), encoding="utf-8")
+    page.goto(html.as_uri(), wait_until="commit")
+    page.wait_for_function("() => window.akkoordResult && window.akkoordResult.seq >= 1")
+    seq = page.evaluate("() => window.akkoordResult.seq")
+    page.set_input_files("#dir-input", str(folder))
+    page.wait_for_function(DONE, arg=seq)
+    res = page.evaluate("() => window.akkoordResult")
+    if expected["exit_code"] == 2:
+        assert res["status"] == "error", res["message"]
+        return
+    assert res["status"] == expected["status"], res["message"]
+    assert res["anchored"] is False
+    assert res["findings"] == [f["code"] for f in expected["findings"]]
+    if expected["exit_code"] == 3:
+        assert page.get_attribute("#verdict", "data-tone") == "warn"
+    else:
+        assert page.get_attribute("#verdict", "data-tone") == "bad"
+
+
+@pytest.mark.parametrize("case", ["complete", "gap", "interrupted"])
+def test_honest_vectors_are_green_offline_in_the_published_page(page, tmp_path, case):
+    from akkoord.trust import OrgSigningPublicKey
+
+    html = tmp_path / "controle.html"
+    html.write_text(render_published_page(OrgSigningPublicKey.load(VECTORS / "org-signing.pub")),
+                    encoding="utf-8")
+    res = run(page, html, VECTORS / case / "copy")
+    expected = json.loads((VECTORS / case / "expected-verify-copy.json").read_text())
+    assert (res["status"], res["anchored"]) == ("unchanged", True) == (
+        expected["status"], expected["anchored"])
+    assert res["organisation"] == expected["organisation"]
+    assert page.get_attribute("#verdict", "data-tone") == "ok"
+
+
+def test_an_ecdsa_p256_device_key_verifies_in_both(page, published, made, tmp_path):
+    """A device key in a TPM (ECDSA P-256) needs no format change: the page verifies it with
+    WebCrypto's ECDSA, the certificate anchors it, and a flipped signature bit is refused."""
+    from akkoord.store.custody import head_message
+    from akkoord.store.format import canonical_json
+    from akkoord.store.manifest import MANIFEST_SIG_CONTEXT
+    from akkoord.trust import EcdsaP256Signer, PublicKey, device_certificate
+
+    hsm = EcdsaP256Signer.generate()
+    folder = clone(made.folder, tmp_path / "p256")
+    doc = json.loads((folder / "manifest.json").read_bytes())
+    now = 1_800_000_000
+    doc["device"] = {**PublicKey("ecdsa-p256", hsm.public_raw).to_json("device"),
+                     "certificate": device_certificate(SIGNING, "ecdsa-p256", hsm.public_raw,
+                                                       "TPM", now - 10**7, now + 10**8, now)}
+    data = manifest_bytes(doc)
+    (folder / "manifest.json").write_bytes(data)
+    sig = hsm.sign(MANIFEST_SIG_CONTEXT + data)
+    (folder / "manifest.sig").write_bytes(base64.b64encode(sig) + b"\n")
+    head = json.loads((folder / "custody-head.json").read_bytes())
+    head["signature"] = base64.b64encode(
+        hsm.sign(head_message(head["seq"], bytes.fromhex(head["hash"])))).decode()
+    (folder / "custody-head.json").write_bytes(canonical_json(head) + b"\n")
+    res = run(page, published, folder)
+    assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
+    assert (res["status"], res["anchored"]) == python(folder)
+    bad = bytearray(sig)
+    bad[40] ^= 1
+    (folder / "manifest.sig").write_bytes(base64.b64encode(bytes(bad)) + b"\n")
+    res = run(page, published, folder)
+    assert res["status"] == "not_signed" and python(folder)[0] == "not_signed"
+
+
+def test_chromium_itself_plays_the_second_data_chunk(page, published, made, tmp_path):
+    """The disagreement the canonical rule removes, shown with the browser's own decoder:
+    Chromium decodes the SECOND data chunk (the edited audio), while a chunk walker that
+    stops at the first would have checked the genuine one."""
+    edited = bytes(len(made.audio))  # silence
+    wav = _riff(_fmt(RATE, 1) + _data(made.audio) + _data(edited))
+    page.goto(published.as_uri())
+    decoded = page.evaluate(
+        """async ([b64, rate]) => {
+            const bin = atob(b64), bytes = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+            const ctx = new OfflineAudioContext(1, rate, rate);
+            const buf = await ctx.decodeAudioData(bytes.buffer);
+            const ch = buf.getChannelData(0);
+            let energy = 0;
+            for (let i = 0; i < ch.length; i++) energy += Math.abs(ch[i]);
+            return {length: ch.length, energy: energy};
+        }""",
+        [base64.b64encode(wav).decode(), RATE],
+    )
+    assert decoded["length"] == len(made.audio) // 2
+    assert decoded["energy"] == 0  # it played the edited (silent) chunk, not the genuine one
+    folder = clone(made.folder, tmp_path / "two-data")
+    (folder / AUDIO).write_bytes(wav)
+    res = run(page, published, folder)
+    assert (res["status"], res["findings"]) == ("changed", ["wav_not_canonical"])
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Kamer \"2\" \\ noord",
+        "tab\there, newline\nthere, \x01\x1f\x7f",
+        "emoji 🎙️ and U+2028 \u2028 U+2029 \u2029 and é",
+        "</script><script>alert(1)</script>",
+    ],
+    ids=["quotes", "controls", "unicode", "script"],
+)
+def test_canonical_json_is_the_same_in_python_and_the_page(page, published, kit, made,
+                                                          tmp_path, label):
+    """The page re-serialises a certificate to check its signature (FORMAT.md §10.2): any
+    difference from Python's canonical JSON would turn an honest certificate red."""
+    from akkoord.trust import device_certificate
+
+    folder = clone(made.folder, tmp_path / "label")
+    doc = json.loads((folder / "manifest.json").read_bytes())
+    now = int(kit.clock.t)
+    doc["device"]["certificate"] = device_certificate(
+        SIGNING, "ed25519", kit.identity.public.raw, label, now - 10**8, now + 10**8, now)
+    (folder / "manifest.json").write_bytes(manifest_bytes(doc))
+    resign(folder, kit.identity, name_signer=False)
+    res = run(page, published, folder)
+    assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
+    assert python(folder) == ("unchanged", True)
+    assert label[:3] in page.inner_text("#organisation")  # shown as text, never HTML

@@ -1,1 +1,1 @@
-klSwHFparekpr9lHjiNbMNrT1HTXE4srNtoCTwSFssgq9xv1yQPxylQiBAa2Ba7qvStRN0rQgHwRfrjRqclyAQ==
+kelcjg0U1ZK7hAWlXKrxJAf92T9yna31i6WowGVnW/NNirCY+3m9DJnQLXeHxfIJmQtqSBZFKwyLMfti7NNEDA==

@@ -1,1 +1,1 @@
-wRhjn5XIeozGAAeNQu/KwlBfiAviiR0ceBrIEJs6VSOiu4l3yl3qRrHVLs/mrffndb2KhI3+sWTV1u9eWuZ8Bg==
+WnmxpdPw+yjInVTU6f+5tZ389m7jJFfOVSIbc33IkxCfIsZ7KgZGmsItunnvFbaBlA+Eoo7OzrYw8X6FLBVqDw==
