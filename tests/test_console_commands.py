@@ -48,7 +48,8 @@ def test_open_commands(served, capsys):
     assert status["clock"]["quality"] == "ntp" and status["clock"]["unset"] is False
     assert status["free_minutes"] > 0
     assert status["keys"]["device"] == hello["device_fingerprint"]
-    assert len(status["keys"]["recipients"]) == 1 and status["keys"]["certificate"] is None
+    assert len(status["keys"]["recipients"]) == 1
+    assert status["keys"]["certificate"]["anchored"] is True  # the kit provisions one
     assert status["last_recording"]["recording_id"] == rid
     rc, listing, _ = console(capsys, host, "list")
     (row,) = listing["recordings"]
@@ -57,7 +58,7 @@ def test_open_commands(served, capsys):
     assert row["retention_left_days"] is None
     rc, verdict, _ = console(capsys, host, "verify", rid)
     assert rc == 0 and verdict["report"]["ok"] and verdict["report"]["recording_id"] == rid
-    assert verdict["exit_code"] == 3 and verdict["report"]["anchored"] is False  # no trust yet
+    assert verdict["exit_code"] == 0 and verdict["report"]["anchored"] is True
     rc, log, _ = console(capsys, host, "log", "--limit", "2")
     assert [e["type"] for e in log["entries"]][-1] == "recording_closed"
     rc, head, _ = console(capsys, host, "head")
@@ -76,7 +77,7 @@ def test_human_output_and_refusals(served, capsys):
     assert "time set" in capsys.readouterr().out
     rid = make_recording(served[0])
     assert main(["console", "--port", host, "verify", rid]) == 0
-    assert "OK: genuine and unchanged, but not anchored" in capsys.readouterr().out
+    assert "OK: genuine and unchanged, anchored to the organisation" in capsys.readouterr().out
     assert main(["console", "--port", host, "verify", "0" * 32]) == 1
     assert "not_found" in capsys.readouterr().err
     assert main(["console", "--port", host, "launch"]) == 2
