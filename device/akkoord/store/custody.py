@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,21 @@ from akkoord.errors import StorageError
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
 from akkoord.store.format import CUSTODY_SIG_CONTEXT, canonical_json
 from akkoord.store.keys import DeviceIdentity, DevicePublicKey
+from akkoord.store.safeio import read_regular
 
-__all__ = ["CustodyHead", "CustodyLog", "head_message", "verify_custody_log"]
+__all__ = [
+    "CustodyHead",
+    "CustodyLog",
+    "CustodyView",
+    "RecordingHistory",
+    "head_message",
+    "verify_custody_log",
+]
 
 ENTRY_LABEL = b"akkoord/v1/custody\n"
 ZERO_HASH = "0" * 64
 MAX_LINE = 1 << 20
+MAX_LOG = 1 << 30
 
 
 def entry_hash(entry: dict[str, Any]) -> bytes:
@@ -86,21 +95,30 @@ def _parse_lines(data: bytes) -> tuple[list[_Line], int, str | None]:
             sig = base64.b64decode(obj["sig"], validate=True)
             if not isinstance(entry, dict) or len(digest) != 32:
                 raise ValueError
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (
+            ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError
+        ):
             return lines, pos, f"unreadable entry at byte {pos}"
         lines.append(_Line(pos, nl + 1, entry, digest, sig))
         pos = nl + 1
     return lines, pos, None
 
 
-def verify_custody_log(path: Path, key: DevicePublicKey) -> tuple[int, list[str]]:
-    """Entries checked, and findings (empty when the whole log is intact)."""
-    data = Path(path).read_bytes()
+def _read_log(path: Path) -> bytes:
+    return read_regular(path, MAX_LOG, "custody log")
+
+
+def _check_lines(
+    path: Path, data: bytes, key: DevicePublicKey
+) -> tuple[list[_Line], int, list[str]]:
+    """All parsed lines, how many of them from the start are intact, and the findings."""
     lines, stop, why = _parse_lines(data)
     findings = []
     prev = ZERO_HASH
+    good = None
     for i, ln in enumerate(lines):
         where = f"{path}: entry {i} (byte {ln.offset})"
+        before = len(findings)
         if ln.entry.get("seq") != i:
             findings.append(f"{where}: sequence number {ln.entry.get('seq')!r}, expected {i}")
         if ln.entry.get("prev") != prev:
@@ -109,10 +127,84 @@ def verify_custody_log(path: Path, key: DevicePublicKey) -> tuple[int, list[str]
             findings.append(f"{where}: content does not match its hash")
         if not key.verify(ln.sig, head_message(i, ln.hash)):
             findings.append(f"{where}: signature invalid for device {key.fingerprint[:16]}")
+        if good is None and len(findings) > before:
+            good = i
         prev = ln.hash.hex()
     if why is not None:
         findings.append(f"{path}: {why}; {len(data) - stop} bytes after the last whole entry")
+    return lines, len(lines) if good is None else good, findings
+
+
+def verify_custody_log(path: Path, key: DevicePublicKey) -> tuple[int, list[str]]:
+    """Entries checked, and findings (empty when the whole log is intact)."""
+    lines, _, findings = _check_lines(Path(path), _read_log(Path(path)), key)
     return len(lines), findings
+
+
+@dataclass
+class RecordingHistory:
+    """What the custody log says happened to one recording."""
+
+    started: dict[str, Any] | None = None
+    closed: dict[str, Any] | None = None  # recording_closed / recording_interrupted
+    gone: dict[str, Any] | None = None  # recording_deleted / _aborted / _quarantined
+    damaged: bool = False
+    exports: list[dict[str, Any]] = field(default_factory=list)
+    failed_exports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def header_seal(self) -> str | None:
+        detail = (self.started or {}).get("detail") or {}
+        seal = detail.get("header_seal")
+        return seal if isinstance(seal, str) else None
+
+
+_CLOSED = ("recording_closed", "recording_interrupted")
+_GONE = ("recording_deleted", "recording_aborted", "recording_quarantined")
+
+
+@dataclass
+class CustodyView:
+    """The intact prefix of the log, indexed by recording (for recovery and the state check).
+    Entries after the first bad one are not believed."""
+
+    entries: list[dict[str, Any]]
+    hashes: list[str]
+    findings: list[str]
+    recordings: dict[str, RecordingHistory]
+
+    @classmethod
+    def read(cls, path: Path, key: DevicePublicKey) -> CustodyView:
+        path = Path(path)
+        try:
+            data = _read_log(path)
+        except FileNotFoundError:
+            return cls([], [], [], {})
+        lines, good, findings = _check_lines(path, data, key)
+        entries = [ln.entry for ln in lines[:good]]
+        recordings: dict[str, RecordingHistory] = {}
+        for e in entries:
+            rid = e.get("recording_id")
+            if not isinstance(rid, str):
+                continue
+            h = recordings.setdefault(rid, RecordingHistory())
+            kind = e.get("type")
+            if kind == "recording_started" and h.started is None:
+                h.started = e
+            elif kind in _CLOSED:
+                h.closed = e
+            elif kind in _GONE:
+                h.gone = e
+            elif kind == "recording_damaged":
+                h.damaged = True
+            elif kind == "export":
+                h.exports.append(e)
+            elif kind == "export_failed":
+                h.failed_exports.append(e)
+        return cls(entries, [ln.hash.hex() for ln in lines[:good]], findings, recordings)
+
+    def history(self, recording_id: str) -> RecordingHistory:
+        return self.recordings.get(recording_id) or RecordingHistory()
 
 
 class CustodyLog:
