@@ -413,26 +413,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_custody(args: argparse.Namespace) -> int:
-    from akkoord.store.custody import verify_custody_log
-
-    state = _state(args)
-    pub = state.device_public_key()
-    if pub is None:
-        raise AkkoordError(f"no device public key in {state.keys_dir}")
-    count, findings = verify_custody_log(state.custody_path, pub)
-    if args.json:
-        _print_json({"entries": count, "ok": not findings, "findings": findings})
-    else:
-        print(
-            f"{state.custody_path}: {count} entries, "
-            + ("intact" if not findings else f"{len(findings)} findings")
-        )
-        for f in findings:
-            print(f"  FINDING: {f}")
-    return EXIT_OK if not findings else EXIT_FINDINGS
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     import dataclasses
     import signal
@@ -624,9 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="confirm")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("custody", parents=[common], help="verify the device's custody log")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_custody)
+    from akkoord import cli_custody
+
+    cli_custody.register(sub, common)
 
     p = sub.add_parser("run", parents=[common], help="run the recorder (the systemd service)")
     p.add_argument("--config", metavar="FILE",
