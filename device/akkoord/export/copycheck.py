@@ -294,6 +294,12 @@ def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyR
         rep.status = "unchanged"
     if rep.recording_status == "interrupted":
         rep.notes.append("the recording was interrupted (power loss); this is disclosed in it")
+        tail = manifest.get("unsigned_tail")
+        if isinstance(tail, dict) and tail.get("frames"):  # FORMAT.md §11.2
+            rep.notes.append(
+                f"unsigned tail: the last {tail.get('seconds')} s were recovered after the "
+                "device's last signed checkpoint; the device never signed them while recording"
+            )
     if rep.simulated:
         rep.notes.append("simulated: made by the simulator, not at a real meeting")
     return rep
