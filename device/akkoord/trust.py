@@ -77,6 +77,8 @@ __all__ = [
     "ALGORITHMS",
     "CHAIN_STATUSES",
     "DEVICE_CERT_TYPE",
+    "ORG_SIGNING_KEY_TYPE",
+    "ORG_SIGNING_PUB_TYPE",
     "REVOCATION_TYPE",
     "STATEMENT_CONTEXT",
     "Chain",
@@ -93,6 +95,8 @@ __all__ = [
     "check_public_key",
     "device_certificate",
     "format_time",
+    "load_statement_file",
+    "loads_strict",
     "new_serial",
     "parse_envelope",
     "parse_time",
@@ -344,41 +348,44 @@ class EcdsaP256Signer:
 # --- statements ----------------------------------------------------------------------------
 
 
-def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
-    """Only what has ONE spelling in Python and in a browser: no floats, no big ints,
-    ASCII object keys, no lone surrogates, bounded depth."""
+def _normalise(value: Any, where: str, depth: int = 0) -> Any:
+    """The statement as a browser's JSON.parse sees it, so both sides sign-check the same
+    bytes: integral numbers are integers (1.0 == 1), anything else numeric is refused, as are
+    integers a browser cannot hold exactly, non-ASCII object keys (sort orders differ), lone
+    surrogates, and deep nesting."""
     if depth > 16:
         raise TrustError(f"{where}: nested too deeply")
     if isinstance(value, bool) or value is None:
-        return
+        return value
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise TrustError(f"{where}: numbers in a statement must be integers")
+        value = int(value)
     if isinstance(value, int):
         if abs(value) > _SAFE_INT:
             raise TrustError(f"{where}: integer out of range")
-        return
-    if isinstance(value, float):
-        raise TrustError(f"{where}: numbers in a statement must be integers")
+        return value
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise TrustError(f"{where}: text is not valid Unicode") from None
-        return
+        return value
     if isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json_value(v, f"{where}[{i}]", depth + 1)
-        return
+        return [_normalise(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
+        out = {}
         for k, v in value.items():
             if not k.isascii():
                 raise TrustError(f"{where}: object keys must be ASCII")
-            _check_json_value(v, f"{where}.{k}", depth + 1)
-        return
+            out[k] = _normalise(v, f"{where}.{k}", depth + 1)
+        return out
     raise TrustError(f"{where}: not a JSON value")
 
 
 def statement_message(statement: dict[str, Any]) -> bytes:
     """The bytes a signature covers."""
-    _check_json_value(statement, "statement")
+    statement = _normalise(statement, "statement")
     kind = statement.get("type")
     if not isinstance(kind, str) or "\n" in kind:
         raise TrustError("statement: type missing")
@@ -419,9 +426,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads_strict(data: bytes, where: str) -> Any:
+def loads_strict(data: bytes, where: str, limit: int = MAX_STATEMENT_BYTES) -> Any:
     """JSON without duplicate keys, NaN/Infinity, or floats that overflow (1e999)."""
-    if len(data) > MAX_STATEMENT_BYTES:
+    if len(data) > limit:
         raise TrustError(f"{where}: implausibly large ({len(data)} bytes)")
     try:
         return json.loads(
@@ -473,7 +480,7 @@ def parse_envelope(doc: Any, where: str, purpose_prefix: str = "org-signing") ->
         raise TrustError(f"{where}: statement has no type")
     if st.get("version") != STATEMENT_VERSION:
         raise TrustError(f"{where}: unsupported statement version {st.get('version')!r}")
-    _check_json_value(st, f"{where}: statement")
+    st = _normalise(st, f"{where}: statement")
     signer = PublicKey.from_json(doc["signer"], purpose_prefix, f"{where}: signer")
     sig = _unb64(doc["signature"], f"{where}: signature")
     return Envelope(st, signer, purpose_prefix, sig)

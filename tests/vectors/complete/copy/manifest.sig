@@ -1,1 +1,1 @@
-iFM4Lee+LsQkYuYRVOO3VZRx/qgWjC1CWQ1c1jvamcKuK+3/tRtd1xu0EizXrSNI0M0Ex7L0zTGwGTYkVmz7Ag==
+wtEpfyhBn2jcnjasUIF8sSMDM04FytNRbmH3zcu1Vf1fX080vs+ga4bc8re4Zh4o5xW1OahB16haVBSjS+Z2Bw==

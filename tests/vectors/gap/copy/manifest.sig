@@ -1,1 +1,1 @@
-qJvrEa3ci489bxLdap7L3fm/j6sTvvsybkOd7Sm1Wld3zW/z5bu3iwCvrHo8T2hrDJiwjbIIUviTrwDITUczDA==
+xn57Ytu2kXeAYyGsK99hg0ujii9VLpyUlQLLS3zE72ce62Y3sHW7hEez+/Al3PC1i/RXdQwX0bYrg/6WmkB5Cg==

@@ -1,0 +1,1 @@
+e6o/8tZmU4K2a2DD8wPUMJl+QzuXeV5vFl4lqsueopoE5J5W1XZ87EINqukv+CoS5RhKKqh8pWeuPksJqejWBQ==

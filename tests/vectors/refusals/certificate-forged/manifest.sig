@@ -1,0 +1,1 @@
+xO0zPYXN8yVCemkxXu2qc/JFvE6tKOifm4zcxxYdRimRTKReqMKcSxFNvA7C5UanncaeoBDyLZ9ep3GF66BjAw==

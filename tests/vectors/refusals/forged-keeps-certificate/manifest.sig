@@ -1,0 +1,1 @@
+98iilggr2NSGinpf6fACwSOdODiDbeioEnCwbcUZdFA25kRvd5NWr2b7Ccg4vF9dewBmQ9QOknJbs9lVMqb0Cw==

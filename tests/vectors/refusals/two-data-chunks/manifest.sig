@@ -1,0 +1,1 @@
+wtEpfyhBn2jcnjasUIF8sSMDM04FytNRbmH3zcu1Vf1fX080vs+ga4bc8re4Zh4o5xW1OahB16haVBSjS+Z2Bw==

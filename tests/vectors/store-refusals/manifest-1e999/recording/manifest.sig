@@ -1,0 +1,1 @@
+n2S2D9OtVWb1BXgYbw3uT18/E6OXnZFt4xrzeVKVqpblNfvIrx1vZmt1sbpuKJg0gJ3RKcW9T51Y3pziAFwgCA==

@@ -1,0 +1,1 @@
+xYwhjYhEzgCq4nedQyV4//y3qgU0VKnrB+xArg2zUIKskKtMWsrXCpWDZZjqrjWMFBAeenLLez9Mu7p2x1eeBQ==
