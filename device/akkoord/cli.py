@@ -379,6 +379,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
     signed = read_manifest(directory)
     audio = (signed.doc.get("audio") if signed else None) or {}
+    if not isinstance(audio, dict) or audio.get("sample_width", 2) != 2 or audio.get(
+        "channels", 1
+    ) not in (1, 2):
+        from akkoord.errors import FormatError
+
+        raise FormatError(f"{directory}: the manifest's audio is not 16-bit mono or stereo PCM")
     total = int(signed.doc.get("duration_samples", 0)) if signed else _scan_duration(directory)
     problems = decrypt_to_wav(
         directory,
