@@ -1,1 +1,1 @@
-xn57Ytu2kXeAYyGsK99hg0ujii9VLpyUlQLLS3zE72ce62Y3sHW7hEez+/Al3PC1i/RXdQwX0bYrg/6WmkB5Cg==
+Wpr/3GTCjvPluTsr84p5cW/+ZHinnZneoUsEErGkkFNNMdLiTKYa57vamHWXAXytN1aAj1weFUWqwh1xkePqDw==

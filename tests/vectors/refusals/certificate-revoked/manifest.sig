@@ -1,1 +1,1 @@
-wtEpfyhBn2jcnjasUIF8sSMDM04FytNRbmH3zcu1Vf1fX080vs+ga4bc8re4Zh4o5xW1OahB16haVBSjS+Z2Bw==
+D9GVl/c+O3xZost3N7e2bBmJPoHhzTSWls6bDnx0tVZ6ix+w3arVRjpRlyEBVavng01ZNLuclSIn94odqGiFBg==

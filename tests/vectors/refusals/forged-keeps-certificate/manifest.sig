@@ -1,1 +1,1 @@
-98iilggr2NSGinpf6fACwSOdODiDbeioEnCwbcUZdFA25kRvd5NWr2b7Ccg4vF9dewBmQ9QOknJbs9lVMqb0Cw==
+TXvN91jNw4a4gM5b3cKwcH/2PPYHaagQscYpbUbRB+77CzMxCY/A2vZyt2shueyVHVNEitcaAhKDZzU8chDxDQ==

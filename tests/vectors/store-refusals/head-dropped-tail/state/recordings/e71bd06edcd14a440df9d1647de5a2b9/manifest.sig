@@ -1,1 +1,1 @@
-xYwhjYhEzgCq4nedQyV4//y3qgU0VKnrB+xArg2zUIKskKtMWsrXCpWDZZjqrjWMFBAeenLLez9Mu7p2x1eeBQ==
+xmA0YJRQH8CJP3VpdmljkHjYFoja1uo4cWFmwIQTCp1X9FGYA9nqcGmHREv3Ufg1a4ZxRHcRjU42AcOnv5FiAg==
