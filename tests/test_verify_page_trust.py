@@ -319,3 +319,60 @@ def test_an_ecdsa_p256_device_key_verifies_in_both(page, published, made, tmp_pa
     (folder / "manifest.sig").write_bytes(base64.b64encode(bytes(bad)) + b"\n")
     res = run(page, published, folder)
     assert res["status"] == "not_signed" and python(folder)[0] == "not_signed"
+
+
+def test_chromium_itself_plays_the_second_data_chunk(page, published, made, tmp_path):
+    """The disagreement the canonical rule removes, shown with the browser's own decoder:
+    Chromium decodes the SECOND data chunk (the edited audio), while a chunk walker that
+    stops at the first would have checked the genuine one."""
+    edited = bytes(len(made.audio))  # silence
+    wav = _riff(_fmt(RATE, 1) + _data(made.audio) + _data(edited))
+    page.goto(published.as_uri())
+    decoded = page.evaluate(
+        """async ([b64, rate]) => {
+            const bin = atob(b64), bytes = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+            const ctx = new OfflineAudioContext(1, rate, rate);
+            const buf = await ctx.decodeAudioData(bytes.buffer);
+            const ch = buf.getChannelData(0);
+            let energy = 0;
+            for (let i = 0; i < ch.length; i++) energy += Math.abs(ch[i]);
+            return {length: ch.length, energy: energy};
+        }""",
+        [base64.b64encode(wav).decode(), RATE],
+    )
+    assert decoded["length"] == len(made.audio) // 2
+    assert decoded["energy"] == 0  # it played the edited (silent) chunk, not the genuine one
+    folder = clone(made.folder, tmp_path / "two-data")
+    (folder / AUDIO).write_bytes(wav)
+    res = run(page, published, folder)
+    assert (res["status"], res["findings"]) == ("changed", ["wav_not_canonical"])
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Kamer \"2\" \\ noord",
+        "tab\there, newline\nthere, \x01\x1f\x7f",
+        "emoji 🎙️ and U+2028 \u2028 U+2029 \u2029 and é",
+        "</script><script>alert(1)</script>",
+    ],
+    ids=["quotes", "controls", "unicode", "script"],
+)
+def test_canonical_json_is_the_same_in_python_and_the_page(page, published, kit, made,
+                                                          tmp_path, label):
+    """The page re-serialises a certificate to check its signature (FORMAT.md §10.2): any
+    difference from Python's canonical JSON would turn an honest certificate red."""
+    from akkoord.trust import device_certificate
+
+    folder = clone(made.folder, tmp_path / "label")
+    doc = json.loads((folder / "manifest.json").read_bytes())
+    now = int(kit.clock.t)
+    doc["device"]["certificate"] = device_certificate(
+        SIGNING, "ed25519", kit.identity.public.raw, label, now - 10**8, now + 10**8, now)
+    (folder / "manifest.json").write_bytes(manifest_bytes(doc))
+    resign(folder, kit.identity, name_signer=False)
+    res = run(page, published, folder)
+    assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
+    assert python(folder) == ("unchanged", True)
+    assert label[:3] in page.inner_text("#organisation")  # shown as text, never HTML

@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +199,6 @@ def _epoch(t: Any) -> int | None:
     if not isinstance(utc, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", utc):
         return None
     try:
-        import time
-
         return calendar.timegm(time.strptime(utc[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
@@ -468,10 +467,12 @@ def verify_copy(
         rep.findings.append(Finding("certificate", rep.chain.message))
         rep.status = "wrong_device"
     elif not rep.chain.anchored:
-        rep.notes.append(
-            f"not anchored ({rep.chain.message}): cannot tell who made this; compare the "
-            "device fingerprint with the one the organisation publishes"
-        )
+        c = rep.chain
+        claim = (f"; the copy claims to be from {c.claimed_organisation!r} (signing key "
+                 f"{c.claimed_fingerprint[:32]}): compare that fingerprint with the one the "
+                 "organisation publishes" if c.claimed_fingerprint else
+                 "; compare the device fingerprint with the one the organisation publishes")
+        rep.notes.append(f"not anchored ({c.message}): cannot tell who made this{claim}")
     rep.notes += rep.chain.notes
     if copy.get("recording_id") != manifest.get("recording_id"):
         rep.findings.append(

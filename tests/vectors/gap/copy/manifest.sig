@@ -1,1 +1,1 @@
-Wpr/3GTCjvPluTsr84p5cW/+ZHinnZneoUsEErGkkFNNMdLiTKYa57vamHWXAXytN1aAj1weFUWqwh1xkePqDw==
+Jrf/Nqln7BCjkeSSbH3Gl5iP0IEHFBw8GxrWhNNNFqLjvG5nn6V52XWvf4LCD3yejjszgkUt1swJQzNMsvf/Bw==

@@ -1,1 +1,1 @@
-D9GVl/c+O3xZost3N7e2bBmJPoHhzTSWls6bDnx0tVZ6ix+w3arVRjpRlyEBVavng01ZNLuclSIn94odqGiFBg==
+30JvmyprbDVa7foxAG8KqUWZtVYDLU19uTPYJrWKr/3PpTaxhUII1jM8RtAjRwLllSyaFsW+lRA5teLNEdqOBQ==

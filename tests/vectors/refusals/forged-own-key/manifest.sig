@@ -1,1 +1,1 @@
-tPaHynWQt4V/MzDDeJIJVgXQZKtolU4J3/9wzUHXiJ+OoaL4ucnbb0SmfanwrhmATgrFsuy1Orf9JcJusV4BBA==
+bnSfdmlSBLoIRpOEXwPK0rkzOcB3DFu/sLSRnpPW94wcLwNwveC0JEF/5FZI3jkShFc/c4pcZkXTt+cVZzDJCw==

@@ -1,1 +1,1 @@
-uKkzto6vQkprWqUUN7/Ho37+mw5NukspYjcwgC/3AO2CP7/6uFkNyd6SR8fC+LWk0EHvs/oULi6z9id1ZtlYCQ==
+xs8E1pk7tkHdjbnT05l/PGAnpaIgHjgQ3Bz4/4VHwDh/Agu0qmCG+SkR4C5phoK58k3eltnFuu+8MyzG/rYxBQ==
