@@ -151,6 +151,9 @@ def build(out: Path) -> None:
             )
     shutil.rmtree(state.root)
     build_refusals(out, identity)
+    from vectors_store import build_store_refusals  # issue 8 §3–§5: the store side
+
+    build_store_refusals(out)
 
 
 # --- refusals (issue 8): copies every verifier must NOT call genuine and anchored -----------

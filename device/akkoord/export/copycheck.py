@@ -28,8 +28,9 @@ from akkoord.errors import FormatError, KeyMaterialError
 from akkoord.export.wavfile import CANONICAL_HEADER_LEN, check_canonical_wav
 from akkoord.store.custody import entry_hash, head_message
 from akkoord.store.format import MANIFEST_FORMAT
-from akkoord.store.keys import DevicePublicKey
+from akkoord.store.keys import DevicePublicKey, wipe
 from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_manifest_signature
+from akkoord.store.safeio import b64decode_secret
 from akkoord.store.verify import Finding
 from akkoord.trust import Chain, OrgSigningPublicKey, TrustError, check_device, loads_strict
 
@@ -307,9 +308,24 @@ def _entry_hash(entry: dict[str, Any]) -> bytes | None:
         return None  # not canonical JSON (a lone surrogate, say): matches no hash
 
 
+def _org_head_signed(
+    head: dict[str, Any], seq: int, digest: bytes, sig: bytes,
+    trust: Sequence[OrgSigningPublicKey],
+) -> bool | None:
+    """An organisation's copy-log head (FORMAT.md §11.5): True/False under a trusted
+    organisation key, None when no trusted key is the one it names."""
+    from akkoord.store.orglog import ORG_LOG_CONTEXT
+
+    signer = head.get("signer") if isinstance(head.get("signer"), dict) else {}
+    for org in trust:
+        if org.fingerprint == signer.get("fingerprint"):
+            return org.key.verify(sig, head_message(seq, digest, ORG_LOG_CONTEXT))
+    return None
+
+
 def _check_custody_head(
     rep: CopyReport, folder: Path, key: DevicePublicKey, manifest: dict[str, Any],
-    copy: dict[str, Any],
+    copy: dict[str, Any], trust: Sequence[OrgSigningPublicKey] = (),
 ) -> None:
     """FORMAT.md §9 step 3: the head the copy carries is the device's signed custody entry for
     this very export; copy number, maker and time are shown as fact only when it is."""
@@ -338,6 +354,14 @@ def _check_custody_head(
         problem = "it holds no custody entry"
     elif problem is None and _entry_hash(entry) != digest:
         problem = "its entry does not match its hash"
+    elif problem is None and head.get("log") == "organisation":
+        signed = entry.get("seq") == seq and _org_head_signed(head, seq, digest, sig, trust)
+        if signed is None:
+            rep.notes.append("copy number, maker and time are signed by the organisation's copy "
+                             "log; not checked without its signing key (--trust)")
+            return
+        if not signed:
+            problem = "not signed by the organisation's copy log it names"
     elif problem is None and (entry.get("seq") != seq or not key.verify(
             sig, head_message(seq, digest))):
         problem = "not signed by the device that signed the manifest"
@@ -350,7 +374,9 @@ def _check_custody_head(
         elif detail.get("copy_number") != copy.get("copy_number"):
             problem = (f"it records copy {detail.get('copy_number')!r}, copy.json claims "
                        f"copy {copy.get('copy_number')!r}")
-        elif copy.get("made_by") != "device" or entry.get("time") != copy.get("made"):
+        elif copy.get("made_by") != (
+            "organisation" if head.get("log") == "organisation" else "device"
+        ) or entry.get("time") != copy.get("made"):
             problem = "copy.json's maker or time differ from the signed record"
     if problem is not None:
         rep.findings.append(Finding("custody_head", f"{CUSTODY_HEAD_FILE}: {problem}"))
@@ -392,7 +418,8 @@ def verify_copy(
         if not isinstance(manifest.get("device"), dict):
             raise TypeError("device is not an object")
         key = _named_key(manifest["device"])
-        mac_key = base64.b64decode(copy["audio_mac_key"], validate=True)
+        # Into a buffer wiped below: the device reads its own copies back (issue 8 §5).
+        mac_key = b64decode_secret(copy["audio_mac_key"], f"{folder / COPY_FILE}: audio_mac_key")
         _checked_manifest(manifest)
         rate = manifest["audio"]["sample_rate"]
         rep.recording_id = str(manifest["recording_id"])
@@ -451,7 +478,7 @@ def verify_copy(
         rep.findings.append(
             Finding("wrong_recording", "copy.json and the manifest name different recordings")
         )
-    _check_custody_head(rep, folder, key, manifest, copy)
+    _check_custody_head(rep, folder, key, manifest, copy, trust)
     name = copy.get("audio_file") or AUDIO_FILE
     if not isinstance(name, str) or "/" in name or "\0" in name or name in (".", ".."):
         raise FormatError(f"{folder / COPY_FILE}: audio_file must be a plain file name")
@@ -477,9 +504,12 @@ def verify_copy(
                 )
             )
         else:
-            ranges, findings = compare_audio(
-                manifest, mac_key, f, info.data_offset, info.data_len
-            )
+            try:
+                ranges, findings = compare_audio(
+                    manifest, mac_key, f, info.data_offset, info.data_len
+                )
+            finally:
+                wipe(mac_key)
             rep.findings += findings
             rep.changed_seconds = [[round(a / rate, 3), round(b / rate, 3)] for a, b in ranges]
     if rep.findings and rep.status not in ("not_signed", "wrong_device"):
@@ -488,6 +518,12 @@ def verify_copy(
         rep.status = "unchanged"
     if rep.recording_status == "interrupted":
         rep.notes.append("the recording was interrupted (power loss); this is disclosed in it")
+        tail = manifest.get("unsigned_tail")
+        if isinstance(tail, dict) and tail.get("frames"):  # FORMAT.md §11.2
+            rep.notes.append(
+                f"unsigned tail: the last {tail.get('seconds')} s were recovered after the "
+                "device's last signed checkpoint; the device never signed them while recording"
+            )
     if rep.simulated:
         rep.notes.append("simulated: made by the simulator, not at a real meeting")
     return rep

@@ -54,7 +54,6 @@ def delete_recording(
         recording_id,
         reason=reason,
         chain_head=signed.doc.get("chain_head"),
-        frame_count=signed.doc.get("frame_count"),
         **(extra or {}),
     )
     shutil.rmtree(directory)

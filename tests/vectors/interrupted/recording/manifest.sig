@@ -1,1 +1,1 @@
-WnmxpdPw+yjInVTU6f+5tZ389m7jJFfOVSIbc33IkxCfIsZ7KgZGmsItunnvFbaBlA+Eoo7OzrYw8X6FLBVqDw==
+vxQB66/m0vkJwI1TElEvtk568rLT8OT25S//RT/UjCqA6Mdd0mq3PLrHfICmUpHrdcMVroMq0bDz8d4nsOstAg==

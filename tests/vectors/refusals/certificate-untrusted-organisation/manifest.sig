@@ -1,1 +1,1 @@
-5/rcQaht81uJ4pIpnhhc7b6Br5d2JteBZ7MpbvrB2vguarVjyFc2diMW+oZvqKTRf0lTrxz8VyaiIi2WQCc+AA==
+LzHqVspfFhqFv38dV8+XUoyKwbKsyhtba2E2NaMMOOahKUCfD48dgr0b4PHdqfjeLd8Pql9C8FH3AX+SblkTCA==

@@ -1,1 +1,1 @@
-qN2Ef28TYGFQvU7839y1sszkyXmM1QVmkQrTqb4IKbrT76oU/gY7IGSzvBbpUv0rv2HeMRZnnVpuofILeT4CBA==
+xs8E1pk7tkHdjbnT05l/PGAnpaIgHjgQ3Bz4/4VHwDh/Agu0qmCG+SkR4C5phoK58k3eltnFuu+8MyzG/rYxBQ==

@@ -1,0 +1,1 @@
+JMmQt8BF16ctTSCjnWPZRbRnCgdEAn9/sSwMcZ2YQyrdksnvZUCyzh5kw7cj1vHGxJJBbXaTk6eLQ7VJip0PAg==
