@@ -656,6 +656,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the recording whose verification RSS is measured",
     )
     p.set_defaults(func=cmd_bench)
+
+    from akkoord import cli_archive
+
+    cli_archive.register(sub, common)
     return parser
 
 

@@ -1,0 +1,191 @@
+"""What the organisation does with archived recordings: later copies, audio, deletion, audit.
+
+Every later copy and every deletion is an entry in the organisation's signed log
+(orglog.py) before it is reported done; copy numbers are reserved in the index and never
+repeat, and never reuse a number the device gave out at the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from akkoord.archive.index import Index
+from akkoord.archive.orglog import append_log, verify_log
+from akkoord.archive.store import Archive, hash_file
+from akkoord.clock import SystemClock
+from akkoord.collect.statements import SigningKey, utc
+from akkoord.errors import FormatError, UsageError
+from akkoord.export.package import CopyResult, write_copy
+from akkoord.fsutil import fsync_dir, fsync_fd, write_all
+from akkoord.store.audio_out import decrypt_to_wav
+from akkoord.store.exports import read_exports
+from akkoord.store.keys import DevicePublicKey, OrgPrivateKey
+from akkoord.store.layout import WRAPPED_KEYS_FILE
+from akkoord.store.manifest import read_manifest
+from akkoord.store.verify import Report, load_content_keys, verify_recording
+
+__all__ = ["AuditResult", "audit", "delete", "export_copy", "open_recording", "to_wav"]
+
+
+def _row(index: Index, rid: str) -> dict[str, Any]:
+    row = index.get(rid)
+    if row is None:
+        raise UsageError(f"no recording {rid} in the archive")
+    if row["status"] == "deleted":
+        raise UsageError(f"recording {rid} was deleted on {row['deleted']} "
+                         f"({row['delete_reason']})")
+    return row
+
+
+class open_recording:
+    """The recording as a folder (hard links to its objects), removed afterwards."""
+
+    def __init__(self, archive: Archive, index: Index, rid: str) -> None:
+        self.archive, self.row = archive, _row(index, rid)
+        self.rid = rid
+
+    def __enter__(self) -> Path:
+        self.tmp = self.archive.scratch()
+        return self.archive.materialise(json.loads(self.row["objects"]), self.tmp / self.rid)
+
+    def __exit__(self, *_exc: object) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _device_key(directory: Path) -> DevicePublicKey:
+    signed = read_manifest(directory)
+    if signed is None:
+        raise FormatError(f"{directory}: no manifest")
+    return DevicePublicKey.from_json(signed.doc["device"], "manifest")
+
+
+def export_copy(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivateKey,
+                to: Path, signing_key: SigningKey, made_for: str | None = None,
+                certificate: dict[str, Any] | None = None,
+                progress: Callable[[int], None] | None = None) -> tuple[CopyResult, Report]:
+    with open_recording(archive, index, rid) as directory:
+        dev = _device_key(directory)
+        report = verify_recording(directory, org_key, dev)
+        if not report.ok:
+            raise FormatError(f"recording {rid} fails verification in the archive: "
+                              + "; ".join(f.message for f in report.findings[:5]))
+        first = len(read_exports(directory, dev)) + 1  # after the device's own copies
+        number = index.reserve_copy(rid, first, utc(time.time()), made_for)
+        append_log(index, signing_key, "archive_export", rid, copy_number=number,
+                   made_for=made_for, certificate=certificate)
+        to.mkdir(parents=True, exist_ok=True)
+        result = write_copy(directory, load_content_keys(directory, org_key), to,
+                            copy_number=number, made_by="organisation", clock=SystemClock(),
+                            device_key=dev, custody_head=None, progress=progress)
+    return result, report
+
+
+def to_wav(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivateKey,
+           out: Path) -> tuple[Report, list[str]]:
+    with open_recording(archive, index, rid) as directory:
+        report = verify_recording(directory, org_key, _device_key(directory))
+        if not report.ok:
+            return report, []
+        doc = read_manifest(directory).doc  # type: ignore[union-attr]
+        audio = doc.get("audio") or {}
+        problems = decrypt_to_wav(
+            directory, load_content_keys(directory, org_key), out,
+            rate=int(audio.get("sample_rate", 48000)), channels=int(audio.get("channels", 1)),
+            width=int(audio.get("sample_width", 2)),
+            total_samples=int(doc.get("duration_samples", 0)))
+    return report, problems
+
+
+def _shred(path: Path) -> None:
+    """Overwrite in place, then unlink: the wrapped keys are the point of no return."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    try:
+        write_all(fd, os.urandom(size), str(path))
+        fsync_fd(fd, str(path))
+    finally:
+        os.close(fd)
+    os.unlink(path)
+    fsync_dir(path.parent)
+
+
+def delete(archive: Archive, index: Index, rid: str, *, reason: str, signing_key: SigningKey,
+           certificate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Crypto-shred: logged first, then the wrapped keys destroyed, then the rest removed.
+    The index keeps the row (status ``deleted``, when, why) so the deletion is accountable."""
+    row = _row(index, rid)
+    if not reason.strip():
+        raise UsageError("a deletion needs a --reason (it is logged)")
+    objects = json.loads(row["objects"])
+    entry = append_log(index, signing_key, "archive_delete", rid, reason=reason,
+                       chain_head=row["chain_head"], copies_made=row["copies"],
+                       certificate=certificate)
+    order = [WRAPPED_KEYS_FILE, *sorted(n for n in objects if n != WRAPPED_KEYS_FILE)]
+    for name in order:
+        if name not in objects:
+            continue
+        path = archive.object_path(objects[name])
+        if path.exists():
+            if name == WRAPPED_KEYS_FILE:
+                _shred(path)
+            else:
+                path.unlink()
+    index.mark_deleted(rid, utc(time.time()), reason)
+    return entry
+
+
+@dataclass
+class AuditResult:
+    objects: int = 0
+    recordings: int = 0
+    log_entries: int = 0
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "objects": self.objects, "recordings": self.recordings,
+                "log_entries": self.log_entries, "findings": self.findings}
+
+
+def audit(archive: Archive, index: Index, progress: Callable[[int], None] | None = None,
+          ) -> AuditResult:
+    """Every object's hash, every recording's structure/chain/signature, the log chain."""
+    res = AuditResult()
+    for sub in sorted(archive.objects.iterdir()) if archive.objects.is_dir() else []:
+        for obj in sorted(sub.iterdir()):
+            res.objects += 1
+            if hash_file(obj) != obj.name:
+                res.findings.append(f"object {obj.relative_to(archive.root)}: content does "
+                                    "not match its hash")
+    for rid in index.all_ids():
+        row = index.get(rid)
+        assert row is not None
+        if row["status"] == "deleted":
+            continue
+        res.recordings += 1
+        missing = [n for n, d in json.loads(row["objects"]).items()
+                   if not archive.object_path(d).exists()]
+        if missing:
+            res.findings.append(f"recording {rid}: missing objects {', '.join(missing)}")
+            continue
+        with open_recording(archive, index, rid) as directory:
+            report = verify_recording(directory, None, _device_key(directory))
+        if not report.ok:
+            res.findings += [f"recording {rid}: {f.message}" for f in report.findings]
+        elif report.device_fingerprint != row["device_fingerprint"]:
+            res.findings.append(f"recording {rid}: signed by another device than indexed")
+        if progress:
+            progress(1)
+    res.log_entries, log_findings = verify_log(index, archive.trusted())
+    res.findings += log_findings
+    return res

@@ -1,0 +1,212 @@
+"""The collection package: every recording the organisation has not receipted, on a stick.
+
+Layout on the stick (FORMAT.md §12)::
+
+    akkoord-collect/token.json                       the collection token (the organisation's)
+    akkoord-collect/receipts/*.json                  receipts the archive wrote back
+    akkoord-collect/<device fp[:16]>/device.json     device public key (+ certificate)
+    akkoord-collect/<device fp[:16]>/custody.log     the custody log, as of this collection
+    akkoord-collect/<device fp[:16]>/recordings/<id>/recording.akr, keys.json,
+                                                      manifest.json, manifest.sig, exports.akr
+
+Only what is already encrypted and signed leaves the device: never plaintext, never a content
+key (keys.json holds the content key wrapped to the organisation's public keys only).
+
+Each recording is written to ``<id>.partial``, every file fsynced, its page cache dropped,
+read back and compared (SHA-256) with what was read from the device, and only then renamed to
+``<id>`` and logged (``archive_collected``). A stick pulled or full mid-way leaves at most one
+``.partial`` folder, which the next collection or ingest ignores; nothing on the device changes
+except the custody entries for recordings that made it whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from akkoord.errors import StorageError
+from akkoord.fsutil import atomic_write, fsync_dir
+from akkoord.store.custody import CustodyLog
+from akkoord.store.keys import DeviceIdentity
+from akkoord.store.layout import CONTAINER_FILE, EXPORTS_FILE, WRAPPED_KEYS_FILE, StateDir
+from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, read_manifest
+
+__all__ = [
+    "COLLECT_DIR",
+    "RECORDING_FILES",
+    "CollectResult",
+    "collect_to_stick",
+    "device_folder",
+    "pending_recordings",
+]
+
+COLLECT_DIR = "akkoord-collect"
+TOKEN_FILE = "token.json"
+RECEIPTS_DIR = "receipts"
+DEVICE_FILE = "device.json"
+CUSTODY_FILE = "custody.log"
+CERT_FILE = "device.cert.json"
+RECORDING_FILES = (CONTAINER_FILE, WRAPPED_KEYS_FILE, MANIFEST_FILE, SIGNATURE_FILE, EXPORTS_FILE)
+CHUNK = 1 << 20
+Progress = Callable[[int, int, str], None]  # (recordings done, of total, recording id)
+
+
+@dataclass
+class CollectResult:
+    collected: list[str] = field(default_factory=list)  # whole on the stick, checked, logged
+    already: list[str] = field(default_factory=list)  # found whole on the stick from before
+    failed: dict[str, str] = field(default_factory=dict)
+    bytes_written: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def device_folder(stick: Path, device_fingerprint: str) -> Path:
+    return Path(stick) / COLLECT_DIR / device_fingerprint[:16]
+
+
+def pending_recordings(state: StateDir, archived: set[str]) -> list[str]:
+    """Closed recordings not yet receipted (open ones are recovery's business first)."""
+    out = []
+    for rid in state.recording_ids():
+        if rid in archived:
+            continue
+        if (state.recording_dir(rid) / MANIFEST_FILE).exists():
+            out.append(rid)
+    return out
+
+
+def _hash_file(path: Path, *, drop_cache: bool = False) -> str:
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if drop_cache:
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _copy_file(src: Path, dst: Path) -> tuple[str, int]:
+    """Copy, fsync, drop the written pages; SHA-256 of what was read from the device."""
+    h = hashlib.sha256()
+    total = 0
+    sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            while chunk := os.read(sfd, CHUNK):
+                h.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dfd, view):]
+                total += len(chunk)
+            os.fsync(dfd)
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(dfd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+    return h.hexdigest(), total
+
+
+def _files_of(directory: Path) -> list[str]:
+    return [n for n in RECORDING_FILES if (directory / n).exists()]
+
+
+def _same(src: Path, dst: Path) -> bool:
+    names = _files_of(src)
+    if sorted(names) != sorted(p.name for p in dst.iterdir()):
+        return False
+    return all(_hash_file(src / n) == _hash_file(dst / n, drop_cache=True) for n in names)
+
+
+def _collect_one(src: Path, recordings: Path, rid: str) -> int:
+    final = recordings / rid
+    partial = recordings / f"{rid}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir()
+    written = 0
+    want: dict[str, str] = {}
+    for name in _files_of(src):
+        want[name], n = _copy_file(src / name, partial / name)
+        written += n
+    fsync_dir(partial)
+    for name, digest in want.items():  # read back from the stick, not from the page cache
+        got = _hash_file(partial / name, drop_cache=True)
+        if got != digest:
+            raise StorageError(errno.EIO, f"{partial / name}: read back differs from what "
+                               "was written (a bad stick?)")
+    if final.exists():  # an earlier, different or damaged copy: replaced only now
+        shutil.rmtree(final)
+    os.rename(partial, final)
+    fsync_dir(recordings)
+    return written
+
+
+def collect_to_stick(
+    state: StateDir,
+    identity: DeviceIdentity,
+    custody: CustodyLog,
+    stick: Path,
+    *,
+    token: dict[str, Any],
+    archived: set[str],
+    certificate: bytes | None = None,
+    progress: Progress | None = None,
+) -> CollectResult:
+    """Write the package. Stops at the first storage error (a pulled or full stick): what is
+    whole on the stick by then is logged, the rest stays pending on the device."""
+    result = CollectResult()
+    base = device_folder(stick, identity.fingerprint)
+    recordings = base / "recordings"
+    pending = pending_recordings(state, archived)
+    try:
+        recordings.mkdir(parents=True, exist_ok=True)
+        device_doc = {"type": "akkoord-collection-device", "version": 2,
+                      "device": identity.public.to_json()}
+        if certificate is not None:
+            device_doc["certificate"] = json.loads(certificate)
+        atomic_write(base / DEVICE_FILE, json.dumps(device_doc, indent=1).encode() + b"\n")
+    except OSError as exc:
+        result.failed["*"] = f"cannot write to the stick: {exc.strerror or exc}"
+        return result
+    for i, rid in enumerate(pending):
+        src = state.recording_dir(rid)
+        if progress:
+            progress(i, len(pending), rid)
+        try:
+            if (recordings / rid).is_dir() and _same(src, recordings / rid):
+                result.already.append(rid)
+                continue
+            result.bytes_written += _collect_one(src, recordings, rid)
+        except OSError as exc:
+            result.failed[rid] = f"{exc.strerror or exc}"
+            for later in pending[i + 1:]:  # a stick that failed once is not trusted further
+                result.failed[later] = "not collected: the stick failed before it"
+            break
+        signed = read_manifest(src)
+        custody.append("archive_collected", rid, token_serial=token.get("serial"),
+                       chain_head=signed.doc.get("chain_head") if signed else None,
+                       stick_path=str(stick))
+        result.collected.append(rid)
+    if progress:
+        progress(len(pending), len(pending), "")
+    with contextlib.suppress(OSError):  # the log as of now, for the archive's custody checks
+        atomic_write(base / CUSTODY_FILE, state.custody_path.read_bytes())
+    return result
