@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -273,7 +274,7 @@ def _collected_and_ingested(kit, org):
 
 def test_a_receipt_carried_back_marks_recordings_archived(setup):
     kit, org = setup
-    stick, res = _collected_and_ingested(kit, org)
+    stick, _res = _collected_and_ingested(kit, org)
     out = collect(kit, stick)
     assert len(out.receipts) == 1 and len(out.receipts[0].applied) == 3
     assert len(_entries(kit, "archive_receipt")) == 3
@@ -288,7 +289,7 @@ def test_a_replayed_receipt_changes_nothing(setup):
     stick, res = _collected_and_ingested(kit, org)
     collect(kit, stick)
     n = len(list(kit.custody.entries()))
-    data = open(res.receipts[0], "rb").read()
+    data = Path(res.receipts[0]).read_bytes()
     out = apply_receipt(kit.state, kit.custody, data, "replay",
                         device_fingerprint=kit.identity.fingerprint,
                         trusted=trusted_signing_keys(kit.state), now=T0)
@@ -313,8 +314,8 @@ def test_a_receipt_for_another_device_is_left_alone(setup):
 
 def test_forged_and_mismatched_receipts_archive_nothing(setup):
     kit, org = setup
-    stick, res = _collected_and_ingested(kit, org)
-    env = json.loads(open(res.receipts[0]).read())
+    _stick, res = _collected_and_ingested(kit, org)
+    env = json.loads(Path(res.receipts[0]).read_text())
     forged = copy.deepcopy(env)
     forged["statement"]["recordings"].append({"recording_id": "ab" * 16, "chain_head": "00"})
     with pytest.raises(StatementError, match="signature invalid"):
@@ -353,11 +354,11 @@ def test_retention_shreds_only_receipted_recordings_past_the_age(setup):
 
 def test_an_insider_cannot_make_retention_shred_an_unreceipted_recording(setup):
     kit, org = setup
-    stick, res = _collected_and_ingested(kit, org)
+    stick, _res = _collected_and_ingested(kit, org)
     record(kit, segments=2, seed=7)
     collect(kit, stick)
-    fresh = [r for r in kit.state.recording_ids()
-             if not (kit.state.recording_dir(r) / ARCHIVED_FILE).exists()][0]
+    fresh = next(r for r in kit.state.recording_ids()
+             if not (kit.state.recording_dir(r) / ARCHIVED_FILE).exists())
     other = next(r for r in kit.state.recording_ids() if r != fresh)
     # copy another recording's genuine receipt next to the unreceipted one
     (kit.state.recording_dir(fresh) / ARCHIVED_FILE).write_bytes(
