@@ -4,7 +4,6 @@ a certified device that trusts it, a collection stick, an archive."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from akkoord.archive.index import Index, open_index
 from akkoord.archive.store import Archive, init_archive
 from akkoord.collect.package import COLLECT_DIR, TOKEN_FILE
 from akkoord.collect.service import CollectionOutcome, run_collection
-from akkoord.collect.statements import SigningKey, make_token, sign_statement, utc
+from akkoord.collect.statements import Signer, make_token
 from akkoord.store.keys import DeviceIdentity, OrgPrivateKey
+from akkoord.trust import OrgSigningKey, device_certificate, write_org_signing_pair
 from storekit import Kit
 
 # storekit's FixedClock starts here; certificates and tokens are valid around it.
@@ -23,7 +23,8 @@ T0 = 1_800_000_000.0
 @dataclass
 class Org:
     root: Path
-    signing: SigningKey
+    signing: Signer
+    org_key: OrgSigningKey
     signing_pub: Path
     signing_key_path: Path
     hpke: OrgPrivateKey
@@ -34,24 +35,18 @@ class Org:
 
 def make_org(root: Path, hpke: OrgPrivateKey, name: str = "Jeugdzorg Test") -> Org:
     root.mkdir(parents=True, exist_ok=True)
-    signing = SigningKey.generate(name)
-    kp, pp = signing.save(root)
+    key = OrgSigningKey.generate(name)
+    kp, pp = write_org_signing_pair(key, root)
     (root / "org.pub").write_bytes(hpke.public.dumps())
     (root / "org.key").write_bytes(hpke.dumps())
-    return Org(root, signing, pp, kp, hpke, root / "org.pub", root / "org.key", name)
+    return Org(root, Signer.org(key), key, pp, kp, hpke, root / "org.pub", root / "org.key",
+               name)
 
 
-def device_certificate(org: Org, identity: DeviceIdentity, label: str = "kamer-1",
-                       *, start: float = T0 - 86400, days: float = 365) -> dict:
-    pub = identity.public.to_json()
-    s = {"type": "akkoord-device-certificate", "version": 2, "serial": os.urandom(16).hex(),
-         "organisation": {"name": org.name,
-                          "signing_key_fingerprint": org.signing.public.fingerprint},
-         "device": {"label": label, "algorithm": "ed25519", "public_key": pub["public_key"],
-                    "fingerprint": identity.fingerprint},
-         "valid_from": utc(start), "valid_until": utc(start + days * 86400),
-         "issued": utc(start)}
-    return sign_statement(s, org.signing)
+def certify(org: Org, identity: DeviceIdentity, label: str = "kamer-1",
+            *, start: float = T0 - 86400, days: float = 365) -> dict:
+    return device_certificate(org.org_key, "ed25519", identity.public.raw, label, int(start),
+                              int(start + days * 86400), int(start))
 
 
 def provision(kit: Kit, org: Org, label: str = "kamer-1") -> None:
@@ -59,15 +54,13 @@ def provision(kit: Kit, org: Org, label: str = "kamer-1") -> None:
     trust = kit.state.keys_dir / "trust"
     trust.mkdir(parents=True, exist_ok=True)
     (trust / "org-signing.pub").write_bytes(org.signing_pub.read_bytes())
-    cert = device_certificate(org, kit.identity, label)
+    cert = certify(org, kit.identity, label)
     (kit.state.keys_dir / "device.cert.json").write_text(json.dumps(cert))
 
 
 def put_token(org: Org, stick: Path, devices: list[str], *, now: float = T0,
-              days: float = 7, key: SigningKey | None = None,
-              certificate: dict | None = None) -> dict:
-    token = make_token(key or org.signing, devices, organisation=org.name, now=now, days=days,
-                       certificate=certificate)
+              days: float = 7, key: Signer | None = None) -> dict:
+    token = make_token(key or org.signing, devices, now=now, days=days)
     (stick / COLLECT_DIR).mkdir(parents=True, exist_ok=True)
     (stick / COLLECT_DIR / TOKEN_FILE).write_text(json.dumps(token))
     return token

@@ -15,9 +15,10 @@ from akkoord.archive.ingest import ingest
 from akkoord.archive.ops import audit, delete, export_copy, to_wav
 from akkoord.cli import main
 from akkoord.collect.package import device_folder
-from akkoord.collect.statements import SigningKey
+from akkoord.collect.statements import Signer
 from akkoord.errors import UsageError
 from akkoord.export.copycheck import verify_copy
+from akkoord.trust import OrgSigningKey
 from archivekit import collect, make_archive, make_org, provision, put_token
 from pgkit import pg_server  # noqa: F401 - the session fixture
 from storekit import make_kit, record
@@ -140,7 +141,7 @@ def test_a_device_the_organisation_did_not_certify_is_quarantined(world, request
     try:
         res = ingest(archive2, index2, stick, key=stranger.signing)
         assert len(res.quarantined) == 3 and not res.stored and not res.receipts
-        assert all("does not trust" in why for why in res.quarantined.values())
+        assert all("not among the trusted keys" in why for why in res.quarantined.values())
     finally:
         index2.close()
 
@@ -243,7 +244,7 @@ def test_a_log_entry_signed_by_an_unknown_key_is_a_finding(world):
     ingest(archive, index, stick, key=org.signing)
     rid = kit.state.recording_ids()[0]
     export_copy(archive, index, rid, org_key=org.hpke, to=kit.root / "out",
-                signing_key=SigningKey.generate())
+                signing_key=Signer.org(OrgSigningKey.generate("Ander")))
     res = audit(archive, index)
     assert any("not signed by a trusted organisation key" in f for f in res.findings)
 

@@ -4,7 +4,6 @@ Each attack or accident gets a clear outcome, and nothing on the device is lost.
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -12,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from akkoord.archive.ingest import ingest
 from akkoord.collect.package import COLLECT_DIR, RECORDING_FILES, device_folder
@@ -25,14 +25,9 @@ from akkoord.collect.receipts import (
     trusted_signing_keys,
 )
 from akkoord.collect.service import collection_token
-from akkoord.collect.statements import (
-    SigningKey,
-    StatementError,
-    make_receipt,
-    sign_statement,
-    utc,
-)
+from akkoord.collect.statements import Signer, StatementError, make_receipt
 from akkoord.errors import FormatError
+from akkoord.trust import OrgSigningKey, admin_certificate
 from archivekit import T0, collect, make_archive, make_org, provision, put_token
 from storekit import fast_tmp, make_kit, record
 
@@ -104,45 +99,37 @@ def test_bad_tokens_are_refused_with_the_reason(setup, what, match):
     elif what == "other_device":
         put_token(org, stick, ["ab" * 32])
     elif what == "untrusted":
-        put_token(org, stick, [fp], key=SigningKey.generate())
+        put_token(org, stick, [fp], key=Signer.org(OrgSigningKey.generate("Ander")))
     else:
         tok = put_token(org, stick, [fp])
         if what == "forged":  # a party adds a device to the list with a hex editor
             tok["statement"]["devices"].append("cd" * 32)
         else:  # a genuine receipt is not a token
-            tok = make_receipt(org.signing, fp, [], organisation=org.name,
-                               token_serial=None, now=T0)
+            tok = make_receipt(org.signing, fp, [], token_serial=None, now=T0)
         (stick / COLLECT_DIR / "token.json").write_text(json.dumps(tok))
     with pytest.raises(StatementError, match=match):
         collection_token(kit.state, kit.identity, stick, T0)
 
 
 def _admin(org, roles, start=T0 - 86400):
-    admin = SigningKey.generate()
-    s = {"type": "akkoord-admin-certificate", "version": 2, "serial": "00" * 16,
-         "organisation": {"name": org.name,
-                          "signing_key_fingerprint": org.signing.public.fingerprint},
-         "admin": {"name": "Beheer", "algorithm": "ed25519",
-                   "public_key": base64.b64encode(admin.public.raw).decode(),
-                   "fingerprint": admin.public.fingerprint},
-         "roles": roles, "valid_from": utc(start), "valid_until": utc(start + 30 * 86400),
-         "issued": utc(start)}
-    return admin, sign_statement(s, org.signing)
+    private = ed25519.Ed25519PrivateKey.generate()
+    raw = private.public_key().public_bytes_raw()
+    cert = admin_certificate(org.org_key, "Beheer", "ed25519", raw, roles, int(start),
+                             int(start + 30 * 86400), int(start))
+    return Signer.admin(private, cert)
 
 
 def test_an_admin_certified_for_collect_may_sign_tokens(setup):
     kit, org = setup
     stick = kit.root / "stick"
-    admin, cert = _admin(org, ["collect"])
-    put_token(org, stick, [kit.identity.fingerprint], key=admin, certificate=cert)
+    put_token(org, stick, [kit.identity.fingerprint], key=_admin(org, ["collect"]))
     assert collection_token(kit.state, kit.identity, stick, T0) is not None
 
 
 def test_an_admin_without_the_collect_role_may_not(setup):
     kit, org = setup
     stick = kit.root / "stick"
-    admin, cert = _admin(org, ["console"])
-    put_token(org, stick, [kit.identity.fingerprint], key=admin, certificate=cert)
+    put_token(org, stick, [kit.identity.fingerprint], key=_admin(org, ["console"]))
     with pytest.raises(StatementError, match="role 'collect'"):
         collection_token(kit.state, kit.identity, stick, T0)
 
@@ -150,10 +137,9 @@ def test_an_admin_without_the_collect_role_may_not(setup):
 def test_an_admin_certificate_from_another_organisation_is_refused(setup):
     kit, org = setup
     other = make_org(kit.root / "other", kit.org, "Ander")
-    admin, cert = _admin(other, ["collect"])
     stick = kit.root / "stick"
-    put_token(org, stick, [kit.identity.fingerprint], key=admin, certificate=cert)
-    with pytest.raises(StatementError, match="not from a trusted organisation"):
+    put_token(org, stick, [kit.identity.fingerprint], key=_admin(other, ["collect"]))
+    with pytest.raises(StatementError, match="not among the trusted keys"):
         collection_token(kit.state, kit.identity, stick, T0)
 
 
@@ -303,8 +289,7 @@ def test_a_receipt_for_another_device_is_left_alone(setup):
     stick = kit.root / "stick"
     put_token(org, stick, [kit.identity.fingerprint])
     heads = [{"recording_id": rid, "chain_head": "00" * 32} for rid in kit.state.recording_ids()]
-    other = make_receipt(org.signing, "ef" * 32, heads, organisation=org.name,
-                         token_serial=None, now=T0)
+    other = make_receipt(org.signing, "ef" * 32, heads, token_serial=None, now=T0)
     (stick / COLLECT_DIR / "receipts").mkdir()
     (stick / COLLECT_DIR / "receipts" / "x.json").write_text(json.dumps(other))
     out = collect(kit, stick)
@@ -326,7 +311,7 @@ def test_forged_and_mismatched_receipts_archive_nothing(setup):
     rid = kit.state.recording_ids()[0]
     wrong = make_receipt(org.signing, kit.identity.fingerprint,
                          [{"recording_id": rid, "chain_head": "11" * 32}],
-                         organisation=org.name, token_serial=None, now=T0)
+                         token_serial=None, now=T0)
     out = apply_receipt(kit.state, kit.custody, json.dumps(wrong).encode(), "wrong",
                         device_fingerprint=kit.identity.fingerprint,
                         trusted=trusted_signing_keys(kit.state), now=T0)

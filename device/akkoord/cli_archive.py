@@ -66,8 +66,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     archive, index = _open(args)
     source = Path(args.source)
     with _bar(package_size(source), "ingest", not args.json) as bar:
-        result = ingest(archive, index, source, key=archive.signing_key(args.signing_key),
-                        certificate=archive.certificate(args.certificate), progress=bar.update,
+        result = ingest(archive, index, source,
+                        key=archive.signer(args.signing_key, args.certificate), progress=bar.update,
                         write_receipts=not args.no_receipt)
     index.close()
     if args.json:
@@ -149,9 +149,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         with _bar(size, "copy", True) as bar:
             result, _report = export_copy(
                 archive, index, args.recording_id, org_key=OrgPrivateKey.load(Path(args.key)),
-                to=Path(args.to), signing_key=archive.signing_key(args.signing_key),
-                made_for=args.made_for, certificate=archive.certificate(args.certificate),
-                progress=bar.update)
+                to=Path(args.to), signing_key=archive.signer(args.signing_key, args.certificate),
+                made_for=args.made_for, progress=bar.update)
     except FormatError as exc:
         print(f"akkoord: {exc}", file=sys.stderr)
         return EXIT_FINDINGS
@@ -193,8 +192,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     archive, index = _open(args)
     try:
         entry = delete(archive, index, args.recording_id, reason=args.reason,
-                       signing_key=archive.signing_key(args.signing_key),
-                       certificate=archive.certificate(args.certificate))
+                       signing_key=archive.signer(args.signing_key, args.certificate))
     finally:
         index.close()
     print(f"recording {args.recording_id} crypto-shredded; organisation log entry "
@@ -224,13 +222,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from akkoord.collect.package import COLLECT_DIR, TOKEN_FILE
-    from akkoord.collect.statements import SigningKey, make_token
+    from akkoord.collect.statements import load_signer, make_token
     from akkoord.fsutil import atomic_write
 
-    key = SigningKey.load(Path(args.signing_key))
-    cert = json.loads(Path(args.certificate).read_bytes()) if args.certificate else None
-    token = make_token(key, args.device, organisation=args.organisation, now=time.time(),
-                       days=args.days, certificate=cert)
+    signer = load_signer(Path(args.signing_key),
+                         Path(args.certificate) if args.certificate else None)
+    token = make_token(signer, args.device, now=time.time(), days=args.days)
     out = Path(args.out)
     if out.is_dir():  # a mounted stick: put it where the device looks
         (out / COLLECT_DIR).mkdir(exist_ok=True)
@@ -325,7 +322,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = asub.add_parser("token", parents=[common], help="make a collection token (for a stick)")
     p.add_argument("--signing-key", required=True, metavar="FILE")
     p.add_argument("--certificate", metavar="FILE")
-    p.add_argument("--organisation", required=True, metavar="NAME")
     p.add_argument("--device", action="append", required=True, metavar="FINGERPRINT")
     p.add_argument("--days", type=float, default=7)
     p.add_argument("--out", required=True, metavar="FILE_OR_STICK")

@@ -14,7 +14,6 @@ at once, store each recording once.
 
 from __future__ import annotations
 
-import base64
 import calendar
 import contextlib
 import hashlib
@@ -37,14 +36,7 @@ from akkoord.collect.package import (
     RECEIPTS_DIR,
     RECORDING_FILES,
 )
-from akkoord.collect.statements import (
-    SigningKey,
-    StatementError,
-    load_statement,
-    make_receipt,
-    utc,
-    verify_device_certificate,
-)
+from akkoord.collect.statements import Signer, load_statement, make_receipt, utc
 from akkoord.errors import AkkoordError, FormatError, KeyMaterialError
 from akkoord.fsutil import atomic_write, fsync_dir
 from akkoord.store.exports import read_exports
@@ -52,6 +44,7 @@ from akkoord.store.keys import DevicePublicKey
 from akkoord.store.layout import RECORDING_ID_RE
 from akkoord.store.manifest import read_manifest
 from akkoord.store.verify import verify_recording
+from akkoord.trust import check_device
 
 __all__ = ["IngestResult", "device_folders", "ingest"]
 
@@ -139,18 +132,16 @@ class _Device:
 
     def check(self, manifest: dict[str, Any]) -> tuple[str | None, str]:
         """(reason it is refused or None, device label)."""
-        want = base64.b64encode(self.key.raw).decode()
         head_cert = (manifest.get("device") or {}).get("certificate")
         cert = head_cert if isinstance(head_cert, dict) else self.certificate
         if not isinstance(cert, dict):
             return "no device certificate: the device is not anchored to the organisation", ""
         when = _parse_time(manifest.get("created")) or time.time()
-        try:
-            s = verify_device_certificate(cert, self.archive.trusted(), device_public_key=want,
-                                          when=when, where="device certificate")
-        except (StatementError, FormatError) as exc:
-            return str(exc), ""
-        return None, str((s.get("device") or {}).get("label") or self.key.fingerprint[:16])
+        chain = check_device(cert, "ed25519", self.key.raw, self.archive.trusted(), (),
+                             int(when))
+        if not chain.anchored:
+            return f"device certificate: {chain.message}", ""
+        return None, chain.label or self.key.fingerprint[:16]
 
 
 def _quarantine(archive: Archive, index: Index, staged: Path, rid: str, reason: str,
@@ -227,8 +218,8 @@ def _ingest_one(archive: Archive, index: Index, dev: _Device, src: Path,
     return {"recording_id": rid, "chain_head": doc["chain_head"]}
 
 
-def ingest(archive: Archive, index: Index, source: Path, *, key: SigningKey,
-           certificate: dict[str, Any] | None = None, progress: Bytes | None = None,
+def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
+           progress: Bytes | None = None,
            write_receipts: bool = True) -> IngestResult:
     result = IngestResult()
     folders = device_folders(source)
@@ -250,9 +241,8 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: SigningKey,
             if got is not None:
                 held.append(got)
         if held and write_receipts:
-            receipt = make_receipt(key, dev.key.fingerprint, held,
-                                   organisation=archive.organisation, token_serial=None,
-                                   now=time.time(), certificate=certificate)
+            receipt = make_receipt(key, dev.key.fingerprint, held, token_serial=None,
+                                   now=time.time())
             out = folder.parent / RECEIPTS_DIR  # the collection root, beside the token
             try:
                 out.mkdir(exist_ok=True)

@@ -20,7 +20,7 @@ from akkoord.archive.index import Index
 from akkoord.archive.orglog import append_log, verify_log
 from akkoord.archive.store import Archive, hash_file
 from akkoord.clock import SystemClock
-from akkoord.collect.statements import SigningKey, utc
+from akkoord.collect.statements import Signer, utc
 from akkoord.errors import FormatError, UsageError
 from akkoord.export.package import CopyResult, write_copy
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
@@ -67,7 +67,7 @@ def _device_key(directory: Path) -> DevicePublicKey:
 
 
 def export_copy(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivateKey,
-                to: Path, signing_key: SigningKey, made_for: str | None = None,
+                to: Path, signing_key: Signer, made_for: str | None = None,
                 certificate: dict[str, Any] | None = None,
                 progress: Callable[[int], None] | None = None) -> tuple[CopyResult, Report]:
     with open_recording(archive, index, rid) as directory:
@@ -79,7 +79,7 @@ def export_copy(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivate
         first = len(read_exports(directory, dev)) + 1  # after the device's own copies
         number = index.reserve_copy(rid, first, utc(time.time()), made_for)
         append_log(index, signing_key, "archive_export", rid, copy_number=number,
-                   made_for=made_for, certificate=certificate)
+                   made_for=made_for)
         to.mkdir(parents=True, exist_ok=True)
         result = write_copy(directory, load_content_keys(directory, org_key), to,
                             copy_number=number, made_by="organisation", clock=SystemClock(),
@@ -116,8 +116,8 @@ def _shred(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def delete(archive: Archive, index: Index, rid: str, *, reason: str, signing_key: SigningKey,
-           certificate: dict[str, Any] | None = None) -> dict[str, Any]:
+def delete(archive: Archive, index: Index, rid: str, *, reason: str,
+           signing_key: Signer) -> dict[str, Any]:
     """Crypto-shred: logged first, then the wrapped keys destroyed, then the rest removed.
     The index keeps the row (status ``deleted``, when, why) so the deletion is accountable."""
     row = _row(index, rid)
@@ -125,8 +125,7 @@ def delete(archive: Archive, index: Index, rid: str, *, reason: str, signing_key
         raise UsageError("a deletion needs a --reason (it is logged)")
     objects = json.loads(row["objects"])
     entry = append_log(index, signing_key, "archive_delete", rid, reason=reason,
-                       chain_head=row["chain_head"], copies_made=row["copies"],
-                       certificate=certificate)
+                       chain_head=row["chain_head"], copies_made=row["copies"])
     order = [WRAPPED_KEYS_FILE, *sorted(n for n in objects if n != WRAPPED_KEYS_FILE)]
     for name in order:
         if name not in objects:

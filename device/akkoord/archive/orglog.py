@@ -22,20 +22,22 @@ import time
 from typing import Any
 
 from akkoord.archive.index import Index
-from akkoord.collect.statements import (
-    ADMIN_CERT_TYPE,
-    SigningKey,
-    SigningPublicKey,
-    StatementError,
-    verify_statement,
-)
+from akkoord.collect.statements import Signer
 from akkoord.store.format import canonical_json
+from akkoord.trust import OrgSigningPublicKey, PublicKey, TrustError, check_admin, parse_time
 
 __all__ = ["append_log", "verify_log"]
 
 ENTRY_LABEL = b"akkoord/v2/org-log\n"
 HEAD_LABEL = b"akkoord/v2/org-log-head\n"
 ZERO = "0" * 64
+
+
+def _when(text: Any) -> float:
+    try:
+        return float(parse_time(text))
+    except TrustError:
+        return 0.0
 
 
 def _hash(entry: dict[str, Any]) -> bytes:
@@ -46,8 +48,8 @@ def _head(seq: int, digest: bytes) -> bytes:
     return HEAD_LABEL + seq.to_bytes(8, "big") + digest
 
 
-def append_log(index: Index, key: SigningKey, kind: str, recording_id: str | None, *,
-               certificate: dict[str, Any] | None = None, **detail: Any) -> dict[str, Any]:
+def append_log(index: Index, key: Signer, kind: str, recording_id: str | None,
+               **detail: Any) -> dict[str, Any]:
     while True:
         seq, line = index.log_tail()
         prev = json.loads(line)["hash"] if line else ZERO
@@ -60,33 +62,31 @@ def append_log(index: Index, key: SigningKey, kind: str, recording_id: str | Non
         if detail:
             entry["detail"] = detail
         digest = _hash(entry)
-        doc = {"entry": entry, "hash": digest.hex(), "signer": key.public.fingerprint,
+        doc = {"entry": entry, "hash": digest.hex(), "signer": key.fingerprint,
                "sig": base64.b64encode(key.sign(_head(seq + 1, digest))).decode()}
-        if certificate is not None:  # an admin signed: the proof of its role travels along
-            doc["certificate"] = certificate
+        if key.certificate is not None:  # an admin signed: the proof of its role travels along
+            doc["certificate"] = key.certificate
         if index.log_insert(seq + 1, canonical_json(doc).decode()):
             return doc
 
 
-def _admin_key(doc: dict[str, Any], trusted: list[SigningPublicKey],
-               when: float) -> SigningPublicKey | None:
+def _admin_key(doc: dict[str, Any], trusted: list[OrgSigningPublicKey],
+               when: float) -> PublicKey | None:
+    """The admin key a log line names, if its certificate (role collect) anchors it."""
     cert = doc.get("certificate")
-    if not isinstance(cert, dict):
-        return None
     try:
-        s = verify_statement(cert, trusted, want_type=ADMIN_CERT_TYPE, role="collect",
-                             now=when, where="certificate")
-        raw = base64.b64decode(s["admin"]["public_key"], validate=True)
-    except (StatementError, KeyError, TypeError, ValueError, binascii.Error):
+        admin = PublicKey.from_json(cert["statement"]["admin"], "admin", "certificate")
+    except (KeyError, TypeError, ValueError):
         return None
-    if "collect" not in (s.get("roles") or []):
+    if admin.fingerprint("admin") != doc.get("signer"):
         return None
-    return SigningPublicKey(raw)
+    chain = check_admin(cert, admin.algorithm, admin.raw, trusted, (), int(when), "collect")
+    return admin if chain.anchored else None
 
 
-def verify_log(index: Index, trusted: list[SigningPublicKey]) -> tuple[int, list[str]]:
+def verify_log(index: Index, trusted: list[OrgSigningPublicKey]) -> tuple[int, list[str]]:
     """Entries checked and findings: sequence, chain, hash, a signature by a known key."""
-    keys = {k.fingerprint: k for k in trusted}
+    keys: dict[str, PublicKey] = {k.fingerprint: k.key for k in trusted}
     findings: list[str] = []
     prev = ZERO
     n = 0
@@ -106,7 +106,8 @@ def verify_log(index: Index, trusted: list[SigningPublicKey]) -> tuple[int, list
             findings.append(f"{where}: does not chain to the entry before it")
         if _hash(entry) != digest:
             findings.append(f"{where}: content does not match its hash")
-        key = keys.get(doc.get("signer")) or _admin_key(doc, trusted, time.time())
+        key = keys.get(doc.get("signer")) or _admin_key(
+            doc, trusted, _when(entry.get("time")))
         if key is None or not key.verify(sig, _head(int(entry.get("seq", -1)), digest)):
             findings.append(f"{where}: not signed by a trusted organisation key")
         prev = digest.hex()

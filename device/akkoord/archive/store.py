@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from akkoord.collect.statements import SigningKey, SigningPublicKey
+from akkoord.collect.statements import Signer, load_signer
 from akkoord.errors import UsageError
 from akkoord.fsutil import atomic_write, fsync_dir
 from akkoord.store.keys import OrgPublicKey
+from akkoord.trust import OrgSigningPublicKey
 
 __all__ = ["ARCHIVE_FILE", "Archive", "init_archive"]
 
@@ -48,23 +49,20 @@ class Archive:
     def db(self) -> str | None:
         return self.config.get("db")
 
-    def trusted(self) -> list[SigningPublicKey]:
+    def trusted(self) -> list[OrgSigningPublicKey]:
         where = str(self.root / ARCHIVE_FILE)
-        return [SigningPublicKey.from_json(d, where) for d in self.config.get("trust", [])]
+        return [OrgSigningPublicKey.from_json(d, where) for d in self.config.get("trust", [])]
 
     def recipient_fingerprints(self) -> set[str]:
         return set(self.config.get("recipients", []))
 
-    def signing_key(self, explicit: str | None = None) -> SigningKey:
-        path = explicit or self.config.get("signing_key")
+    def signer(self, key: str | None = None, certificate: str | None = None) -> Signer:
+        path = key or self.config.get("signing_key")
         if not path:
             raise UsageError("no signing key: pass --signing-key ORG_SIGNING_KEY (or an admin "
                              "key with --certificate) or set it at `archive init`")
-        return SigningKey.load(Path(path))
-
-    def certificate(self, explicit: str | None = None) -> dict[str, Any] | None:
-        path = explicit or self.config.get("certificate")
-        return json.loads(Path(path).read_bytes()) if path else None
+        cert = certificate or (None if key else self.config.get("certificate"))
+        return load_signer(Path(path), Path(cert) if cert else None)
 
     @property
     def objects(self) -> Path:
@@ -148,7 +146,7 @@ def init_archive(root: Path, *, organisation: str, trust: list[Path], recipients
         "type": ARCHIVE_TYPE,
         "version": 2,
         "organisation": organisation,
-        "trust": [SigningPublicKey.load(p).to_json() for p in trust],
+        "trust": [OrgSigningPublicKey.load(p).to_json() for p in trust],
         "recipients": [OrgPublicKey.load(p).fingerprint for p in recipients],
         "db": db,
         "signing_key": str(Path(signing_key).resolve()) if signing_key else None,

@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from akkoord.collect.statements import (
-    SigningPublicKey,
     StatementError,
     load_statement,
     verify_receipt,
 )
-from akkoord.errors import FormatError, KeyMaterialError
+from akkoord.errors import FormatError
 from akkoord.fsutil import atomic_write
 from akkoord.store.custody import CustodyLog
 from akkoord.store.delete import delete_recording
 from akkoord.store.layout import StateDir
 from akkoord.store.manifest import read_manifest
+from akkoord.trust import OrgSigningPublicKey, TrustError
 
 __all__ = [
     "ARCHIVED_FILE",
@@ -45,13 +45,13 @@ __all__ = [
 ARCHIVED_FILE = "archived.json"
 
 
-def trusted_signing_keys(state: StateDir) -> list[SigningPublicKey]:
+def trusted_signing_keys(state: StateDir) -> list[OrgSigningPublicKey]:
     """The organisation signing keys this device trusts (`<state>/keys/trust/*.pub`)."""
     out = []
     for p in sorted((state.keys_dir / "trust").glob("*.pub")):
         try:
-            out.append(SigningPublicKey.load(p))
-        except KeyMaterialError:
+            out.append(OrgSigningPublicKey.load(p))
+        except TrustError:
             continue  # an unreadable anchor trusts nothing; `keys show` reports it
     return out
 
@@ -73,7 +73,7 @@ def _chain_head(state: StateDir, rid: str) -> str | None:
     return signed.doc.get("chain_head") if signed else None
 
 
-def _receipt_covers(env: dict[str, Any], trusted: list[SigningPublicKey], fp: str, rid: str,
+def _receipt_covers(env: dict[str, Any], trusted: list[OrgSigningPublicKey], fp: str, rid: str,
                     head: str | None, now: float) -> bool:
     try:
         s = verify_receipt(env, trusted, device_fingerprint=fp, now=now, where=rid)
@@ -83,7 +83,7 @@ def _receipt_covers(env: dict[str, Any], trusted: list[SigningPublicKey], fp: st
 
 
 def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str, *,
-                  device_fingerprint: str, trusted: list[SigningPublicKey],
+                  device_fingerprint: str, trusted: list[OrgSigningPublicKey],
                   now: float) -> ReceiptOutcome:
     """Mark the recordings a verified receipt lists as archived. Raises StatementError for a
     receipt that is forged, for another device, or from an untrusted signer."""
@@ -123,7 +123,7 @@ def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str,
     return out
 
 
-def archived_ids(state: StateDir, trusted: list[SigningPublicKey], device_fingerprint: str,
+def archived_ids(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                  now: float) -> set[str]:
     """Recordings whose archived.json is a valid receipt for exactly this recording."""
     out = set()
@@ -153,7 +153,7 @@ def _ended(state: StateDir, rid: str) -> float | None:
         return None
 
 
-def retention_due(state: StateDir, trusted: list[SigningPublicKey], device_fingerprint: str,
+def retention_due(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                   now: float, max_age_days: float) -> list[str]:
     """Receipted recordings older than the retention age. Never an unreceipted one."""
     due = []
@@ -164,7 +164,7 @@ def retention_due(state: StateDir, trusted: list[SigningPublicKey], device_finge
     return due
 
 
-def run_retention(state: StateDir, custody: CustodyLog, trusted: list[SigningPublicKey],
+def run_retention(state: StateDir, custody: CustodyLog, trusted: list[OrgSigningPublicKey],
                   device_fingerprint: str, now: float, max_age_days: float) -> list[str]:
     due = retention_due(state, trusted, device_fingerprint, now, max_age_days)
     for rid in due:
@@ -174,7 +174,7 @@ def run_retention(state: StateDir, custody: CustodyLog, trusted: list[SigningPub
     return due
 
 
-def pending_count(state: StateDir, trusted: list[SigningPublicKey], device_fingerprint: str,
+def pending_count(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                   now: float) -> int:
     """Closed recordings still waiting for the organisation (for the "collect" advice)."""
     from akkoord.collect.package import pending_recordings
