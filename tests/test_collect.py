@@ -358,3 +358,21 @@ def test_collection_needs_a_token(setup):
     stick = fast_tmp()
     with pytest.raises(FormatError, match="not a collection stick"):
         collect(kit, stick)
+
+
+def test_storage_low_says_collect_recordings_while_some_are_unreceipted(setup):
+    from akkoord.collect.runner import Collector
+
+    kit, org = setup
+    collector = Collector(kit.state, kit.identity, kit.custody, kit.clock, lambda *a, **k: None,
+                          lambda e: None, lambda: 0.0)
+    assert collector.storage_advice() == ""
+    _three(kit)
+    assert collector.storage_advice() == "collect recordings (3 not yet receipted)"
+    stick = kit.root / "stick"
+    put_token(org, stick, [kit.identity.fingerprint])
+    collect(kit, stick)
+    archive, index = make_archive(kit.root / "archive", org)
+    ingest(archive, index, stick, key=org.signing)
+    collect(kit, stick)  # the receipt comes back
+    assert collector.storage_advice() == ""

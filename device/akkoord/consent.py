@@ -236,7 +236,6 @@ class TimelineKind(StrEnum):
     COPY_REQUESTED = "copy_requested"
     COPY_DONE = "copy_done"
     COPY_FAILED = "copy_failed"
-    COLLECTION_REQUESTED = "collection_requested"
 
 
 # --------------------------------------------------------------------------- light patterns
