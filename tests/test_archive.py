@@ -277,3 +277,17 @@ def test_the_cli_end_to_end(world, capsys):
     assert main(["archive", "ingest", str(stick), *a]) == 1
     assert "QUARANTINED" in capsys.readouterr().out
     assert main(["archive", "list", "--archive", str(kit.root / "nothing")]) == 2
+
+
+def test_verify_finds_a_changed_container_named_by_its_chain_head(world):
+    kit, org, stick, archive, index, _db = world
+    ingest(archive, index, stick, key=org.signing)
+    rid = kit.state.recording_ids()[2]
+    obj = archive.object_path(json.loads(index.get(rid)["objects"])["recording.akr"])
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 1
+    obj.write_bytes(bytes(data))
+    res = audit(archive, index)
+    assert not res.ok and any(rid in f for f in res.findings)
+    obj.write_bytes(bytes(data) + b"\0" * 7)  # trailing bytes after the last frame
+    assert not audit(archive, index).ok

@@ -118,6 +118,16 @@ class Index:
             )
             return bool(cur.rowcount)
 
+    def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """Bulk insert in one transaction (re-indexing, and the 100,000-row bench)."""
+        cols = ", ".join(COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        q = self._sql(f"INSERT INTO recordings ({cols}) VALUES ({marks}) "
+                      "ON CONFLICT (recording_id) DO NOTHING")
+        with self.transaction():
+            cur = self.conn.cursor()
+            cur.executemany(q, [tuple(r.get(c) for c in COLUMNS) for r in rows])
+
     def get(self, recording_id: str) -> dict[str, Any] | None:
         cur = self.execute(f"SELECT {', '.join(COLUMNS)} FROM recordings WHERE recording_id = ?",
                            [recording_id])

@@ -23,12 +23,13 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from akkoord.archive.index import Index
-from akkoord.archive.store import Archive
+from akkoord.archive.store import Archive, container_object_name
 from akkoord.collect.package import (
     CHUNK,
     COLLECT_DIR,
@@ -41,7 +42,7 @@ from akkoord.errors import AkkoordError, FormatError, KeyMaterialError
 from akkoord.fsutil import atomic_write, fsync_dir
 from akkoord.store.exports import read_exports
 from akkoord.store.keys import DevicePublicKey
-from akkoord.store.layout import RECORDING_ID_RE
+from akkoord.store.layout import CONTAINER_FILE, RECORDING_ID_RE
 from akkoord.store.manifest import read_manifest
 from akkoord.store.verify import verify_recording
 from akkoord.trust import check_device
@@ -89,23 +90,26 @@ def package_size(source: Path) -> int:
 
 
 def _stage(src: Path, dst: Path, progress: Bytes | None) -> dict[str, str]:
-    """Copy the recording's files (and nothing else), fsynced; their SHA-256s."""
+    """Copy the recording's files (and nothing else), fsynced; SHA-256s of all but the
+    container (named after verification by its chain head: see container_object_name)."""
     dst.mkdir()
     digests = {}
     for name in RECORDING_FILES:
         path = src / name
         if not path.is_file() or path.is_symlink():
             continue
-        h = hashlib.sha256()
+        h = None if name == CONTAINER_FILE else hashlib.sha256()
         with open(path, "rb") as fin, open(dst / name, "xb") as fout:
             while chunk := fin.read(CHUNK):
-                h.update(chunk)
+                if h is not None:
+                    h.update(chunk)
                 fout.write(chunk)
                 if progress:
                     progress(len(chunk))
             fout.flush()
             os.fsync(fout.fileno())
-        digests[name] = h.hexdigest()
+        if h is not None:
+            digests[name] = h.hexdigest()
     return digests
 
 
@@ -154,17 +158,31 @@ def _quarantine(archive: Archive, index: Index, staged: Path, rid: str, reason: 
     result.quarantined[rid] = reason
 
 
-def _ingest_one(archive: Archive, index: Index, dev: _Device, src: Path,
-                result: IngestResult, progress: Bytes | None) -> dict[str, str] | None:
-    rid = src.name
-    staged = archive.scratch() / rid
+@dataclass
+class _Staged:
+    src: Path
+    staged: Path | None = None
+    digests: dict[str, str] | None = None
+    error: str | None = None
+
+
+def _stage_one(archive: Archive, src: Path, progress: Bytes | None) -> _Staged:
+    staged = archive.scratch() / src.name
     try:
-        digests = _stage(src, staged, progress)
+        return _Staged(src, staged, _stage(src, staged, progress))
     except OSError as exc:
         shutil.rmtree(staged.parent, ignore_errors=True)
-        result.problems.append(f"{src}: cannot read it from the stick ({exc.strerror or exc}); "
-                               "not ingested, the device keeps it")
+        return _Staged(src, error=f"{src}: cannot read it from the stick "
+                                  f"({exc.strerror or exc}); not ingested, the device keeps it")
+
+
+def _check_and_store(archive: Archive, index: Index, dev: _Device, st: _Staged,
+                     result: IngestResult) -> dict[str, str] | None:
+    rid = st.src.name
+    if st.error is not None or st.staged is None or st.digests is None:
+        result.problems.append(st.error or f"{st.src}: not staged")
         return None
+    staged, digests = st.staged, st.digests
     try:
         report = verify_recording(staged, None, dev.key)
         signed = read_manifest(staged)
@@ -192,6 +210,8 @@ def _ingest_one(archive: Archive, index: Index, dev: _Device, src: Path,
         _quarantine(archive, index, staged, rid, reason, result)
         return None
     assert signed is not None
+    size = (staged / CONTAINER_FILE).stat().st_size
+    digests[CONTAINER_FILE] = container_object_name(signed.doc["chain_head"], size)
     for name, digest in digests.items():
         archive.put(staged / name, digest)
     doc = signed.doc
@@ -234,12 +254,21 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
             continue
         held = []
         recs = folder / "recordings"
-        for src in sorted(recs.iterdir()) if recs.is_dir() else []:
-            if not RECORDING_ID_RE.match(src.name) or not src.is_dir():
-                continue  # .partial: a collection cut short; the device still has it
-            got = _ingest_one(archive, index, dev, src, result, progress)
-            if got is not None:
-                held.append(got)
+        # .partial folders are collections cut short: the device still has those.
+        srcs = [p for p in sorted(recs.iterdir())
+                if RECORDING_ID_RE.match(p.name) and p.is_dir()] if recs.is_dir() else []
+        # Verification streams alongside the copy: while one recording is verified (CPU),
+        # the next is copied into staging (I/O) on a second thread.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="akkoord-stage") as pool:
+            nxt = pool.submit(_stage_one, archive, srcs[0], progress) if srcs else None
+            for i in range(len(srcs)):
+                assert nxt is not None
+                st = nxt.result()
+                if i + 1 < len(srcs):
+                    nxt = pool.submit(_stage_one, archive, srcs[i + 1], progress)
+                got = _check_and_store(archive, index, dev, st, result)
+                if got is not None:
+                    held.append(got)
         if held and write_receipts:
             receipt = make_receipt(key, dev.key.fingerprint, held, token_serial=None,
                                    now=time.time())

@@ -1,7 +1,9 @@
 """The archive folder: configuration, objects by content hash, quarantine.
 
     DIR/archive.json          organisation, trusted signing keys, organisation public keys
-    DIR/objects/ab/<sha256>   every file of every recording, stored once, never rewritten
+    DIR/objects/ab/<sha256>   every file of every recording, stored once, never rewritten:
+                              SHA-256 of the file; for a container, SHA-256 over its verified
+                              chain head and size (`container_object_name`)
     DIR/staging/              ingests in progress (a crash leaves only this to clean up)
     DIR/quarantine/<name>/    recordings that failed verification, kept whole, with reason.txt
     DIR/index.sqlite          the index (unless --db postgresql://…)
@@ -34,6 +36,7 @@ __all__ = ["ARCHIVE_FILE", "Archive", "init_archive"]
 ARCHIVE_FILE = "archive.json"
 ARCHIVE_TYPE = "akkoord-archive"
 CHUNK = 1 << 20
+CONTAINER_LABEL = b"akkoord/v2/archive-container\n"
 
 
 @dataclass
@@ -120,6 +123,16 @@ class Archive:
         if not isinstance(doc, dict) or doc.get("type") != ARCHIVE_TYPE:
             raise UsageError(f"{path}: not an akkoord archive configuration")
         return cls(Path(root), doc)
+
+
+def container_object_name(chain_head: str, size: int) -> str:
+    """A verified container's object name: its chain head already commits to every byte.
+
+    Verification hashes every frame into the chain and finds any byte outside a frame, so a
+    container that verifies is fixed by its chain head and size; hashing it a second time
+    for its name would double the CPU work of an ingest for nothing."""
+    return hashlib.sha256(CONTAINER_LABEL + bytes.fromhex(chain_head)
+                          + size.to_bytes(8, "big")).hexdigest()
 
 
 def hash_file(path: Path) -> str:

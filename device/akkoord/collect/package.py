@@ -13,8 +13,9 @@ Only what is already encrypted and signed leaves the device: never plaintext, ne
 key (keys.json holds the content key wrapped to the organisation's public keys only).
 
 Each recording is written to ``<id>.partial``, every file fsynced, its page cache dropped,
-read back and compared (SHA-256) with what was read from the device, and only then renamed to
-``<id>`` and logged (``archive_collected``). A stick pulled or full mid-way leaves at most one
+read back and compared byte for byte with the device's file, and only then renamed to
+``<id>`` and logged (``archive_collected``); the folders' directory entries are fsynced once,
+at the end of the collection, before "done". A stick pulled or full mid-way leaves at most one
 ``.partial`` folder, which the next collection or ingest ignores; nothing on the device changes
 except the custody entries for recordings that made it whole.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -86,30 +86,14 @@ def pending_recordings(state: StateDir, archived: set[str]) -> list[str]:
     return out
 
 
-def _hash_file(path: Path, *, drop_cache: bool = False) -> str:
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        if drop_cache:
-            with contextlib.suppress(OSError, AttributeError):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while chunk := os.read(fd, CHUNK):
-            h.update(chunk)
-    finally:
-        os.close(fd)
-    return h.hexdigest()
-
-
-def _copy_file(src: Path, dst: Path) -> tuple[str, int]:
-    """Copy, fsync, drop the written pages; SHA-256 of what was read from the device."""
-    h = hashlib.sha256()
+def _copy_file(src: Path, dst: Path) -> int:
+    """Copy, fsync, and drop the written pages so the read-back reads the stick."""
     total = 0
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             while chunk := os.read(sfd, CHUNK):
-                h.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(dfd, view):]
@@ -121,7 +105,26 @@ def _copy_file(src: Path, dst: Path) -> tuple[str, int]:
             os.close(dfd)
     finally:
         os.close(sfd)
-    return h.hexdigest(), total
+    return total
+
+
+def _read_back_equal(src: Path, dst: Path) -> bool:
+    """Compare the stick's copy, read from the stick, with the device's file, byte for byte.
+    (A comparison, not a hash: the source is still in the page cache, and memcmp is free.)"""
+    sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    dfd = os.open(dst, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(dfd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while True:
+            a, b = os.read(sfd, CHUNK), os.read(dfd, CHUNK)
+            if a != b:
+                return False
+            if not a:
+                return True
+    finally:
+        os.close(sfd)
+        os.close(dfd)
 
 
 def _files_of(directory: Path) -> list[str]:
@@ -132,7 +135,7 @@ def _same(src: Path, dst: Path) -> bool:
     names = _files_of(src)
     if sorted(names) != sorted(p.name for p in dst.iterdir()):
         return False
-    return all(_hash_file(src / n) == _hash_file(dst / n, drop_cache=True) for n in names)
+    return all(_read_back_equal(src / n, dst / n) for n in names)
 
 
 def _collect_one(src: Path, recordings: Path, rid: str) -> int:
@@ -142,21 +145,27 @@ def _collect_one(src: Path, recordings: Path, rid: str) -> int:
         shutil.rmtree(partial)
     partial.mkdir()
     written = 0
-    want: dict[str, str] = {}
-    for name in _files_of(src):
-        want[name], n = _copy_file(src / name, partial / name)
-        written += n
-    fsync_dir(partial)
-    for name, digest in want.items():  # read back from the stick, not from the page cache
-        got = _hash_file(partial / name, drop_cache=True)
-        if got != digest:
+    names = _files_of(src)
+    for name in names:
+        written += _copy_file(src / name, partial / name)
+    for name in names:  # read back from the stick, not from the page cache
+        if not _read_back_equal(src / name, partial / name):
             raise StorageError(errno.EIO, f"{partial / name}: read back differs from what "
                                "was written (a bad stick?)")
     if final.exists():  # an earlier, different or damaged copy: replaced only now
         shutil.rmtree(final)
     os.rename(partial, final)
-    fsync_dir(recordings)
     return written
+
+
+def _make_durable(recordings: Path, rids: list[str]) -> None:
+    """The folders' names and the renames, once per collection rather than per recording:
+    a directory fsync is a journal commit, and the stick's own limit does not pay one per
+    file. Power lost before this leaves at most folders the next ingest ignores or
+    quarantines and the next collection writes again; the device keeps every recording."""
+    for rid in rids:
+        fsync_dir(recordings / rid)
+    fsync_dir(recordings)
 
 
 def collect_to_stick(
@@ -205,6 +214,10 @@ def collect_to_stick(
                        chain_head=signed.doc.get("chain_head") if signed else None,
                        stick_path=str(stick))
         result.collected.append(rid)
+    try:
+        _make_durable(recordings, result.collected)
+    except OSError as exc:
+        result.failed["*"] = f"the stick failed while flushing: {exc.strerror or exc}"
     if progress:
         progress(len(pending), len(pending), "")
     with contextlib.suppress(OSError):  # the log as of now, for the archive's custody checks
