@@ -291,3 +291,17 @@ def test_verify_finds_a_changed_container_named_by_its_chain_head(world):
     assert not res.ok and any(rid in f for f in res.findings)
     obj.write_bytes(bytes(data) + b"\0" * 7)  # trailing bytes after the last frame
     assert not audit(archive, index).ok
+
+
+def test_a_recording_made_outside_the_certificate_validity_is_quarantined(world):
+    kit, org, stick, archive, index, _db = world
+    from archivekit import T0, certify
+
+    late = certify(org, kit.identity, "kamer-1", start=T0 + 10 * 86400)
+    dev = device_folder(stick, kit.identity.fingerprint) / "device.json"
+    doc = json.loads(dev.read_text())
+    doc["certificate"] = late
+    dev.write_text(json.dumps(doc))
+    res = ingest(archive, index, stick, key=org.signing)
+    assert len(res.quarantined) == 3 and not res.stored
+    assert all("outside the certificate's validity" in w for w in res.quarantined.values())

@@ -347,6 +347,9 @@ def run_bench(
             }
         )
         result.update(_export_figures(root, path, seal_keys[path], ident))
+        from akkoord.archive.bench import archive_figures  # collection, ingest, index (#9)
+
+        result.update(archive_figures(root / "archive", quick))
         result.update(_big_verify_rss(root, 64 if quick else big_mb, ident, org))
     if audio:
         result.update(_recording_figures(quick, ident, org))
@@ -358,6 +361,10 @@ def run_bench(
         "start_latency_p95_vs_limit": "<= 1 (250 ms)",
         "record_cpu_vs_limit": "< 1 (2 % of one core)",
         "record_peak_rss_vs_limit": "< 1 (60 MB)",
+        "collect_vs_write_read_back": ">= 0.9",
+        "ingest_vs_plain_copy": ">= 0.8",
+        "sqlite_search_p95_vs_limit": "< 1 (100 ms, 100,000 recordings)",
+        "postgresql_search_p95_vs_limit": "< 1 (100 ms, 100,000 recordings)",
     }
     result["self_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

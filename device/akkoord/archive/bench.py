@@ -15,7 +15,9 @@ import contextlib
 import os
 import random
 import shutil
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,15 +84,36 @@ def _plain_copy(files: list[Path], target: Path) -> None:
             os.fsync(fout.fileno())
 
 
-def _collection(root: Path, quick: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def _stick(root: Path, mb: int) -> Iterator[tuple[Path, str]]:
+    """A file system of its own, as a stick is: a loop-mounted ext4 image where we may mount
+    (root), else a folder on the bench's file system (said in the result)."""
+    img, mnt = root / "stick.img", root / "stick"
+    mnt.mkdir(parents=True)
+    if os.geteuid() == 0 and shutil.which("mkfs.ext4"):
+        with open(img, "wb") as f:
+            f.truncate(mb * 1024 * 1024)
+        made = subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], capture_output=True)
+        if made.returncode == 0 and subprocess.run(
+                ["mount", "-o", "loop", str(img), str(mnt)], capture_output=True).returncode == 0:
+            try:
+                yield mnt, "loop-mounted ext4 image"
+            finally:
+                subprocess.run(["umount", str(mnt)], capture_output=True)
+                img.unlink()
+            return
+    yield mnt, "folder on the bench file system (not root: no loop mount)"
+
+
+def _collection(root: Path, count: int, seconds: int) -> dict[str, Any]:
     from akkoord.store.keys import generate_org_key
 
     ident, org = DeviceIdentity.generate(), generate_org_key("x25519")
     state = StateDir(root / "state")
     state.ensure()
     ident.save(state.keys_dir)
-    count, seconds = (4, 60) if quick else (10, 300)
     _recordings(state, ident, org, count, seconds)
+    os.sync()  # the fixture's own dirty pages must not be flushed inside a measurement
     files = sorted(p for p in state.recordings_dir.rglob("*") if p.is_file())
     custody = CustodyLog(state.custody_path, ident, FixedClock())
     best_collect = best_limit = best_ingest = best_copy = float("inf")
@@ -100,17 +123,25 @@ def _collection(root: Path, quick: bool) -> dict[str, Any]:
     (root / "org" / "org.pub").write_bytes(org.public.dumps())
     cert = device_certificate(okey, "ed25519", ident.public.raw, "bench", 0, 4_000_000_000, 0)
     signer = Signer.org(okey)
-    stick = root / "stick0"
+    with _stick(root / "fs", int(nbytes * 2.5 / MB) + 64) as (fs, kind):
+        for i in range(3):
+            stick = fs / "collect"
+            t0 = time.perf_counter()
+            res = collect_to_stick(state, ident, custody, stick, token={"serial": "bench"},
+                                   archived=set(), certificate=json_bytes(cert))
+            best_collect = min(best_collect, time.perf_counter() - t0)
+            assert res.ok and len(res.collected) == count, res.failed
+            # the package is kept (off the stick) for the ingest figures below
+            shutil.rmtree(root / f"pkg{i}", ignore_errors=True)
+            shutil.copytree(stick, root / f"pkg{i}")
+            shutil.rmtree(stick)
+            t0 = time.perf_counter()
+            _write_read_back(files, fs / "limit")
+            best_limit = min(best_limit, time.perf_counter() - t0)
+            shutil.rmtree(fs / "limit")
+    os.sync()
     for i in range(3):
-        stick = root / f"stick{i}"
-        t0 = time.perf_counter()
-        res = collect_to_stick(state, ident, custody, stick, token={"serial": "bench"},
-                               archived=set(), certificate=json_bytes(cert))
-        best_collect = min(best_collect, time.perf_counter() - t0)
-        assert res.ok and len(res.collected) == count, res.failed
-        t0 = time.perf_counter()
-        _write_read_back(files, root / f"limit{i}")
-        best_limit = min(best_limit, time.perf_counter() - t0)
+        stick = root / f"pkg{i}"
         archive = init_archive(root / f"archive{i}", organisation="Bench",
                                trust=[root / "org" / "org-signing.pub"],
                                recipients=[root / "org" / "org.pub"], db=None,
@@ -127,6 +158,7 @@ def _collection(root: Path, quick: bool) -> dict[str, Any]:
         _plain_copy(pkg, root / f"plain{i}")
         best_copy = min(best_copy, time.perf_counter() - t0)
     return {
+        "collect_stick": kind,
         "collect_mb": round(nbytes / MB, 1),
         "collect_mb_s": round(nbytes / MB / best_collect, 1),
         "collect_limit_mb_s": round(nbytes / MB / best_limit, 1),
@@ -188,7 +220,7 @@ def _p95(index: Index, queries: list[SearchFilter]) -> tuple[float, float]:
     return times[int(0.95 * (len(times) - 1))] * 1000, times[len(times) // 2] * 1000
 
 
-def _index_figures(root: Path, n: int) -> dict[str, Any]:
+def _index_figures(root: Path, n: int, postgresql: bool = True) -> dict[str, Any]:
     rows = _rows(n)
     queries = _queries(rows)
     out: dict[str, Any] = {"index_rows": n}
@@ -204,6 +236,8 @@ def _index_figures(root: Path, n: int) -> dict[str, Any]:
                 "sqlite_search_p95_vs_limit": round(p95 / 100, 3)})
     from akkoord.archive.pgtemp import TempPostgres, Unavailable
 
+    if not postgresql:
+        return out
     try:
         server = TempPostgres()
     except Unavailable as exc:
@@ -225,8 +259,14 @@ def _index_figures(root: Path, n: int) -> dict[str, Any]:
     return out
 
 
-def archive_figures(root: Path, quick: bool = False) -> dict[str, Any]:
+def archive_figures(root: Path, quick: bool = False, *, rows: int | None = None,
+                    recordings: tuple[int, int] | None = None,
+                    postgresql: bool = True) -> dict[str, Any]:
+    """`rows` recordings in the index (default 100,000; 20,000 with `quick`), and
+    `recordings` = (count, seconds each) collected and ingested."""
     root.mkdir(parents=True, exist_ok=True)
-    out = _collection(root / "collect", quick)
-    out.update(_index_figures(root / "index", 20_000 if quick else 100_000))
+    count, seconds = recordings or ((4, 60) if quick else (10, 300))
+    out = _collection(root / "collect", count, seconds)
+    n = rows if rows is not None else (20_000 if quick else 100_000)
+    out.update(_index_figures(root / "index", n, postgresql))
     return out

@@ -45,7 +45,7 @@ from akkoord.store.keys import DevicePublicKey
 from akkoord.store.layout import CONTAINER_FILE, RECORDING_ID_RE
 from akkoord.store.manifest import read_manifest
 from akkoord.store.verify import verify_recording
-from akkoord.trust import check_device
+from akkoord.trust import check_device, parse_time
 
 __all__ = ["IngestResult", "device_folders", "ingest"]
 
@@ -133,6 +133,7 @@ class _Device:
             raise FormatError(f"{where}: not a device description ({exc})") from None
         self.certificate = doc.get("certificate")
         self.archive = archive
+        self._chains: dict[str, Any] = {}  # one chain check per certificate, not per recording
 
     def check(self, manifest: dict[str, Any]) -> tuple[str | None, str]:
         """(reason it is refused or None, device label)."""
@@ -141,10 +142,17 @@ class _Device:
         if not isinstance(cert, dict):
             return "no device certificate: the device is not anchored to the organisation", ""
         when = _parse_time(manifest.get("created")) or time.time()
-        chain = check_device(cert, "ed25519", self.key.raw, self.archive.trusted(), (),
-                             int(when))
+        key = json.dumps(cert, sort_keys=True)
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = check_device(
+                cert, "ed25519", self.key.raw, self.archive.trusted(), (), None)
         if not chain.anchored:
             return f"device certificate: {chain.message}", ""
+        vf, vu = parse_time(chain.valid_from), parse_time(chain.valid_until)
+        if not vf <= when <= vu:  # the recording's signed creation time, as check_device does
+            return (f"device certificate: the recording was made {utc(when)}, outside the "
+                    f"certificate's validity ({chain.valid_from} – {chain.valid_until})"), ""
         return None, chain.label or self.key.fingerprint[:16]
 
 
@@ -177,7 +185,7 @@ def _stage_one(archive: Archive, src: Path, progress: Bytes | None) -> _Staged:
 
 
 def _check_and_store(archive: Archive, index: Index, dev: _Device, st: _Staged,
-                     result: IngestResult) -> dict[str, str] | None:
+                     result: IngestResult, dirty: set[Path]) -> dict[str, str] | None:
     rid = st.src.name
     if st.error is not None or st.staged is None or st.digests is None:
         result.problems.append(st.error or f"{st.src}: not staged")
@@ -213,7 +221,7 @@ def _check_and_store(archive: Archive, index: Index, dev: _Device, st: _Staged,
     size = (staged / CONTAINER_FILE).stat().st_size
     digests[CONTAINER_FILE] = container_object_name(signed.doc["chain_head"], size)
     for name, digest in digests.items():
-        archive.put(staged / name, digest)
+        archive.put(staged / name, digest, dirty)
     doc = signed.doc
     row = {
         "recording_id": rid,
@@ -253,6 +261,7 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
             result.problems.append(str(exc))
             continue
         held = []
+        dirty: set[Path] = set()
         recs = folder / "recordings"
         # .partial folders are collections cut short: the device still has those.
         srcs = [p for p in sorted(recs.iterdir())
@@ -266,9 +275,12 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
                 st = nxt.result()
                 if i + 1 < len(srcs):
                     nxt = pool.submit(_stage_one, archive, srcs[i + 1], progress)
-                got = _check_and_store(archive, index, dev, st, result)
+                got = _check_and_store(archive, index, dev, st, result, dirty)
                 if got is not None:
                     held.append(got)
+        for d in sorted(dirty):  # every object durable before the receipt says "held"
+            fsync_dir(d)
+        dirty.clear()
         if held and write_receipts:
             receipt = make_receipt(key, dev.key.fingerprint, held, token_serial=None,
                                    now=time.time())

@@ -84,15 +84,20 @@ class Archive:
             raise UsageError(f"{digest!r} is not an object hash")
         return self.objects / digest[:2] / digest
 
-    def put(self, staged: Path, digest: str) -> bool:
-        """Move a staged, fsynced file into place as object `digest`; False if it was there."""
+    def put(self, staged: Path, digest: str, dirty: set[Path] | None = None) -> bool:
+        """Link a staged, fsynced file into place as object `digest`; False if it was there.
+        With `dirty`, the object's folder is added there for one fsync later (before any
+        receipt is written) instead of being fsynced now."""
         dst = self.object_path(digest)
         dst.parent.mkdir(exist_ok=True)
         try:
             os.link(staged, dst)
         except FileExistsError:
             return False
-        fsync_dir(dst.parent)
+        if dirty is None:
+            fsync_dir(dst.parent)
+        else:
+            dirty.add(dst.parent)
         return True
 
     def materialise(self, objects: dict[str, str], into: Path) -> Path:

@@ -14,10 +14,11 @@ key (keys.json holds the content key wrapped to the organisation's public keys o
 
 Each recording is written to ``<id>.partial``, every file fsynced, its page cache dropped,
 read back and compared byte for byte with the device's file, and only then renamed to
-``<id>`` and logged (``archive_collected``); the folders' directory entries are fsynced once,
-at the end of the collection, before "done". A stick pulled or full mid-way leaves at most one
-``.partial`` folder, which the next collection or ingest ignores; nothing on the device changes
-except the custody entries for recordings that made it whole.
+``<id>`` (the folder fsynced before, its parent after) and logged (``archive_collected``, on a
+second thread, so the SD card's fsync overlaps the next recording's writes). A stick pulled
+or full mid-way leaves at most one ``.partial`` folder, which the next collection or ingest
+ignores; nothing on the device changes except the custody entries for recordings that made
+it whole.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,7 @@ def _collect_one(src: Path, recordings: Path, rid: str) -> int:
     names = _files_of(src)
     for name in names:
         written += _copy_file(src / name, partial / name)
+    fsync_dir(partial)
     for name in names:  # read back from the stick, not from the page cache
         if not _read_back_equal(src / name, partial / name):
             raise StorageError(errno.EIO, f"{partial / name}: read back differs from what "
@@ -155,17 +158,8 @@ def _collect_one(src: Path, recordings: Path, rid: str) -> int:
     if final.exists():  # an earlier, different or damaged copy: replaced only now
         shutil.rmtree(final)
     os.rename(partial, final)
-    return written
-
-
-def _make_durable(recordings: Path, rids: list[str]) -> None:
-    """The folders' names and the renames, once per collection rather than per recording:
-    a directory fsync is a journal commit, and the stick's own limit does not pay one per
-    file. Power lost before this leaves at most folders the next ingest ignores or
-    quarantines and the next collection writes again; the device keeps every recording."""
-    for rid in rids:
-        fsync_dir(recordings / rid)
     fsync_dir(recordings)
+    return written
 
 
 def collect_to_stick(
@@ -195,31 +189,37 @@ def collect_to_stick(
     except OSError as exc:
         result.failed["*"] = f"cannot write to the stick: {exc.strerror or exc}"
         return result
-    for i, rid in enumerate(pending):
-        src = state.recording_dir(rid)
-        if progress:
-            progress(i, len(pending), rid)
+    # Custody entries go to the SD card on a second thread while the next recording is
+    # written to the stick; one thread keeps them in order.
+    logged: list[tuple[str, Future[Any]]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="akkoord-custody") as log:
+        for i, rid in enumerate(pending):
+            src = state.recording_dir(rid)
+            if progress:
+                progress(i, len(pending), rid)
+            try:
+                if (recordings / rid).is_dir() and _same(src, recordings / rid):
+                    result.already.append(rid)
+                    continue
+                result.bytes_written += _collect_one(src, recordings, rid)
+            except OSError as exc:
+                result.failed[rid] = f"{exc.strerror or exc}"
+                for later in pending[i + 1:]:  # a stick that failed once is not trusted further
+                    result.failed[later] = "not collected: the stick failed before it"
+                break
+            signed = read_manifest(src)
+            logged.append((rid, log.submit(
+                custody.append, "archive_collected", rid, token_serial=token.get("serial"),
+                chain_head=signed.doc.get("chain_head") if signed else None,
+                stick_path=str(stick))))
+    for rid, fut in logged:
         try:
-            if (recordings / rid).is_dir() and _same(src, recordings / rid):
-                result.already.append(rid)
-                continue
-            result.bytes_written += _collect_one(src, recordings, rid)
-        except OSError as exc:
-            result.failed[rid] = f"{exc.strerror or exc}"
-            for later in pending[i + 1:]:  # a stick that failed once is not trusted further
-                result.failed[later] = "not collected: the stick failed before it"
-            break
-        signed = read_manifest(src)
-        custody.append("archive_collected", rid, token_serial=token.get("serial"),
-                       chain_head=signed.doc.get("chain_head") if signed else None,
-                       stick_path=str(stick))
-        result.collected.append(rid)
-    try:
-        _make_durable(recordings, result.collected)
-    except OSError as exc:
-        result.failed["*"] = f"the stick failed while flushing: {exc.strerror or exc}"
-    if progress:
-        progress(len(pending), len(pending), "")
+            fut.result()
+            result.collected.append(rid)
+        except OSError as exc:  # on the stick, but not logged: not counted as collected
+            result.failed[rid] = f"custody log: {exc}"
     with contextlib.suppress(OSError):  # the log as of now, for the archive's custody checks
         atomic_write(base / CUSTODY_FILE, state.custody_path.read_bytes())
+    if progress:
+        progress(len(pending), len(pending), "")
     return result
