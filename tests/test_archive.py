@@ -162,6 +162,15 @@ def test_list_and_search(world):
     assert len(rows) == 3 and rows[0]["created"] >= rows[-1]["created"]
     assert len(index.search(SearchFilter(device="kamer-1"))) == 3
     assert index.search(SearchFilter(device="kamer-2")) == []
+    fp = rows[0]["device_fingerprint"]
+    assert len(index.search(SearchFilter(device=fp[:12]))) == 3
+    assert index.search(SearchFilter(device=("0" if fp[0] != "0" else "1") * 12)) == []
+    for r in rows:  # prefix ranges around the 9/a and f boundaries
+        for n in range(1, 6):
+            found = index.search(SearchFilter(text=r["recording_id"][:n], limit=100))
+            assert r["recording_id"] in [x["recording_id"] for x in found]
+            assert all(x["recording_id"].startswith(r["recording_id"][:n]) for x in found)
+    assert index.search(SearchFilter(text="not-hex")) == []
     assert len(index.search(SearchFilter(since=rows[1]["created"]))) == 2
     assert len(index.search(SearchFilter(until=rows[1]["created"]))) == 1
     assert len(index.search(SearchFilter(status="complete", min_duration=0.1))) == 3
@@ -305,3 +314,13 @@ def test_a_recording_made_outside_the_certificate_validity_is_quarantined(world)
     res = ingest(archive, index, stick, key=org.signing)
     assert len(res.quarantined) == 3 and not res.stored
     assert all("outside the certificate's validity" in w for w in res.quarantined.values())
+
+
+def test_prefix_ranges_cover_exactly_the_prefix():
+    from akkoord.archive.index import _prefix_range
+
+    assert _prefix_range("ab9") == ("ab9", "aba")
+    assert _prefix_range("abf") == ("abf", "abg")
+    assert _prefix_range("0") == ("0", "1")
+    lo, hi = _prefix_range("a9")
+    assert lo <= "a9ffff" < hi and not lo <= "aa0000" < hi

@@ -72,6 +72,18 @@ class SearchFilter:
     offset: int = 0
 
 
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """[prefix, next) for a lowercase hex prefix. Digits sort before letters and letters in
+    order in every collation, so this is right in SQLite and in PostgreSQL's locales."""
+    last = prefix[-1]
+    bump = "a" if last == "9" else "g" if last == "f" else chr(ord(last) + 1)
+    return prefix, prefix[:-1] + bump
+
+
 class Index:
     def __init__(self, conn: Any, dialect: str, where: str) -> None:
         self.conn = conn
@@ -143,9 +155,12 @@ class Index:
         if f.until:
             conds.append("created < ?")
             params.append(f.until)
-        if f.device:
-            conds.append("(device_label = ? OR device_fingerprint LIKE ?)")
-            params += [f.device, f.device.lower() + "%"]
+        if f.device and _is_hex(f.device) and len(f.device) >= 8:  # a fingerprint prefix
+            conds.append("device_fingerprint >= ? AND device_fingerprint < ?")
+            params += [*_prefix_range(f.device.lower())]
+        elif f.device:  # a label: (device_label, created) serves the ORDER BY as well
+            conds.append("device_label = ?")
+            params.append(f.device)
         if f.min_duration is not None:
             conds.append("duration_seconds >= ?")
             params.append(f.min_duration)
@@ -158,9 +173,11 @@ class Index:
         if f.min_copies is not None:
             conds.append("copies >= ?")
             params.append(f.min_copies)
-        if f.text:
-            conds.append("recording_id LIKE ?")
-            params.append(f.text.lower() + "%")
+        if f.text and _is_hex(f.text):  # a range, so the primary key serves it
+            conds.append("recording_id >= ? AND recording_id < ?")
+            params += [*_prefix_range(f.text.lower())]
+        elif f.text:
+            conds.append("1 = 0")  # ids are hex: nothing else can match
         where = (" WHERE " + " AND ".join(conds)) if conds else ""
         cur = self.execute(
             f"SELECT {', '.join(COLUMNS)} FROM recordings{where} "
