@@ -118,7 +118,7 @@ def test_decrypt_writes_the_audio(recorded, capsys, tmp_path):
 def test_decrypt_refuses_tampered_audio_unless_forced(recorded, capsys, tmp_path):
     _, w, audio, keyfile = recorded
     parts = frame_bytes(w.path / CONTAINER_FILE)
-    del parts[4]  # the first audio segment
+    del parts[5]  # the first audio segment
     rewrite(w.path, parts)
     out = tmp_path / "out.wav"
     code, text, err = run(capsys, "decrypt", str(w.path), "--key", str(keyfile), "--out", str(out))

@@ -376,3 +376,17 @@ def test_storage_low_says_collect_recordings_while_some_are_unreceipted(setup):
     ingest(archive, index, stick, key=org.signing)
     collect(kit, stick)  # the receipt comes back
     assert collector.storage_advice() == ""
+
+
+def test_collection_receipts_and_retention_keep_the_state_folder_consistent(setup):
+    """The custody checks of the state folder (statecheck) agree with everything collection,
+    receipts and retention did."""
+    from akkoord.store.statecheck import check_state
+
+    kit, org = setup
+    stick, _ = _collected_and_ingested(kit, org)
+    collect(kit, stick)
+    run_retention(kit.state, kit.custody, trusted_signing_keys(kit.state),
+                  kit.identity.fingerprint, T0 + 400 * 86400, 30)
+    report = check_state(kit.state, kit.identity.public)
+    assert report.ok, report.to_json()

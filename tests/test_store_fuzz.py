@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from akkoord.errors import AkkoordError
+from akkoord.store.custody import CustodyView
 from akkoord.store.format import FRAME_HEADER, FRAME_MAGIC, MAX_BODY_LEN
 from akkoord.store.layout import CONTAINER_FILE
 from akkoord.store.reader import Damage, scan
@@ -23,6 +24,17 @@ from storekit import fast_tmp, make_kit, record
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+_VIEWS: dict = {}
+
+
+def _view(kit):
+    """What the device's log said before any test recovered a copy of the recording: each
+    test recovers its own copy of one recording the device left open."""
+    if kit.root not in _VIEWS:
+        _VIEWS[kit.root] = CustodyView.read(kit.state.custody_path, kit.identity.public)
+    return _VIEWS[kit.root]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +106,7 @@ def test_verify_and_recover_never_crash_on_mangled_recordings(sample, data):
             assert rep.ok == (bytes(mangled) == raw)
         (d / "manifest.json").unlink()
         with contextlib.suppress(AkkoordError):
-            recover_recording(d, kit.identity, kit.clock, None)
+            recover_recording(d, kit.identity, kit.clock, None, log_view=_view(kit))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

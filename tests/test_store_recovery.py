@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from akkoord.store.custody import CustodyView
 from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE
 from akkoord.store.manifest import MANIFEST_FILE
 from akkoord.store.recovery import recover_all, recover_recording
@@ -16,6 +17,17 @@ from akkoord.store.verify import verify_recording
 from storekit import SEG, copy_recording, fast_tmp, frame_bytes, frames_of, kinds, make_kit, pcm
 
 SMALL = 40  # samples per segment: small frames so every byte offset can be tried
+
+
+_VIEWS: dict = {}
+
+
+def _view(kit):
+    """What the device's log said before any test recovered a copy of the recording: each
+    test recovers its own copy of one recording the device left open."""
+    if kit.root not in _VIEWS:
+        _VIEWS[kit.root] = CustodyView.read(kit.state.custody_path, kit.identity.public)
+    return _VIEWS[kit.root]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +53,7 @@ def _recover_copy(kit, src, scratch, mutate):
     target.mkdir(parents=True)
     d = copy_recording(src, target)
     mutate(d / CONTAINER_FILE)
-    return d, recover_recording(d, kit.identity, kit.clock, None)
+    return d, recover_recording(d, kit.identity, kit.clock, None, log_view=_view(kit))
 
 
 def test_every_cut_in_the_last_frames_keeps_exactly_the_acknowledged_prefix(open_recording):
@@ -100,7 +112,7 @@ def test_bad_frame_followed_by_good_frames_is_quarantined_not_cut(open_recording
         raw = bytearray((d / CONTAINER_FILE).read_bytes())
         raw[frames[4].offset + 150] ^= 0x01  # damage an audio frame in the middle
         (d / CONTAINER_FILE).write_bytes(bytes(raw))
-        res = recover_recording(d, kit.identity, kit.clock, kit.custody)
+        res = recover_recording(d, kit.identity, kit.clock, kit.custody, log_view=_view(kit))
         assert res.action == "quarantined"
         moved = scratch / "state" / "quarantine" / src.name
         assert (moved / CONTAINER_FILE).read_bytes() == bytes(raw)  # nothing cut
@@ -134,7 +146,11 @@ def test_end_frame_on_disk_but_no_manifest_is_closed_as_complete(tmp_path):
     w = kit.writer()
     w.add_audio(bytes(SEG * 2))
     w.close("party_a")
+    # The power went after END reached the disk, before the manifest and its log entry.
     (w.path / MANIFEST_FILE).unlink()
+    (w.path / "manifest.sig").unlink()
+    log = kit.state.custody_path
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:-1]))
     (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
     assert res.action == "closed"
     rep = verify_recording(w.path, kit.org)

@@ -43,7 +43,7 @@ def test_manifest_lists_segments_gaps_and_who_stopped(kit):
     assert doc["status"] == "complete"
     assert doc["stop"]["reason"] == "party_b"
     assert [s[1:3] for s in doc["segments"]] == [[0, SEG], [SEG, SEG], [SEG * 2 + SEG // 2, SEG]]
-    assert doc["gaps"] == [[6, SEG * 2, SEG // 2]]
+    assert doc["gaps"] == [[7, SEG * 2, SEG // 2]]  # frame 1 is the start checkpoint
     assert doc["device"]["fingerprint"] == kit.identity.fingerprint
     assert doc["frame_count"] == len(w.records)
     assert not (w.path / RESERVE_FILE).exists()
@@ -177,12 +177,14 @@ def test_frames_are_in_the_documented_order(kit):
     w, _ = record(kit, segments=2, gap_after=0)
     assert [Kind(r.kind).name for r in w.records] == [
         "HEADER",
+        "CHECKPOINT",  # the signed start statement
         "EVENT",
         "EVENT",
         "EVENT",
         "AUDIO",
         "GAP",
         "AUDIO",
+        "CHECKPOINT",  # the chain head, signed before END
         "END",
     ]
 

@@ -188,10 +188,18 @@ def test_resealed_forgery_is_caught_by_the_signature_and_located_with_the_key(ba
         out.append(frame)
     rewrite(d, out)
     plain = verify_recording(d)
-    assert not plain.ok and {f.code for f in plain.findings} == {"manifest_mismatch"}
+    # Without any key: the signed manifest, and every signed checkpoint after the change.
+    assert not plain.ok and {f.code for f in plain.findings} == {
+        "manifest_mismatch",
+        "bad_checkpoint",
+    }
+    checkpoints = [f.header.index for f in frames if f.header.kind == 8 and f.header.index > k]
+    assert [f.frame for f in plain.findings if f.code == "bad_checkpoint"] == checkpoints
     keyed = verify_recording(d, kit.org)
     bad = [f for f in keyed.findings if f.code == "bad_tag"]
     # The AEAD binds each frame to the chain before it, so every re-chained frame fails too:
-    # the first failure is the change itself.
-    assert [f.frame for f in bad] == list(range(k, len(frames)))
+    # the first failure is the change itself (checkpoints carry a signature, no AEAD tag).
+    assert [f.frame for f in bad] == [
+        f.header.index for f in frames[k:] if f.header.kind != 8
+    ]
     assert bad[0].second == pytest.approx(target.header.start_sample / RATE, abs=1e-3)

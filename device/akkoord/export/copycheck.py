@@ -17,8 +17,9 @@ from typing import Any, BinaryIO
 from akkoord.errors import FormatError, KeyMaterialError
 from akkoord.export.wavfile import read_wav_info
 from akkoord.store.format import MANIFEST_FORMAT
-from akkoord.store.keys import DevicePublicKey
+from akkoord.store.keys import DevicePublicKey, wipe
 from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_manifest_signature
+from akkoord.store.safeio import b64decode_secret
 from akkoord.store.verify import Finding
 
 __all__ = ["COPY_FILE", "CopyReport", "compare_audio", "verify_copy"]
@@ -207,7 +208,8 @@ def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyR
         if not isinstance(manifest.get("device"), dict):
             raise TypeError("device is not an object")
         key = DevicePublicKey.from_json(manifest["device"], f"{folder / MANIFEST_FILE}: device")
-        mac_key = base64.b64decode(copy["audio_mac_key"], validate=True)
+        # Into a buffer wiped below: the device reads its own copies back (issue 8 §5).
+        mac_key = b64decode_secret(copy["audio_mac_key"], f"{folder / COPY_FILE}: audio_mac_key")
         rate = int(manifest["audio"]["sample_rate"])
         if not 1 <= rate <= 10**6 or int(manifest["audio"]["channels"]) not in (1, 2):
             raise ValueError("implausible audio parameters")
@@ -282,6 +284,8 @@ def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyR
                 )
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 raise FormatError(f"{folder / MANIFEST_FILE}: malformed segment list") from exc
+            finally:
+                wipe(mac_key)
             rep.findings += findings
             rep.changed_seconds = [[round(a / rate, 3), round(b / rate, 3)] for a, b in ranges]
     if rep.findings and rep.status not in ("not_signed", "wrong_device"):
@@ -290,6 +294,12 @@ def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyR
         rep.status = "unchanged"
     if rep.recording_status == "interrupted":
         rep.notes.append("the recording was interrupted (power loss); this is disclosed in it")
+        tail = manifest.get("unsigned_tail")
+        if isinstance(tail, dict) and tail.get("frames"):  # FORMAT.md §11.2
+            rep.notes.append(
+                f"unsigned tail: the last {tail.get('seconds')} s were recovered after the "
+                "device's last signed checkpoint; the device never signed them while recording"
+            )
     if rep.simulated:
         rep.notes.append("simulated: made by the simulator, not at a real meeting")
     return rep

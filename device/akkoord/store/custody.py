@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,30 @@ from akkoord.clock import Clock
 from akkoord.errors import StorageError
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
 from akkoord.store.format import CUSTODY_SIG_CONTEXT, canonical_json
-from akkoord.store.keys import DeviceIdentity, DevicePublicKey
+from akkoord.store.keys import DeviceIdentity
+from akkoord.store.safeio import read_regular
 
-__all__ = ["CustodyHead", "CustodyLog", "head_message", "verify_custody_log"]
+__all__ = [
+    "CustodyHead",
+    "CustodyLog",
+    "CustodyView",
+    "RecordingHistory",
+    "head_message",
+    "verify_custody_log",
+]
 
 ENTRY_LABEL = b"akkoord/v1/custody\n"
 ZERO_HASH = "0" * 64
 MAX_LINE = 1 << 20
+MAX_LOG = 1 << 30
 
 
 def entry_hash(entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(ENTRY_LABEL + canonical_json(entry)).digest()
 
 
-def head_message(seq: int, digest: bytes) -> bytes:
-    return CUSTODY_SIG_CONTEXT + seq.to_bytes(8, "big") + digest
+def head_message(seq: int, digest: bytes, context: bytes = CUSTODY_SIG_CONTEXT) -> bytes:
+    return context + seq.to_bytes(8, "big") + digest
 
 
 @dataclass(frozen=True)
@@ -86,42 +95,132 @@ def _parse_lines(data: bytes) -> tuple[list[_Line], int, str | None]:
             sig = base64.b64decode(obj["sig"], validate=True)
             if not isinstance(entry, dict) or len(digest) != 32:
                 raise ValueError
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+        except (
+            ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError
+        ):
             return lines, pos, f"unreadable entry at byte {pos}"
         lines.append(_Line(pos, nl + 1, entry, digest, sig))
         pos = nl + 1
     return lines, pos, None
 
 
-def verify_custody_log(path: Path, key: DevicePublicKey) -> tuple[int, list[str]]:
-    """Entries checked, and findings (empty when the whole log is intact)."""
-    data = Path(path).read_bytes()
+def _read_log(path: Path) -> bytes:
+    return read_regular(path, MAX_LOG, "custody log")
+
+
+def _check_lines(
+    path: Path, data: bytes, key: Any, context: bytes = CUSTODY_SIG_CONTEXT
+) -> tuple[list[_Line], int, list[str]]:
+    """All parsed lines, how many of them from the start are intact, and the findings."""
     lines, stop, why = _parse_lines(data)
     findings = []
     prev = ZERO_HASH
+    good = None
     for i, ln in enumerate(lines):
         where = f"{path}: entry {i} (byte {ln.offset})"
+        before = len(findings)
         if ln.entry.get("seq") != i:
             findings.append(f"{where}: sequence number {ln.entry.get('seq')!r}, expected {i}")
         if ln.entry.get("prev") != prev:
             findings.append(f"{where}: does not chain to the entry before it")
         if entry_hash(ln.entry) != ln.hash:
             findings.append(f"{where}: content does not match its hash")
-        if not key.verify(ln.sig, head_message(i, ln.hash)):
-            findings.append(f"{where}: signature invalid for device {key.fingerprint[:16]}")
+        if not key.verify(ln.sig, head_message(i, ln.hash, context)):
+            findings.append(f"{where}: signature invalid for key {key.fingerprint[:16]}")
+        if good is None and len(findings) > before:
+            good = i
         prev = ln.hash.hex()
     if why is not None:
         findings.append(f"{path}: {why}; {len(data) - stop} bytes after the last whole entry")
+    return lines, len(lines) if good is None else good, findings
+
+
+def verify_custody_log(
+    path: Path, key: Any, context: bytes = CUSTODY_SIG_CONTEXT
+) -> tuple[int, list[str]]:
+    """Entries checked, and findings (empty when the whole log is intact). `key` has
+    `verify(sig, msg)` and `fingerprint`: the device's, or the organisation's (orglog)."""
+    lines, _, findings = _check_lines(Path(path), _read_log(Path(path)), key, context)
     return len(lines), findings
+
+
+@dataclass
+class RecordingHistory:
+    """What the custody log says happened to one recording."""
+
+    started: dict[str, Any] | None = None
+    closed: dict[str, Any] | None = None  # recording_closed / recording_interrupted
+    gone: dict[str, Any] | None = None  # recording_deleted / _aborted / _quarantined
+    damaged: bool = False
+    exports: list[dict[str, Any]] = field(default_factory=list)
+    failed_exports: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def header_seal(self) -> str | None:
+        detail = (self.started or {}).get("detail") or {}
+        seal = detail.get("header_seal")
+        return seal if isinstance(seal, str) else None
+
+
+_CLOSED = ("recording_closed", "recording_interrupted")
+_GONE = ("recording_deleted", "recording_aborted", "recording_quarantined")
+
+
+@dataclass
+class CustodyView:
+    """The intact prefix of the log, indexed by recording (for recovery and the state check).
+    Entries after the first bad one are not believed."""
+
+    entries: list[dict[str, Any]]
+    hashes: list[str]
+    findings: list[str]
+    recordings: dict[str, RecordingHistory]
+
+    @classmethod
+    def read(cls, path: Path, key: Any, context: bytes = CUSTODY_SIG_CONTEXT) -> CustodyView:
+        path = Path(path)
+        try:
+            data = _read_log(path)
+        except FileNotFoundError:
+            return cls([], [], [], {})
+        lines, good, findings = _check_lines(path, data, key, context)
+        entries = [ln.entry for ln in lines[:good]]
+        recordings: dict[str, RecordingHistory] = {}
+        for e in entries:
+            rid = e.get("recording_id")
+            if not isinstance(rid, str):
+                continue
+            h = recordings.setdefault(rid, RecordingHistory())
+            kind = e.get("type")
+            if kind == "recording_started" and h.started is None:
+                h.started = e
+            elif kind in _CLOSED:
+                h.closed = e
+            elif kind in _GONE:
+                h.gone = e
+            elif kind == "recording_damaged":
+                h.damaged = True
+            elif kind == "export":
+                h.exports.append(e)
+            elif kind == "export_failed":
+                h.failed_exports.append(e)
+        return cls(entries, [ln.hash.hex() for ln in lines[:good]], findings, recordings)
+
+    def history(self, recording_id: str) -> RecordingHistory:
+        return self.recordings.get(recording_id) or RecordingHistory()
 
 
 class CustodyLog:
     """Append-only; a torn last line (power loss mid-append) is cut on open."""
 
-    def __init__(self, path: Path, identity: DeviceIdentity, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, identity: DeviceIdentity, clock: Clock,
+        context: bytes = CUSTODY_SIG_CONTEXT,
+    ) -> None:
         self.path = Path(path)
         self._identity = identity
         self._clock = clock
+        self._context = context  # the organisation's own log signs under its own label
 
     def _lock(self, fd: int) -> None:
         # CLI commands (delete, export) may append while the daemon runs.
@@ -169,7 +268,7 @@ class CustodyLog:
             if detail:
                 entry["detail"] = detail
             digest = entry_hash(entry)
-            sig = self._identity.sign(head_message(seq, digest))
+            sig = self._identity.sign(head_message(seq, digest, self._context))
             line = canonical_json(
                 {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
             )

@@ -27,6 +27,7 @@ from akkoord.store.keys import DeviceIdentity, DevicePublicKey
 from akkoord.store.layout import EXPORTS_FILE
 from akkoord.store.manifest import read_manifest
 from akkoord.store.reader import Damage, ParsedFrame, parse_meta, scan
+from akkoord.store.safeio import open_regular
 
 __all__ = ["ExportRecord", "append_export", "read_exports"]
 
@@ -66,8 +67,8 @@ def read_exports(directory: Path, key: DevicePublicKey | None = None) -> list[Ex
             signatures[frame.offset] = bytes(body)
 
     out: list[ExportRecord] = []
-    with open(path, "rb") as f:
-        for item in scan(f, path.stat().st_size, keep_signature):
+    with open_regular(path, "export record") as f:
+        for item in scan(f, os.fstat(f.fileno()).st_size, keep_signature):
             if isinstance(item, Damage):
                 out.append(ExportRecord(index, item.offset, None, f"damaged: {item.reason}"))
                 continue
@@ -108,6 +109,7 @@ def append_export(
     copy_number: int,
     stick_id_sha256: str | None,
     made_by: str = "device",
+    custody_seq: int | None = None,
 ) -> dict[str, Any]:
     """Append one signed export frame; returns its meta."""
     directory = Path(directory)
@@ -130,6 +132,10 @@ def append_export(
         "stick_id_sha256": stick_id_sha256,
         "time": clock.wall().to_json(),
     }
+    if custody_seq is not None:
+        # The custody entry that announced this copy: the record vouches for the log up to
+        # there, so a log cut back before it is detectable (FORMAT.md §11.3).
+        meta["custody_seq"] = custody_seq
     meta_bytes = canonical_json(meta)
     header = FrameHeader(
         kind=int(Kind.EXPORT),

@@ -39,9 +39,9 @@ __all__ = [
     "seal_of",
 ]
 
-FORMAT_VERSION = 1
-CONTAINER_FORMAT = "akkoord-recording/1"
-MANIFEST_FORMAT = "akkoord-manifest/1"
+FORMAT_VERSION = 2
+CONTAINER_FORMAT = "akkoord-recording/2"
+MANIFEST_FORMAT = "akkoord-manifest/2"
 
 FRAME_MAGIC = b"AKF1"
 # magic, kind, flags, meta_len, index, samples, start_sample, body_len, recording_id,
@@ -63,6 +63,9 @@ HPKE_INFO_PREFIX = b"akkoord/v1/content-key"
 MANIFEST_SIG_CONTEXT = b"akkoord/v1/manifest\n"
 CUSTODY_SIG_CONTEXT = b"akkoord/v1/custody-head\n"
 EXPORT_SIG_CONTEXT = b"akkoord/v1/export\n"
+CHECKPOINT_SIG_CONTEXT = b"akkoord/v2/checkpoint\n"
+# A signed checkpoint of the chain head is due once this much audio followed the last one.
+CHECKPOINT_SECONDS = 10
 
 
 class Kind(enum.IntEnum):
@@ -75,6 +78,7 @@ class Kind(enum.IntEnum):
     RECOVERY = 5  # written after a power loss, without the content key
     GAP = 6  # audio lost (overflow): `samples` samples of the timeline are missing
     EXPORT = 7  # addendum after close (exports.akr), signed by the device
+    CHECKPOINT = 8  # the device's signature over the chain head so far (FORMAT.md §11)
 
 
 class Flag(enum.IntFlag):
@@ -151,6 +155,17 @@ def finish_frame(header: bytes, meta: bytes, body: bytes) -> tuple[bytes, bytes]
 def nonce_for(index: int, final: bool) -> bytes:
     """STREAM-style nonce: 88-bit big-endian frame index, then the last-frame flag."""
     return index.to_bytes(11, "big") + (b"\x01" if final else b"\x00")
+
+
+def checkpoint_message(header: bytes, meta: bytes) -> bytes:
+    """What a CHECKPOINT frame's body signs: its own header (index, position, prev = the
+    chain head) and meta."""
+    return CHECKPOINT_SIG_CONTEXT + header + meta
+
+
+def checkpoint_due(position: int, last_checkpoint_position: int, sample_rate: int) -> bool:
+    """True when a frame advancing the timeline may not be written before a checkpoint."""
+    return position - last_checkpoint_position >= CHECKPOINT_SECONDS * sample_rate
 
 
 def audio_mac(mac_key: bytes, pcm: bytes) -> bytes:

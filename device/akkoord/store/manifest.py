@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from akkoord.errors import FormatError
 from akkoord.fsutil import atomic_write
 from akkoord.store.format import MANIFEST_FORMAT, MANIFEST_SIG_CONTEXT, Kind, canonical_json
 from akkoord.store.keys import DeviceIdentity, DevicePublicKey
+from akkoord.store.safeio import read_regular, strict_json
 
 __all__ = [
     "MANIFEST_FILE",
@@ -34,6 +34,7 @@ __all__ = [
 
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
+MAX_MANIFEST = 256 * 1024 * 1024
 COMPLETE = "complete"
 INTERRUPTED = "interrupted"
 
@@ -68,9 +69,16 @@ def build_manifest(records: Iterable[FrameRecord]) -> dict[str, Any]:
     position = 0
     count = 1
     last = first
+    checkpoint: FrameRecord | None = None
+    after_checkpoint = 0  # frames since the last checkpoint
     for r in it:
         count += 1
         last = r
+        if r.kind == Kind.CHECKPOINT:
+            # Not on the timeline (one every 10 s); the container keeps them, signed.
+            checkpoint, after_checkpoint = r, 0
+            continue
+        after_checkpoint += 1
         if r.kind == Kind.AUDIO:
             segments.append([r.index, r.start_sample, r.samples, r.audio_mac.hex()])
             position = r.start_sample + r.samples
@@ -86,6 +94,17 @@ def build_manifest(records: Iterable[FrameRecord]) -> dict[str, Any]:
     if last.kind not in (Kind.END, Kind.RECOVERY):
         raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
     end_meta = last.meta or {}
+    tail = None
+    if last.kind == Kind.RECOVERY:
+        # Frames recovery found after the device's last signed checkpoint: chained, but
+        # never signed by the device while it recorded (FORMAT.md §11.2).
+        cp_at = checkpoint.start_sample if checkpoint is not None else 0
+        tail = {
+            "after_frame": checkpoint.index if checkpoint is not None else None,
+            "frames": after_checkpoint - 1,
+            "samples": position - cp_at,
+            "seconds": round((position - cp_at) / rate, 3),
+        }
     return {
         "format": MANIFEST_FORMAT,
         "recording_id": head["recording_id"],
@@ -102,6 +121,7 @@ def build_manifest(records: Iterable[FrameRecord]) -> dict[str, Any]:
         "duration_seconds": round(position / rate, 3),
         "frame_count": count,
         "chain_head": last.seal.hex(),
+        "unsigned_tail": tail,
         "segments": segments,
         "gaps": gaps,
         "timeline": timeline,
@@ -140,22 +160,20 @@ def read_manifest(directory: Path) -> SignedManifest | None:
     """None if there is no manifest; FormatError if it is there but not a manifest."""
     path = Path(directory) / MANIFEST_FILE
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_MANIFEST, "manifest")
     except FileNotFoundError:
         return None
-    if len(data) > 256 * 1024 * 1024:
-        raise FormatError(f"{path}: implausibly large for a manifest ({len(data)} bytes)")
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: not valid JSON ({exc})") from None
+    doc = strict_json(data, str(path))
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
         raise FormatError(f"{path}: not an {MANIFEST_FORMAT} manifest")
     sig: bytes | None = None
     try:
         sig = base64.b64decode(
-            (Path(directory) / SIGNATURE_FILE).read_bytes().strip(), validate=True
+            read_regular(Path(directory) / SIGNATURE_FILE, 4096, "signature").strip(),
+            validate=True,
         )
-    except (FileNotFoundError, binascii.Error, ValueError):
+    except FileNotFoundError:
+        sig = None
+    except (binascii.Error, ValueError):  # FormatError is a ValueError too
         sig = None
     return SignedManifest(data, sig, doc)

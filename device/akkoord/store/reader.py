@@ -9,8 +9,11 @@ bit costs one frame, not the rest of the file. Memory stays bounded by one frame
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -114,6 +117,9 @@ def _next_valid(
     headers costs time linear in its size, not quadratic."""
     pos = start
     while pos < size and budget[0] > 0:
+        pos = _skip_hole(f, pos)
+        if pos >= size:
+            return None
         f.seek(pos)
         chunk = f.read(_SCAN_CHUNK + len(FRAME_MAGIC) - 1)
         if not chunk:
@@ -128,6 +134,19 @@ def _next_valid(
             i = chunk.find(FRAME_MAGIC, i + 1)
         pos += _SCAN_CHUNK
     return None
+
+
+def _skip_hole(f: BinaryIO, pos: int) -> int:
+    """The next offset holding data: a sparse file's holes (zeros no one wrote) cannot hold
+    a frame, so a file grown to gigabytes of holes costs nothing to search."""
+    try:
+        return os.lseek(f.fileno(), pos, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            return 1 << 62  # only a hole up to the end
+        return pos  # no SEEK_DATA here: read on
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return pos
 
 
 def scan(

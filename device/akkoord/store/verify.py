@@ -8,8 +8,10 @@ anything with findings is ``tampered``. An unreadable folder raises FormatError 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,10 +26,13 @@ from akkoord.store.exports import read_exports
 from akkoord.store.format import (
     AEAD_TAG_LEN,
     CONTAINER_FORMAT,
+    SIGNATURE_LEN,
     ZERO32,
     Flag,
     Kind,
     audio_mac,
+    checkpoint_due,
+    checkpoint_message,
     genesis_hash,
     nonce_for,
 )
@@ -41,6 +46,7 @@ from akkoord.store.manifest import (
     verify_manifest_signature,
 )
 from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
+from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
 
 __all__ = ["Finding", "Report", "load_content_keys", "verify_recording"]
 
@@ -78,6 +84,7 @@ class Report:
     checked_audio: bool = False
     timeline: list[dict[str, Any]] = field(default_factory=list)
     exports: list[dict[str, Any]] = field(default_factory=list)
+    unsigned_tail: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -104,6 +111,7 @@ class Report:
             "notes": self.notes,
             "timeline": self.timeline,
             "exports": self.exports,
+            "unsigned_tail": self.unsigned_tail,
         }
 
 
@@ -111,7 +119,8 @@ class _Seen:
     """A good frame, without its body: the parsed header and the seal, nothing more, so a
     verifier holds a multi-hour recording's frame list in a few megabytes."""
 
-    __slots__ = ("crypto_error", "header", "meta", "meta_error", "offset", "order", "seal")
+    __slots__ = ("crypto_error", "header", "meta", "meta_error", "offset", "order", "seal",
+                 "signed_bytes")
 
     def __init__(self, order: int, frame: ParsedFrame, meta: dict[str, Any] | None,
                  meta_error: str | None, crypto_error: str | None = None) -> None:
@@ -122,12 +131,14 @@ class _Seen:
         self.meta = meta
         self.meta_error = meta_error
         self.crypto_error = crypto_error
+        # CHECKPOINT frames only: (signed message, signature), checked once the key is known
+        self.signed_bytes: tuple[bytes, bytes] | None = None
 
 
 def load_content_keys(directory: Path, key: OrgPrivateKey) -> ContentKeys:
     path = Path(directory) / WRAPPED_KEYS_FILE
     try:
-        doc = json.loads(path.read_bytes())
+        doc = strict_json(read_regular(path, 1 << 20, "wrapped-keys file"), str(path))
         rid = bytes.fromhex(doc["recording_id"])
         wrapped = doc["recipients"]
         if len(rid) != 16 or not isinstance(wrapped, list):
@@ -136,7 +147,7 @@ def load_content_keys(directory: Path, key: OrgPrivateKey) -> ContentKeys:
         raise KeyMaterialError(
             f"{path}: missing — the wrapped keys were destroyed (deleted recording?)"
         ) from None
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, FormatError):
         raise KeyMaterialError(f"{path}: not a valid wrapped-keys file") from None
     ck = unwrap_content_key(wrapped, rid, key, str(path))
     return ContentKeys.derive(ck, rid)
@@ -165,8 +176,10 @@ class _Verifier:
         directory: Path,
         org_key: OrgPrivateKey | None,
         trusted_key: DevicePublicKey | None,
+        keys_deleted: bool = False,
     ) -> None:
         self.dir = Path(directory)
+        self.keys_deleted = keys_deleted
         self.org_key = org_key
         self.trusted_key = trusted_key
         self.report = Report(str(directory))
@@ -175,6 +188,7 @@ class _Verifier:
         self.rate = 48000
         self.frame_bytes = 2
         self._manifest_key: DevicePublicKey | None = None
+        self._header_key: DevicePublicKey | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -200,6 +214,12 @@ class _Verifier:
     def _check_body(self, frame: ParsedFrame, body: memoryview) -> None:
         """AEAD + audio MAC, while the body is in hand (streaming: bodies are not kept)."""
         h = frame.header
+        if h.kind == Kind.CHECKPOINT:
+            self._checkpoint_sigs[frame.offset] = (
+                checkpoint_message(frame.header_bytes, frame.meta_bytes),
+                bytes(body),
+            )
+            return
         if self.aead is None or h.kind in (Kind.RECOVERY, Kind.EXPORT):
             return
         error = None
@@ -223,11 +243,17 @@ class _Verifier:
         if not self.dir.is_dir():
             raise FormatError(f"{self.dir}: not a folder")
         try:
-            size = container.stat().st_size
+            f = open_regular(container, "container")
         except FileNotFoundError:
             raise FormatError(
                 f"{self.dir}: no {CONTAINER_FILE} here — not an akkoord recording folder"
             ) from None
+        with f:
+            self._scan(f, container)
+        return self.report
+
+    def _scan(self, f: Any, container: Path) -> None:
+        size = os.fstat(f.fileno()).st_size
         signed = read_manifest(self.dir)
         if signed is not None:
             # The segment list is a manifest's bulk; the rebuilt manifest is compared as
@@ -238,22 +264,20 @@ class _Verifier:
             self.aead = ChaCha20Poly1305(self.keys.seal_key)
             self.report.checked_audio = True
         self._pending_crypto: dict[int, str | None] = {}
+        self._checkpoint_sigs: dict[int, tuple[bytes, bytes]] = {}
         seen: list[_Seen] = []
         damage: list[tuple[int, Damage]] = []  # (number of good frames before it, damage)
-        with open(container, "rb") as f:
-            hook = self._check_body if self.aead is not None else None
-            for item in scan(f, size, hook):
-                if isinstance(item, Damage):
-                    damage.append((len(seen), item))
-                    continue
-                meta, err = parse_meta(item)
-                seen.append(
-                    _Seen(len(seen), item, meta, err, self._pending_crypto.pop(item.offset, None))
-                )
+        for item in scan(f, size, self._check_body):
+            if isinstance(item, Damage):
+                damage.append((len(seen), item))
+                continue
+            meta, err = parse_meta(item)
+            s = _Seen(len(seen), item, meta, err, self._pending_crypto.pop(item.offset, None))
+            s.signed_bytes = self._checkpoint_sigs.pop(item.offset, None)
+            seen.append(s)
         if not seen and not damage:
             raise FormatError(f"{container}: empty — the recording never started")
         self._analyse(seen, damage, signed, size)
-        return self.report
 
     def _analyse(
         self, seen: list[_Seen], damage: list[tuple[int, Damage]], signed: Any, size: int
@@ -297,7 +321,8 @@ class _Verifier:
                     raise ValueError
                 rep.simulated = bool(hm.get("simulated"))
                 rep.device_fingerprint = str(hm["device"]["fingerprint"])
-            except (KeyError, TypeError, ValueError):
+                self._header_key = DevicePublicKey.from_json(hm["device"], "header device")
+            except (KeyError, TypeError, ValueError, KeyMaterialError):
                 self.rate, self.frame_bytes = 48000, 2
                 self.add("bad_frame", "the header frame's parameters are unreadable", 0, 0)
         rep.recording_id = rid.hex() if rid else None
@@ -348,6 +373,7 @@ class _Verifier:
         self._chain_and_rules(canonical, rid, damage, damaged_slots)
         rep.frames = len(canonical)
         self._manifest(canonical, signed)
+        self._wrapped_keys(canonical)
         self._crypto(canonical)
         if signed is not None:
             self._exports()
@@ -359,6 +385,14 @@ class _Verifier:
                 "interrupted: the device lost power or stopped while recording; "
                 "the recording was closed afterwards with a signed note"
             )
+            tail = unsigned_tail(canonical)
+            if tail["frames"]:
+                rep.unsigned_tail = tail
+                rep.notes.append(
+                    f"unsigned tail: the last {tail['seconds']:g} s ({tail['frames']} frames, "
+                    f"after frame {tail['after_frame']}) were recovered after the device's last "
+                    "signed checkpoint; they chain on, but the device never signed them"
+                )
         else:
             rep.status = "complete"
         if rep.simulated:
@@ -416,6 +450,7 @@ class _Verifier:
         prev_seal = genesis_hash(rid)
         expected = 0
         position = 0
+        checkpoint_at = 0
         for n, s in enumerate(frames):
             h = s.header
             if h.index != expected:
@@ -435,6 +470,9 @@ class _Verifier:
                 )
             last = n == len(frames) - 1
             self._rules(s, n, last, position)
+            self._checkpoint_rules(s, n, frames, checkpoint_at)
+            if h.kind == Kind.CHECKPOINT:
+                checkpoint_at = h.start_sample
             position = h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
             prev_seal = s.seal
             expected = h.index + 1
@@ -447,6 +485,31 @@ class _Verifier:
                     last_h.index + 1,
                     position,
                 )
+
+    def _checkpoint_rules(self, s: _Seen, n: int, frames: list[_Seen], checkpoint_at: int) -> None:
+        """FORMAT.md §11.1: frame 1 and the frame before END are signed checkpoints, one is
+        never more than 10 s of timeline away, and each one's signature is the device's."""
+        h, off = s.header, s.offset
+        if n == 1 and h.kind != Kind.CHECKPOINT:
+            self.add("checkpoint", "frame 1 is not the signed start checkpoint",
+                     h.index, h.start_sample, off)
+        if h.kind == Kind.END and (n == 0 or frames[n - 1].header.kind != Kind.CHECKPOINT):
+            self.add("checkpoint", "the END frame does not follow a signed checkpoint",
+                     h.index, h.start_sample, off)
+        if h.kind in (Kind.AUDIO, Kind.GAP) and checkpoint_due(
+            h.start_sample, checkpoint_at, self.rate
+        ):
+            self.add("checkpoint", "no signed checkpoint in the 10 s of audio before this frame",
+                     h.index, h.start_sample, off)
+        if h.kind != Kind.CHECKPOINT:
+            return
+        key = self._header_key
+        if h.body_len != SIGNATURE_LEN or s.signed_bytes is None:
+            self.add("bad_frame", "a checkpoint's body is not one signature",
+                     h.index, h.start_sample, off)
+        elif key is not None and not key.verify(s.signed_bytes[1], s.signed_bytes[0]):
+            self.add("bad_checkpoint", "the checkpoint's signature does not verify",
+                     h.index, h.start_sample, off)
 
     def _rules(self, s: _Seen, n: int, last: bool, position: int) -> None:
         """Per-frame rules of FORMAT.md §4, each located."""
@@ -512,7 +575,7 @@ class _Verifier:
             )
         if k == Kind.RECOVERY and h.body_len:
             self.add("bad_frame", "a recovery frame has a body", h.index, h.start_sample, off)
-        if k not in (Kind.RECOVERY, Kind.AUDIO) and h.body_len not in (AEAD_TAG_LEN,):
+        if k not in (Kind.RECOVERY, Kind.AUDIO, Kind.CHECKPOINT) and h.body_len != AEAD_TAG_LEN:
             self.add(
                 "bad_frame", "event frame body is not one AEAD tag", h.index, h.start_sample, off
             )
@@ -609,15 +672,33 @@ class _Verifier:
             if r.problem:
                 self.add("export_record", f"export record {r.problem}", r.index, None, r.offset)
 
+    def _wrapped_keys(self, frames: list[_Seen]) -> None:
+        """keys.json against the header's commitment, without any key (FORMAT.md §11.4)."""
+        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
+        if header is None or header.meta is None:
+            return
+        want = header.meta.get("wrapped_keys_sha256")
+        path = self.dir / WRAPPED_KEYS_FILE
+        try:
+            got = hashlib.sha256(read_regular(path, 1 << 20, "wrapped-keys file")).hexdigest()
+        except FileNotFoundError:
+            got = None
+        except FormatError as exc:
+            got = str(exc)
+        if got == want:
+            return
+        what = "missing" if got is None else "changed"
+        if self.keys_deleted:
+            self.report.notes.append(
+                f"keys.json {what}: the custody log records this recording's deletion"
+            )
+            return
+        self.add("keys_changed", f"content keys changed or missing: can no longer be "
+                 f"decrypted (keys.json is {what})")
+
     def _crypto(self, frames: list[_Seen]) -> None:
         if self.aead is None:
             return
-        wrapped = self.dir / WRAPPED_KEYS_FILE
-        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
-        if header is not None and header.meta is not None:
-            want = header.meta.get("wrapped_keys_sha256")
-            if want != hashlib.sha256(wrapped.read_bytes()).hexdigest():
-                self.add("manifest_mismatch", "keys.json differs from what the header commits to")
         for s in frames:
             h = s.header
             if s.crypto_error == "bad_tag":
@@ -638,9 +719,31 @@ class _Verifier:
                 )
 
 
+def unsigned_tail(frames: list[_Seen]) -> dict[str, Any]:
+    """Frames between the last CHECKPOINT and the final RECOVERY frame (FORMAT.md §11.2)."""
+    rate = 48000
+    head = frames[0].meta if frames and frames[0].meta else {}
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        rate = int(head["audio"]["sample_rate"]) or rate
+    last_cp = max((i for i, s in enumerate(frames) if s.header.kind == Kind.CHECKPOINT), default=0)
+    tail = frames[last_cp + 1 : -1]
+    start = frames[last_cp].header.start_sample if frames else 0
+    end = frames[-1].header.start_sample if frames else 0
+    return {
+        "after_frame": frames[last_cp].header.index if frames else None,
+        "frames": len(tail),
+        "samples": end - start,
+        "seconds": round((end - start) / rate, 3),
+    }
+
+
 def verify_recording(
     directory: Path,
     org_key: OrgPrivateKey | None = None,
     trusted_key: DevicePublicKey | None = None,
+    *,
+    keys_deleted: bool = False,
 ) -> Report:
-    return _Verifier(Path(directory), org_key, trusted_key).run()
+    """`keys_deleted`: the custody log records the recording's deletion, so a missing
+    keys.json is the shredding, not a finding."""
+    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted).run()

@@ -31,11 +31,14 @@ from akkoord.store.format import (
     CONTAINER_FORMAT,
     FRAME_HEADER,
     FRAME_MAGIC,
+    SIGNATURE_LEN,
     ZERO32,
     Flag,
     Kind,
     audio_mac,
     canonical_json,
+    checkpoint_due,
+    checkpoint_message,
     finish_frame,
     genesis_hash,
     nonce_for,
@@ -45,6 +48,7 @@ from akkoord.store.keys import (
     DeviceIdentity,
     OrgPublicKey,
     new_content_key,
+    wipe,
     wrap_content_key,
 )
 from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE, WRAPPED_KEYS_FILE, StateDir
@@ -147,12 +151,13 @@ class RecordingWriter:
         self._fd: int | None = fd
         self._sync = sync
         self._ops = ops
-        self._aead = ChaCha20Poly1305(keys.seal_key)
+        self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(keys.seal_key)
         self._container_name = str(path / CONTAINER_FILE)  # for messages; built once
         self._prev = genesis_hash(recording_id)
         self._index = 0
         self._end = 0  # bytes acknowledged (written and synced)
         self.position = 0  # samples on the timeline: audio + gaps
+        self._checkpoint_at = 0  # position of the last CHECKPOINT
         self.records: list[FrameRecord] = []
         self._failure: RecordingFailed | None = None
         self.closed = False
@@ -192,8 +197,12 @@ class RecordingWriter:
         """Create the folder, wrap the key, write the header frame. Nothing is created when
         there is no recipient (NoRecipientError): a recording nobody can read is no record."""
         rid = recording_id or os.urandom(16)
-        ck = content_key or new_content_key()
-        wrapped = wrap_content_key(ck, rid, recipients)
+        ck = bytearray(content_key) if content_key is not None else new_content_key()
+        try:
+            wrapped = wrap_content_key(ck, rid, recipients)
+            keys = ContentKeys.derive(ck, rid)
+        finally:
+            wipe(ck)  # only the two subkeys live on, until the export window closes
         state.ensure()
         path = state.recordings_dir / rid.hex()
         path.mkdir(mode=0o700)
@@ -217,7 +226,7 @@ class RecordingWriter:
         writer = cls(
             path=path,
             recording_id=rid,
-            keys=ContentKeys.derive(ck, rid),
+            keys=keys,
             identity=identity,
             audio=audio,
             clock=clock,
@@ -241,15 +250,30 @@ class RecordingWriter:
             "simulated": simulated,
             "software": f"akkoord {__version__}",
         }
+        if custody is not None:
+            # The log's head before this recording: the folder then vouches for the log up to
+            # here, so a log cut back to before it is detectable (FORMAT.md §11.3).
+            before = custody.head()
+            header["custody"] = {"seq": before.seq, "hash": before.hash} if before else None
         if extra_header:
             header.update(extra_header)
+        frame, seal, record = writer._build(Kind.HEADER, meta=header)
+        if custody is not None:
+            # Logged before the header reaches the disk, with its seal: recovery closes only
+            # what an entry like this says the device started (FORMAT.md §11.2).
+            try:
+                custody.append(
+                    "recording_started", rid.hex(), simulated=simulated, header_seal=seal.hex()
+                )
+            except OSError:
+                writer._close_fd()
+                raise
         try:
-            writer._append(Kind.HEADER, meta=header)
+            writer._commit(frame, seal, record)
+            writer.checkpoint()  # the signed start statement: frame 1 (FORMAT.md §11.1)
         except RecordingFailed:
             writer._close_fd()
             raise
-        if custody is not None:
-            custody.append("recording_started", rid.hex(), simulated=simulated)
         return writer
 
     # --- frames ---------------------------------------------------------------------------
@@ -263,7 +287,26 @@ class RecordingWriter:
         samples: int = 0,
         final: bool = False,
         aead: bool = True,
+        signed: bool = False,
     ) -> FrameRecord:
+        frame, seal, record = self._build(
+            kind, meta=meta, pcm=pcm, samples=samples, final=final, aead=aead, signed=signed
+        )
+        self._commit(frame, seal, record)
+        return record
+
+    def _build(
+        self,
+        kind: Kind,
+        *,
+        meta: dict[str, Any] | None = None,
+        pcm: bytes | None = None,
+        samples: int = 0,
+        final: bool = False,
+        aead: bool = True,
+        signed: bool = False,
+    ) -> tuple[bytes, bytes, FrameRecord]:
+        """The next frame's bytes, seal and record; nothing is written yet."""
         if self._failure is not None:
             raise self._failure
         if self.closed or self._fd is None:
@@ -273,22 +316,29 @@ class RecordingWriter:
         mac = audio_mac(self.keys.mac_key, plaintext) if kind == Kind.AUDIO else ZERO32
         flags = _FINAL if final else 0
         # Packed directly (not via FrameHeader): this runs once per second of audio.
+        body_len = len(plaintext) + AEAD_TAG_LEN if aead else (SIGNATURE_LEN if signed else 0)
         header = FRAME_HEADER.pack(
             FRAME_MAGIC, kind, flags, len(meta_bytes), self._index, samples, self.position,
-            len(plaintext) + AEAD_TAG_LEN if aead else 0, self.recording_id, self._prev, mac,
+            body_len, self.recording_id, self._prev, mac,
         )
-        if aead:
+        if signed:
+            body = self._identity.sign(checkpoint_message(header, meta_bytes))
+        elif aead:
+            assert self._aead is not None
             body = self._aead.encrypt(nonce_for(self._index, final), plaintext, header + meta_bytes)
         else:
             body = b""
         frame, seal = finish_frame(header, meta_bytes, body)
+        return frame, seal, FrameRecord(
+            self._index, kind, flags, self.position, samples, mac, meta, seal
+        )
+
+    def _commit(self, frame: bytes, seal: bytes, record: FrameRecord) -> None:
         self._store(frame)
-        record = FrameRecord(self._index, kind, flags, self.position, samples, mac, meta, seal)
         self.records.append(record)
         self._prev = seal
         self._index += 1
         self._end += len(frame)
-        return record
 
     def _store(self, frame: bytes) -> None:
         assert self._fd is not None
@@ -343,6 +393,17 @@ class RecordingWriter:
         samples = len(pcm) // fb
         self._append(Kind.AUDIO, pcm=pcm, samples=samples)
         self.position += samples
+        self._maybe_checkpoint()
+
+    def checkpoint(self) -> None:
+        """Sign the chain head so far into the container (a CHECKPOINT frame)."""
+        meta = {"event": "checkpoint", "time": self._clock.wall().to_json()}
+        self._append(Kind.CHECKPOINT, meta=meta, aead=False, signed=True)
+        self._checkpoint_at = self.position
+
+    def _maybe_checkpoint(self) -> None:
+        if checkpoint_due(self.position, self._checkpoint_at, self.audio.sample_rate):
+            self.checkpoint()
 
     def add_gap(self, samples: int, cause: str, *, estimated: bool = False, **fields: Any) -> None:
         """Disclose `samples` of timeline with no audio (overflow, a stalled device…)."""
@@ -357,6 +418,7 @@ class RecordingWriter:
         }
         self._append(Kind.GAP, meta=meta, samples=samples)
         self.position += samples
+        self._maybe_checkpoint()
 
     # --- closing --------------------------------------------------------------------------
 
@@ -384,15 +446,15 @@ class RecordingWriter:
         }
         try:
             try:
-                self._append(Kind.END, meta=meta, final=True)
+                self._close_frames(meta)
             except RecordingFailed as exc:
                 if not exc.closable:
                     raise
-                # Cut back cleanly: free the reserve and try the last frame once more.
+                # Cut back cleanly: free the reserve and try the last frames once more.
                 self._failure = None
                 self._release_reserve()
                 meta.setdefault("storage_error", str(exc))
-                self._append(Kind.END, meta=meta, final=True)
+                self._close_frames(meta)
             self._close_fd()
             self._release_reserve()
             manifest = build_manifest(self.records)
@@ -413,6 +475,13 @@ class RecordingWriter:
         )
         return CloseResult("complete", manifest, None, self.records)
 
+    def _close_frames(self, meta: dict[str, Any]) -> None:
+        """A checkpoint right before END (unless the last frame is one), then END: a
+        recording recovery finds ending in END has no unsigned tail (§11.1)."""
+        if not self.records or self.records[-1].kind != Kind.CHECKPOINT:
+            self.checkpoint()
+        self._append(Kind.END, meta=meta, final=True)
+
     def _log(self, kind: str, **detail: Any) -> None:
         if self._custody is None:
             return
@@ -425,6 +494,7 @@ class RecordingWriter:
             os.unlink(self.path / RESERVE_FILE)
 
     def _close_fd(self) -> None:
+        self._aead = None  # its copy of the seal key goes with it (OpenSSL cleanses on free)
         if self._fd is not None:
             try:
                 os.close(self._fd)
