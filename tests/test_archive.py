@@ -12,7 +12,7 @@ import pytest
 
 from akkoord.archive.index import SearchFilter, open_index
 from akkoord.archive.ingest import ingest
-from akkoord.archive.ops import audit, delete, export_copy, to_wav
+from akkoord.archive.ops import audit, delete, export_copy, log_view, to_wav
 from akkoord.cli import main
 from akkoord.collect.package import device_folder
 from akkoord.collect.statements import Signer
@@ -193,9 +193,42 @@ def test_later_copies_are_numbered_never_repeat_and_are_logged(world):
         assert report.ok, report.findings
     assert numbers == [1, 2]
     assert index.get(rid)["copies"] == 2
-    log = [json.loads(line)["entry"] for _, line in index.log_lines()]
-    assert [e["type"] for e in log] == ["archive_export", "archive_export"]
+    log, findings = log_view(archive)
+    assert not findings
+    assert [(e["type"], e["detail"]["copy_number"]) for e in log] == [("export", 1), ("export", 2)]
+    assert [e["detail"]["made_for"] for e in log] == ["ouder", "professional"]
     assert len(index.search(SearchFilter(min_copies=2))) == 1
+    # the copy carries the head of the organisation's log, which includes the copy itself
+    head = json.loads((result.folder / "custody-head.json").read_text())
+    assert head["log"] == "organisation" and head["seq"] == 1
+
+
+def test_two_people_exporting_at_once_get_different_numbers(world):
+    kit, org, stick, archive, index, db = world
+    ingest(archive, index, stick, key=org.signing)
+    rid = kit.state.recording_ids()[0]
+    numbers, errors = [], []
+    barrier = threading.Barrier(3)
+
+    def run(i):
+        idx = _index(archive, db)
+        try:
+            barrier.wait()
+            result, _ = export_copy(archive, idx, rid, org_key=org.hpke,
+                                    to=kit.root / f"out{i}", signing_key=org.signing)
+            numbers.append(result.copy["copy_number"])
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            idx.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sorted(numbers) == [1, 2, 3]
+    assert audit(archive, index).ok
 
 
 def test_decrypt_gives_back_the_audio(world):
@@ -222,7 +255,7 @@ def test_delete_crypto_shreds_logs_and_keeps_the_fact(world):
         export_copy(archive, index, rid, org_key=org.hpke, to=kit.root / "x",
                     signing_key=org.signing)
     assert audit(archive, index).ok
-    log = [json.loads(line)["entry"] for _, line in index.log_lines()]
+    log, _ = log_view(archive)
     assert log[-1]["type"] == "archive_delete" and log[-1]["recording_id"] == rid
 
 
@@ -240,12 +273,11 @@ def test_verify_finds_a_changed_object_and_a_changed_log(world):
     assert not res.ok and any("does not match its hash" in f for f in res.findings)
     assert any(rid in f for f in res.findings)
     # an insider edits the organisation's log: who the copy was for
-    seq, line = index.log_lines()[0]
-    doc = json.loads(line)
-    doc["entry"]["detail"]["made_for"] = "iemand anders"
-    index.execute("UPDATE orglog SET line = ? WHERE seq = ?", [json.dumps(doc), seq])
+    text = archive.log_path.read_text()
+    assert '"made_for":null' in text
+    archive.log_path.write_text(text.replace('"made_for":null', '"made_for":"iemand anders"'))
     res = audit(archive, index)
-    assert any("organisation log entry 0: content does not match" in f for f in res.findings)
+    assert any(f.startswith("organisation log:") for f in res.findings), res.findings
 
 
 def test_a_log_entry_signed_by_an_unknown_key_is_a_finding(world):
@@ -255,7 +287,18 @@ def test_a_log_entry_signed_by_an_unknown_key_is_a_finding(world):
     export_copy(archive, index, rid, org_key=org.hpke, to=kit.root / "out",
                 signing_key=Signer.org(OrgSigningKey.generate("Ander")))
     res = audit(archive, index)
-    assert any("not signed by a trusted organisation key" in f for f in res.findings)
+    assert any(f.startswith("organisation log:") for f in res.findings), res.findings
+
+
+def test_an_admin_key_cannot_sign_the_organisations_log(world):
+    kit, org, stick, archive, index, _db = world
+    from test_collect import _admin
+
+    ingest(archive, index, stick, key=_admin(org, ["collect"]))  # receipts: admins may
+    rid = kit.state.recording_ids()[0]
+    with pytest.raises(UsageError, match="organisation signing key"):
+        export_copy(archive, index, rid, org_key=org.hpke, to=kit.root / "out",
+                    signing_key=_admin(org, ["collect"]))
 
 
 def test_the_cli_end_to_end(world, capsys):
@@ -281,6 +324,14 @@ def test_the_cli_end_to_end(world, capsys):
     assert main(["archive", "delete", rid, *a, "--reason", "AVG"]) == 2  # no --yes
     assert main(["archive", "delete", rid, *a, "--reason", "AVG", "--yes"]) == 0
     assert main(["archive", "verify", *a, "--json"]) == 0
+    capsys.readouterr()
+    # the archive's log is the organisation's log `akkoord custody --org-log` checks,
+    # and a later copy's head is found in it
+    assert main(["custody", "--org-log", str(archive.log_path), "--trust",
+                 str(org.signing_pub)]) == 0
+    copy = next((kit.root / "copies").iterdir())
+    assert main(["custody", "--org-log", str(archive.log_path), "--trust",
+                 str(org.signing_pub), "--check-head", str(copy / "custody-head.json")]) == 0
     capsys.readouterr()
     _tamper(stick, kit, kit.state.recording_ids()[1])  # the stick changed since: quarantined
     assert main(["archive", "ingest", str(stick), *a]) == 1

@@ -117,10 +117,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     if row is None:
         print(f"akkoord: no recording {args.recording_id} in {archive.root}", file=sys.stderr)
         return EXIT_USAGE
+    from akkoord.archive.ops import log_view
+
+    entries, findings = log_view(archive)
     doc = {**row, "objects": json.loads(row["objects"]),
            "copies_made": index.copies_of(args.recording_id),
-           "log": [json.loads(line)["entry"] for _, line in index.log_lines()
-                   if json.loads(line)["entry"].get("recording_id") == args.recording_id]}
+           "log": [e for e in entries if e.get("recording_id") == args.recording_id],
+           "log_findings": findings}
     index.close()
     if args.json:
         _print_json(doc)
@@ -133,7 +136,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for c in doc["copies_made"]:
         print(f"copy {c['copy_number']:<14}{c['made']} {c['made_for'] or ''}")
     for e in doc["log"]:
-        print(f"log {e['seq']:<15}{e['time']} {e['type']} {e.get('detail', {})}")
+        when = e["time"].get("utc") if isinstance(e.get("time"), dict) else e.get("time")
+        print(f"log {e['seq']:<15}{when} {e['type']} {e.get('detail', {})}")
+    for f in doc["log_findings"]:
+        print(f"FINDING {f}")
     return EXIT_OK
 
 
@@ -196,7 +202,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     finally:
         index.close()
     print(f"recording {args.recording_id} crypto-shredded; organisation log entry "
-          f"{entry['entry']['seq']}")
+          f"{entry['seq']} of {archive.log_path}")
     return EXIT_OK
 
 

@@ -3,7 +3,7 @@ an archive several people or sites share). Queries are written once with ``?`` p
 
 Concurrency: every write is a single INSERT … ON CONFLICT or a short transaction, so two
 ingests of overlapping packages at once each insert a recording at most once; allocation of
-copy numbers and log sequence numbers relies on primary keys, retried on conflict.
+copy numbers relies on the primary key, retried on conflict.
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ SCHEMA = [
         recording_id TEXT,
         reason TEXT NOT NULL,
         time TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS orglog (
-        seq INTEGER PRIMARY KEY,
-        line TEXT NOT NULL)""",
 ]
 
 COLUMNS = ("recording_id", "device_fingerprint", "device_label", "created", "ended",
@@ -233,25 +230,6 @@ class Index:
         cur = self.execute("SELECT path, recording_id, reason, time FROM quarantine ORDER BY time")
         return [dict(zip(("path", "recording_id", "reason", "time"), r, strict=True))
                 for r in cur.fetchall()]
-
-    # -- the organisation's log ------------------------------------------------------------
-
-    def log_tail(self) -> tuple[int, str | None]:
-        row = self.execute("SELECT seq, line FROM orglog ORDER BY seq DESC LIMIT 1").fetchone()
-        return (-1, None) if row is None else (int(row[0]), row[1])
-
-    def log_insert(self, seq: int, line: str) -> bool:
-        try:
-            with self.transaction():
-                self.execute("INSERT INTO orglog (seq, line) VALUES (?, ?)", [seq, line])
-            return True
-        except Exception as exc:
-            if self.is_conflict(exc):
-                return False
-            raise
-
-    def log_lines(self) -> list[tuple[int, str]]:
-        return [(int(a), b) for a, b in self.execute("SELECT seq, line FROM orglog ORDER BY seq")]
 
 
 def open_index(archive: Path, db: str | None) -> Index:

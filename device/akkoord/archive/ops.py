@@ -1,8 +1,10 @@
 """What the organisation does with archived recordings: later copies, audio, deletion, audit.
 
-Every later copy and every deletion is an entry in the organisation's signed log
-(orglog.py) before it is reported done; copy numbers are reserved in the index and never
-repeat, and never reuse a number the device gave out at the table.
+Every later copy and every deletion is an entry in the organisation's own signed log
+(store/orglog.py, the same log `akkoord export` keeps; FORMAT.md §11.5) *before* it happens,
+and a later copy carries that log's head. Copy numbers continue after every number the
+device's export record and the log hold, and are reserved in the index (primary key), so two
+people exporting at once never get the same number.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from akkoord.archive.index import Index
-from akkoord.archive.orglog import append_log, verify_log
 from akkoord.archive.store import Archive, container_object_name, hash_file
 from akkoord.clock import SystemClock
 from akkoord.collect.statements import Signer, utc
@@ -25,11 +26,12 @@ from akkoord.errors import FormatError, UsageError
 from akkoord.export.package import CopyResult, write_copy
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
 from akkoord.store.audio_out import decrypt_to_wav
-from akkoord.store.exports import read_exports
 from akkoord.store.keys import DevicePublicKey, OrgPrivateKey
 from akkoord.store.layout import CONTAINER_FILE, WRAPPED_KEYS_FILE
 from akkoord.store.manifest import read_manifest
+from akkoord.store.orglog import OrgLog, next_copy_number, read_org_log
 from akkoord.store.verify import Report, load_content_keys, verify_recording
+from akkoord.trust import OrgSigningKey
 
 __all__ = ["AuditResult", "audit", "delete", "export_copy", "open_recording", "to_wav"]
 
@@ -66,6 +68,28 @@ def _device_key(directory: Path) -> DevicePublicKey:
     return DevicePublicKey.from_json(signed.doc["device"], "manifest")
 
 
+def _org_log(archive: Archive, signer: Signer) -> OrgLog:
+    if signer.org_key is None:
+        raise UsageError("later copies and deletions are signed into the organisation's log "
+                         "with the organisation signing key (--signing-key org-signing.key), "
+                         "not an admin key")
+    key: OrgSigningKey = signer.org_key
+    return OrgLog(archive.log_path, key, SystemClock())
+
+
+def log_view(archive: Archive) -> tuple[list[dict[str, Any]], list[str]]:
+    """The log's entries and findings, checked against the archive's trusted keys (the log
+    is signed by one of them; the one it verifies under is used)."""
+    best: tuple[list[dict[str, Any]], list[str]] | None = None
+    for key in archive.trusted():
+        view = read_org_log(archive.log_path, key)
+        if not view.findings:
+            return view.entries, []
+        if best is None or len(view.entries) > len(best[0]):
+            best = (view.entries, [f"organisation log: {f}" for f in view.findings])
+    return best or ([], [])
+
+
 def export_copy(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivateKey,
                 to: Path, signing_key: Signer, made_for: str | None = None,
                 certificate: dict[str, Any] | None = None,
@@ -76,15 +100,28 @@ def export_copy(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivate
         if not report.ok:
             raise FormatError(f"recording {rid} fails verification in the archive: "
                               + "; ".join(f.message for f in report.findings[:5]))
-        first = len(read_exports(directory, dev)) + 1  # after the device's own copies
+        olog = _org_log(archive, signing_key)
+        first = next_copy_number(directory, olog.view())
         number = index.reserve_copy(rid, first, utc(time.time()), made_for)
-        append_log(index, signing_key, "archive_export", rid, copy_number=number,
-                   made_for=made_for)
+        head = olog.append("export", rid, copy_number=number, made_by="organisation",
+                           chain_head=report_head(directory), made_for=made_for)
         to.mkdir(parents=True, exist_ok=True)
-        result = write_copy(directory, load_content_keys(directory, org_key), to,
-                            copy_number=number, made_by="organisation", clock=SystemClock(),
-                            device_key=dev, custody_head=None, progress=progress)
+        keys = load_content_keys(directory, org_key)
+        try:
+            result = write_copy(directory, keys, to, copy_number=number,
+                                made_by="organisation", clock=SystemClock(), device_key=dev,
+                                custody_head=head, progress=progress)
+        except (FormatError, OSError) as exc:
+            olog.append("export_failed", rid, copy_number=number, error=str(exc)[:300])
+            raise
+        finally:
+            keys.wipe()
     return result, report
+
+
+def report_head(directory: Path) -> str | None:
+    signed = read_manifest(directory)
+    return signed.doc.get("chain_head") if signed else None
 
 
 def to_wav(archive: Archive, index: Index, rid: str, *, org_key: OrgPrivateKey,
@@ -124,8 +161,9 @@ def delete(archive: Archive, index: Index, rid: str, *, reason: str,
     if not reason.strip():
         raise UsageError("a deletion needs a --reason (it is logged)")
     objects = json.loads(row["objects"])
-    entry = append_log(index, signing_key, "archive_delete", rid, reason=reason,
-                       chain_head=row["chain_head"], copies_made=row["copies"])
+    entry = _org_log(archive, signing_key).append(
+        "archive_delete", rid, reason=reason, chain_head=row["chain_head"],
+        copies_made=row["copies"])
     order = [WRAPPED_KEYS_FILE, *sorted(n for n in objects if n != WRAPPED_KEYS_FILE)]
     for name in order:
         if name not in objects:
@@ -194,6 +232,7 @@ def audit(archive: Archive, index: Index, progress: Callable[[int], None] | None
                                 "(chain head or size changed)")
         if progress:
             progress(1)
-    res.log_entries, log_findings = verify_log(index, archive.trusted())
+    entries, log_findings = log_view(archive)
+    res.log_entries = len(entries)
     res.findings += log_findings
     return res

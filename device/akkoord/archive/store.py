@@ -7,6 +7,7 @@
     DIR/staging/              ingests in progress (a crash leaves only this to clean up)
     DIR/quarantine/<name>/    recordings that failed verification, kept whole, with reason.txt
     DIR/index.sqlite          the index (unless --db postgresql://…)
+    DIR/org-custody.log       the organisation's signed log: later copies and deletions
 
 An object is written to staging, fsynced, then linked into place with link(2), which fails
 if the object exists: two ingests storing the same file at once store it once, and an
@@ -66,6 +67,11 @@ class Archive:
                              "key with --certificate) or set it at `archive init`")
         cert = certificate or (None if key else self.config.get("certificate"))
         return load_signer(Path(path), Path(cert) if cert else None)
+
+    @property
+    def log_path(self) -> Path:
+        """The organisation's own signed log (store/orglog.py, FORMAT.md §11.5)."""
+        return self.root / "org-custody.log"
 
     @property
     def objects(self) -> Path:

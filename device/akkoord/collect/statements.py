@@ -81,6 +81,7 @@ class Signer:
     organisation: str
     org_fingerprint: str
     certificate: dict[str, Any] | None = None  # set for an admin
+    org_key: OrgSigningKey | None = None  # set for the organisation signing key
 
     @property
     def purpose(self) -> str:
@@ -97,7 +98,7 @@ class Signer:
 
     @classmethod
     def org(cls, key: OrgSigningKey) -> Signer:
-        return cls(key.signer, key.organisation, key.fingerprint)
+        return cls(key.signer, key.organisation, key.fingerprint, None, key)
 
     @classmethod
     def admin(cls, private: ed25519.Ed25519PrivateKey, certificate: dict[str, Any]) -> Signer:
