@@ -1,1 +1,1 @@
-tWtZhJ643Rp1h7Jez6r2WdtCDrQpuTrdfm3BH8ExacfHpk1Z0fiikQbmBnH/HLXsdWUNpDuXBRGGEzBkxfHwBw==
+qJvrEa3ci489bxLdap7L3fm/j6sTvvsybkOd7Sm1Wld3zW/z5bu3iwCvrHo8T2hrDJiwjbIIUviTrwDITUczDA==

@@ -1,1 +1,1 @@
-jPEjB+swveBB+QLchLF8G+gv5sB5CEg/njfUvu5S3GdOHlE3tBWbfVEfedIF1HiDrZ9uLbERARk7tPiui9rpAA==
+jSaZv/ylV4Ndn39kBIbdZ4quS3mzDwKTdgMMxbRBRGTuk05cT+v/qT3cstQsHRYgkajQ2UxoDKJOr8q3pQZLAQ==
