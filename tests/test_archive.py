@@ -61,6 +61,8 @@ def test_ingest_stores_indexes_and_writes_a_receipt(world):
     assert len(res.receipts) == 1
     receipt = json.loads(Path(res.receipts[0]).read_text())["statement"]
     assert receipt["device"] == kit.identity.fingerprint
+    token = json.loads((stick / "akkoord-collect" / "token.json").read_text())
+    assert receipt["token_serial"] == token["statement"]["serial"]
     assert len(receipt["recordings"]) == 3
     row = index.get(res.stored[0])
     assert row["device_label"] == "kamer-1" and row["status"] == "complete"
@@ -375,3 +377,17 @@ def test_prefix_ranges_cover_exactly_the_prefix():
     assert _prefix_range("0") == ("0", "1")
     lo, hi = _prefix_range("a9")
     assert lo <= "a9ffff" < hi and not lo <= "aa0000" < hi
+
+
+def test_an_interrupted_recording_is_collected_and_archived_as_interrupted(world):
+    kit, org, _stick, archive, index, _db = world
+    from akkoord.store.recovery import recover_all
+
+    record(kit, segments=3, close=False, seed=77)  # power lost mid-recording
+    recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    stick = kit.root / "stick-after"
+    put_token(org, stick, [kit.identity.fingerprint])
+    collect(kit, stick)
+    res = ingest(archive, index, stick, key=org.signing)
+    assert res.ok and len(res.stored) == 4
+    assert len(index.search(SearchFilter(status="interrupted"))) == 1

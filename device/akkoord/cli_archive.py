@@ -7,6 +7,7 @@ verification failure, an audit finding); 2 bad usage or unreadable input; 4 stor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -36,11 +37,12 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     return archive, index
 
 
-def _bar(total: int, what: str, enabled: bool) -> Any:
+def _bar(total: int, what: str, enabled: bool, unit: str = "B") -> Any:
     from tqdm import tqdm
 
     # disable=None: shown on a terminal, silent in pipes and logs.
-    return tqdm(total=total, desc=what, unit="B", unit_scale=True, unit_divisor=1024,
+    scale = unit == "B"
+    return tqdm(total=total, desc=what, unit=unit, unit_scale=scale, unit_divisor=1024,
                 file=sys.stderr, disable=None if enabled else True, leave=False)
 
 
@@ -150,7 +152,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     archive, index = _open(args)
     row = index.get(args.recording_id)
-    size = 0 if row is None else int(row["duration_seconds"] * 96000)
+    size = 0
+    if row is not None and row["status"] != "deleted":  # the WAV is about the container's size
+        container = json.loads(row["objects"]).get("recording.akr")
+        with contextlib.suppress(OSError, ValueError):
+            size = archive.object_path(container).stat().st_size
     try:
         with _bar(size, "copy", True) as bar:
             result, _report = export_copy(
@@ -211,8 +217,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     archive, index = _open(args)
     try:
-        with _bar(index.count(), "verify", not args.json) as bar:
-            bar.unit, bar.unit_scale = "rec", False
+        with _bar(index.count(), "verify", not args.json, unit="rec") as bar:
             res = audit(archive, index, bar.update)
     finally:
         index.close()
@@ -276,7 +281,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--organisation", required=True, metavar="NAME")
     p.add_argument("--trust", action="append", required=True, metavar="ORG_SIGNING_PUB")
     p.add_argument("--recipient", action="append", required=True, metavar="ORG_PUBLIC_KEY")
-    p.add_argument("--db", metavar="URL", help="keep the index in PostgreSQL")
+    p.add_argument("--db", metavar="URL",
+                   help="keep the index in PostgreSQL (postgresql://user@host/db; put the "
+                        "password in ~/.pgpass, not in the URL: the URL is stored)")
     p.add_argument("--signing-key", metavar="FILE")
     p.add_argument("--certificate", metavar="FILE")
     p.set_defaults(func=cmd_init)

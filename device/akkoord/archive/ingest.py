@@ -36,6 +36,7 @@ from akkoord.collect.package import (
     DEVICE_FILE,
     RECEIPTS_DIR,
     RECORDING_FILES,
+    TOKEN_FILE,
 )
 from akkoord.collect.statements import Signer, load_statement, make_receipt, utc
 from akkoord.errors import AkkoordError, FormatError, KeyMaterialError
@@ -282,8 +283,8 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
             fsync_dir(d)
         dirty.clear()
         if held and write_receipts:
-            receipt = make_receipt(key, dev.key.fingerprint, held, token_serial=None,
-                                   now=time.time())
+            receipt = make_receipt(key, dev.key.fingerprint, held,
+                                   token_serial=_token_serial(folder.parent), now=time.time())
             out = folder.parent / RECEIPTS_DIR  # the collection root, beside the token
             try:
                 out.mkdir(exist_ok=True)
@@ -299,6 +300,16 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
             if not any(leftover.iterdir()):
                 leftover.rmdir()
     return result
+
+
+def _token_serial(collect_root: Path) -> str | None:
+    """The serial of the token the stick carried (for the record; not a check)."""
+    try:
+        doc = load_statement((collect_root / TOKEN_FILE).read_bytes(), "token")
+    except (OSError, FormatError):
+        return None
+    serial = doc["statement"].get("serial")
+    return serial if isinstance(serial, str) else None
 
 
 def load_receipt(path: Path) -> dict[str, Any]:
