@@ -14,7 +14,7 @@ key (keys.json holds the content key wrapped to the organisation's public keys o
 
 Each recording is written to ``<id>.partial``, every file fsynced, its page cache dropped,
 read back and compared byte for byte with the device's file, and only then renamed to
-``<id>`` (the folder fsynced before, its parent after) and logged (``archive_collected``, on a
+``<id>`` (the parent fsynced after) and logged (``archive_collected``, on a
 second thread, so the SD card's fsync overlaps the next recording's writes). A stick pulled
 or full mid-way leaves at most one ``.partial`` folder, which the next collection or ingest
 ignores; nothing on the device changes except the custody entries for recordings that made
@@ -149,8 +149,10 @@ def _collect_one(src: Path, recordings: Path, rid: str) -> int:
     written = 0
     names = _files_of(src)
     for name in names:
+        # fsync of a new file also writes its directory entry on the file systems a stick
+        # may have (ext4 commits the create with it; on vfat/exfat the entry *is* the inode),
+        # so the folder needs no fsync of its own; the rename below does.
         written += _copy_file(src / name, partial / name)
-    fsync_dir(partial)
     for name in names:  # read back from the stick, not from the page cache
         if not _read_back_equal(src / name, partial / name):
             raise StorageError(errno.EIO, f"{partial / name}: read back differs from what "
