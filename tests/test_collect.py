@@ -390,3 +390,36 @@ def test_collection_receipts_and_retention_keep_the_state_folder_consistent(setu
                   kit.identity.fingerprint, T0 + 400 * 86400, 30)
     report = check_state(kit.state, kit.identity.public)
     assert report.ok, report.to_json()
+
+
+def test_a_hung_collection_is_given_up_and_its_late_answer_ignored(setup, monkeypatch):
+    import threading
+    import time as _time
+
+    import akkoord.collect.runner as runner
+    from akkoord.collect.runner import Collector
+    from akkoord.consent import CollectionFinished
+
+    kit, _org = setup
+    release = threading.Event()
+
+    def hung(*_a, **_k):
+        release.wait(10)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(runner, "run_collection", hung)
+    posted, reports = [], []
+    c = Collector(kit.state, kit.identity, kit.custody, kit.clock,
+                  lambda ev, **f: reports.append(ev), posted.append, lambda: 1.0,
+                  stall_seconds=0.05)
+    c.start(kit.root, None)
+    c.check(_time.monotonic())  # not yet stalled
+    assert posted == []
+    _time.sleep(0.1)
+    c.check(_time.monotonic())
+    assert [type(e) for e in posted] == [CollectionFinished] and not posted[0].ok
+    assert "no progress" in posted[0].detail
+    thread = c.thread
+    release.set()
+    _time.sleep(0.2)
+    assert len(posted) == 1 and thread is None  # the late failure is not posted again

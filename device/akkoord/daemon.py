@@ -278,6 +278,7 @@ class Daemon:
             self._copy_thread = None
             self.report("copy_failed", error="timed out")
             self.post(CopyFinished(False, self.panel.now(), "timed out"))
+        self.collector.check(now)
         if now >= self._next_fault_check:
             self._next_fault_check = now + _FAULT_CHECK_S
             self._sync_faults(self._check_faults())

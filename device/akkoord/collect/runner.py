@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ __all__ = ["RETENTION_FILE", "Collector", "retention_days"]
 
 log = logging.getLogger(__name__)
 
+#: A collection that finishes no recording for this long is given up (a hung stick): the
+#: device must not stay unable to record. Generous: one 8-hour recording is ~2.8 GB.
+STALL_SECONDS = 900.0
+
 #: The retention period as the serial console sets it (`retention set DAYS`): {"days": N}.
 RETENTION_FILE = "retention.json"
 
@@ -44,10 +49,13 @@ def retention_days(state: StateDir) -> int | None:
 class Collector:
     def __init__(self, state: StateDir, identity: DeviceIdentity, custody: CustodyLog,
                  clock: Clock, report: Callable[..., None], post: Callable[[Event], None],
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], stall_seconds: float = STALL_SECONDS) -> None:
         self.state, self.identity, self.custody, self.clock = state, identity, custody, clock
         self.report, self.post, self.now = report, post, now
         self.thread: threading.Thread | None = None
+        self.stall_seconds = stall_seconds
+        self._deadline = 0.0
+        self._generation = 0  # a timed-out collection's late answer is ignored
 
     def _wall(self) -> float:
         return float(self.clock.wall_epoch())  # type: ignore[attr-defined]
@@ -77,8 +85,14 @@ class Collector:
             self.post(CollectionFinished(False, self.now(), "no stick"))
             return
 
+        self._generation += 1
+        generation = self._generation
+        self._deadline = time.monotonic() + self.stall_seconds
+
         def progress(done: int, total: int, _rid: str) -> None:
-            self.post(CollectionProgress(done, total, self.now()))
+            self._deadline = time.monotonic() + self.stall_seconds
+            if generation == self._generation:
+                self.post(CollectionProgress(done, total, self.now()))
 
         def work() -> None:
             ok, detail, fields = False, "", {}
@@ -99,6 +113,8 @@ class Collector:
                           f"stick, {len(r.failed)} failed")
             except Exception as exc:  # a pulled stick, a bad token after all: report, keep all
                 detail = str(exc)
+            if generation != self._generation:
+                return  # given up as stalled; the machine has moved on
             self.thread = None
             self.report("collection_done" if ok else "collection_failed", detail=detail,
                         **_short(fields))
@@ -106,6 +122,16 @@ class Collector:
 
         self.thread = threading.Thread(target=work, name="akkoord-collect", daemon=True)
         self.thread.start()
+
+    def check(self, now: float) -> None:
+        """From the daemon's loop: give up a collection that made no progress for too long."""
+        if self.thread is None or now <= self._deadline:
+            return
+        self._generation += 1
+        self.thread = None
+        detail = f"no progress for {self.stall_seconds:g} s (a hung stick?)"
+        self.report("collection_failed", detail=detail)
+        self.post(CollectionFinished(False, self.now(), detail))
 
 
 def _short(fields: dict[str, Any]) -> dict[str, Any]:
