@@ -22,7 +22,8 @@ from akkoord.consent import (
     Tick,
     leds_for,
 )
-from test_consent import A, B, Run, of, recording, stopped
+from akkoord.prompts import PromptId
+from test_consent import A, B, Run, of, recording, says, stopped
 
 
 def offered(t: float = 1.0) -> Run:
@@ -34,6 +35,7 @@ def offered(t: float = 1.0) -> Run:
 
 def test_a_collection_stick_in_ready_is_offered_and_one_press_confirms():
     run = offered()
+    assert says(run.all) == [PromptId.COLLECT_CONFIRM]
     acts = run.tap(B, 2.0)
     assert run.state is State.COLLECTING and of(acts, Collect)
     assert not of(acts, MakeCopy) and not of(acts, StartRecording)
@@ -55,7 +57,8 @@ def test_progress_shows_on_the_buttons_and_done_on_the_status_light():
     assert (run.leds.button_a, run.leds.button_b) == (ON, BLINK)
     run(CollectionProgress(2, 2, 4.0))
     assert (run.leds.button_a, run.leds.button_b) == (ON, ON)
-    run(CollectionFinished(True, 5.0))
+    out = run(CollectionFinished(True, 5.0))
+    assert says(out) == [PromptId.COLLECT_DONE]
     assert run.state is State.READY and run.m.stick is Stick.DONE
     assert run.leds.status.colour is Colour.CYAN
 
@@ -63,7 +66,7 @@ def test_progress_shows_on_the_buttons_and_done_on_the_status_light():
 def test_a_failed_collection_shows_failed():
     run = offered()
     run.tap(A, 2.0)
-    run(CollectionFinished(False, 3.0, "stick full"))
+    assert says(run(CollectionFinished(False, 3.0, "stick full"))) == [PromptId.COLLECT_FAILED]
     assert run.state is State.READY and run.m.stick is Stick.FAILED
     assert run.leds == leds_for(run.m) and run.leds.status.colour is Colour.AMBER
 
@@ -98,3 +101,11 @@ def test_storage_low_does_not_block_collection():
     run(FaultRaised(Fault.STORAGE_LOW, 0.5), CollectionStickInserted(1.0))
     run.tap(A, 2.0)
     assert run.state is State.COLLECTING
+
+
+def test_a_press_blocked_by_a_full_store_says_collect_recordings():
+    run = Run()
+    run(FaultRaised(Fault.STORAGE_LOW, 0.5))
+    assert says(run.tap(A, 1.0)) == [PromptId.COLLECT_RECORDINGS]
+    run(FaultRaised(Fault.STORAGE_ERROR, 2.0))  # a worse fault is shown first: its prompt
+    assert says(run.tap(A, 3.0)) == [PromptId.FAULT]

@@ -789,12 +789,20 @@ def _track_levels(ctx: _Step, event: Event) -> None:
 # -- handlers: (ctx, event) -> None, chosen by (state, event type) ----------------------
 
 
+def _fault_prompt(m: Machine) -> PromptId:
+    """What a blocked press hears: "collect recordings" when a full store is what blocks
+    (retention never deletes what the organisation has not receipted), else the general
+    fault prompt that points at the light."""
+    shown = next((f for f in FAULT_PRIORITY if f in m.faults), None)
+    return PromptId.COLLECT_RECORDINGS if shown is Fault.STORAGE_LOW else PromptId.FAULT
+
+
 def _press_idle(ctx: _Step, ev: Pressed) -> None:
     m = ctx.m
     if not ctx.fresh or m.now < m.refractory_until:
         return
     if m.faults:
-        ctx.emit(Chime(ChimeName.FAULT), Say(PromptId.FAULT))
+        ctx.emit(Chime(ChimeName.FAULT), Say(_fault_prompt(m)))
         return
     ctx.emit(TimelineEvent(TimelineKind.CONSENT, ev.party, m.now))
     ctx.goto(State.WAITING, f"party {ev.party} pressed", presses=((ev.party, m.now),))
@@ -904,7 +912,7 @@ def _offer_stick(ctx: _Step) -> None:
     m = ctx.m
     if m.stick is Stick.COLLECT_PENDING and m.state is State.READY and m.now >= m.refractory_until:
         ctx.goto(State.COLLECT_CONFIRM, "collection stick: collection offered", stick=Stick.SPENT)
-        ctx.emit(Chime(ChimeName.COPY_CONFIRM))
+        ctx.emit(Chime(ChimeName.COPY_CONFIRM), Say(PromptId.COLLECT_CONFIRM))
         return
     if m.state not in IDLE or m.stick is not Stick.PENDING or m.now < m.refractory_until:
         return
@@ -959,7 +967,10 @@ def _collection_finished(ctx: _Step, ev: CollectionFinished) -> None:
     detail = f": {ev.detail}" if ev.detail else ""
     ctx.goto(State.READY, f"collection {'done' if ev.ok else 'failed'}{detail}", stick=stick,
              progress=0.0)
-    ctx.emit(Chime(ChimeName.COPY_DONE if ev.ok else ChimeName.COPY_FAILED))
+    if ev.ok:
+        ctx.emit(Chime(ChimeName.COPY_DONE), Say(PromptId.COLLECT_DONE))
+    else:
+        ctx.emit(Chime(ChimeName.COPY_FAILED), Say(PromptId.COLLECT_FAILED))
 
 
 def _stick_removed_collect_confirm(ctx: _Step, ev: StickRemoved) -> None:
