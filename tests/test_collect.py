@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -423,3 +424,19 @@ def test_a_hung_collection_is_given_up_and_its_late_answer_ignored(setup, monkey
     release.set()
     _time.sleep(0.2)
     assert len(posted) == 1 and thread is None  # the late failure is not posted again
+
+
+def test_archive_token_makes_a_stick_the_device_accepts(setup):
+    from akkoord.cli import main
+
+    kit, org = setup
+    stick = kit.root / "fresh-stick"
+    stick.mkdir()
+    assert main(["archive", "token", "--signing-key", str(org.signing_key_path),
+                 "--device", kit.identity.fingerprint, "--days", "2",
+                 "--out", str(stick)]) == 0
+    now = time.time()
+    s = collection_token(kit.state, kit.identity, stick, now)
+    assert s is not None and s["devices"] == [kit.identity.fingerprint]
+    with pytest.raises(StatementError, match="expired"):
+        collection_token(kit.state, kit.identity, stick, now + 3 * 86400)
