@@ -391,3 +391,14 @@ def test_an_interrupted_recording_is_collected_and_archived_as_interrupted(world
     res = ingest(archive, index, stick, key=org.signing)
     assert res.ok and len(res.stored) == 4
     assert len(index.search(SearchFilter(status="interrupted"))) == 1
+
+
+def test_ingest_follows_no_link_on_the_stick(world):
+    kit, org, stick, archive, index, _db = world
+    rid = kit.state.recording_ids()[0]
+    f = device_folder(stick, kit.identity.fingerprint) / "recordings" / rid / "manifest.sig"
+    f.unlink()
+    f.symlink_to("/etc/hostname")
+    res = ingest(archive, index, stick, key=org.signing)
+    assert rid not in res.stored and len(res.stored) == 2
+    assert any(rid in p for p in res.problems) or rid in res.quarantined

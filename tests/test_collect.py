@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -440,3 +441,28 @@ def test_archive_token_makes_a_stick_the_device_accepts(setup):
     assert s is not None and s["devices"] == [kit.identity.fingerprint]
     with pytest.raises(StatementError, match="expired"):
         collection_token(kit.state, kit.identity, stick, now + 3 * 86400)
+
+
+def test_a_hostile_stick_cannot_hang_or_mislead_collection(setup):
+    """A FIFO where the token or a receipt belongs must not block the device; a link where a
+    collected file was is rewritten, never followed."""
+    kit, org = setup
+    _three(kit)
+    stick = kit.root / "stick"
+    (stick / COLLECT_DIR / "receipts").mkdir(parents=True)
+    os.mkfifo(stick / COLLECT_DIR / "token.json")
+    with pytest.raises(StatementError, match="not a regular file"):
+        collection_token(kit.state, kit.identity, stick, T0)
+    (stick / COLLECT_DIR / "token.json").unlink()
+    put_token(org, stick, [kit.identity.fingerprint])
+    os.mkfifo(stick / COLLECT_DIR / "receipts" / "fifo.json")
+    first = collect(kit, stick)
+    assert first.receipt_problems and len(first.result.collected) == 3
+    rid = first.result.collected[0]
+    f = device_folder(stick, kit.identity.fingerprint) / "recordings" / rid / "keys.json"
+    secret = kit.root / "elsewhere"
+    secret.write_bytes((kit.state.recording_dir(rid) / "keys.json").read_bytes())
+    f.unlink()
+    f.symlink_to(secret)
+    again = collect(kit, stick)
+    assert again.result.collected == [rid] and not f.is_symlink()

@@ -45,6 +45,7 @@ from akkoord.store.exports import read_exports
 from akkoord.store.keys import DevicePublicKey
 from akkoord.store.layout import CONTAINER_FILE, RECORDING_ID_RE
 from akkoord.store.manifest import read_manifest
+from akkoord.store.safeio import open_regular, read_regular
 from akkoord.store.verify import verify_recording
 from akkoord.trust import check_device, parse_time
 
@@ -100,7 +101,7 @@ def _stage(src: Path, dst: Path, progress: Bytes | None) -> dict[str, str]:
         if not path.is_file() or path.is_symlink():
             continue
         h = None if name == CONTAINER_FILE else hashlib.sha256()
-        with open(path, "rb") as fin, open(dst / name, "xb") as fout:
+        with open_regular(path, name) as fin, open(dst / name, "xb") as fout:
             while chunk := fin.read(CHUNK):
                 if h is not None:
                     h.update(chunk)
@@ -128,7 +129,7 @@ class _Device:
     def __init__(self, folder: Path, archive: Archive) -> None:
         where = str(folder / DEVICE_FILE)
         try:
-            doc = json.loads((folder / DEVICE_FILE).read_bytes())
+            doc = json.loads(read_regular(folder / DEVICE_FILE, 1 << 20, "device description"))
             self.key = DevicePublicKey.from_json(doc["device"], where)
         except (OSError, ValueError, KeyError, TypeError, AkkoordError) as exc:
             raise FormatError(f"{where}: not a device description ({exc})") from None
@@ -179,10 +180,11 @@ def _stage_one(archive: Archive, src: Path, progress: Bytes | None) -> _Staged:
     staged = archive.scratch() / src.name
     try:
         return _Staged(src, staged, _stage(src, staged, progress))
-    except OSError as exc:
+    except (OSError, FormatError) as exc:
         shutil.rmtree(staged.parent, ignore_errors=True)
-        return _Staged(src, error=f"{src}: cannot read it from the stick "
-                                  f"({exc.strerror or exc}); not ingested, the device keeps it")
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return _Staged(src, error=f"{src}: cannot read it from the stick ({why}); not "
+                                  "ingested, the device keeps it")
 
 
 def _check_and_store(archive: Archive, index: Index, dev: _Device, st: _Staged,
@@ -305,7 +307,7 @@ def ingest(archive: Archive, index: Index, source: Path, *, key: Signer,
 def _token_serial(collect_root: Path) -> str | None:
     """The serial of the token the stick carried (for the record; not a check)."""
     try:
-        doc = load_statement((collect_root / TOKEN_FILE).read_bytes(), "token")
+        doc = load_statement(read_regular(collect_root / TOKEN_FILE, 1 << 20, "token"), "token")
     except (OSError, FormatError):
         return None
     serial = doc["statement"].get("serial")

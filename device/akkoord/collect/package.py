@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from akkoord.errors import StorageError
+from akkoord.errors import FormatError, StorageError
 from akkoord.fsutil import atomic_write, fsync_dir
 from akkoord.store.custody import CustodyLog
 from akkoord.store.keys import DeviceIdentity
 from akkoord.store.layout import CONTAINER_FILE, EXPORTS_FILE, WRAPPED_KEYS_FILE, StateDir
 from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, read_manifest
+from akkoord.store.safeio import open_regular
 
 __all__ = [
     "COLLECT_DIR",
@@ -134,9 +135,17 @@ def _files_of(directory: Path) -> list[str]:
 
 
 def _same(src: Path, dst: Path) -> bool:
+    """Is the folder already on the stick exactly the device's? (Nothing on the stick is
+    trusted: a FIFO or link planted there is "not the same" and gets rewritten.)"""
     names = _files_of(src)
     if sorted(names) != sorted(p.name for p in dst.iterdir()):
         return False
+    for n in names:
+        try:
+            with open_regular(dst / n, "collected file"):
+                pass
+        except (FormatError, OSError):
+            return False
     return all(_read_back_equal(src / n, dst / n) for n in names)
 
 

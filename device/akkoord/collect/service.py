@@ -34,6 +34,8 @@ from akkoord.errors import FormatError
 from akkoord.store.custody import CustodyLog
 from akkoord.store.keys import DeviceIdentity
 from akkoord.store.layout import StateDir
+from akkoord.store.safeio import read_regular
+from akkoord.trust import MAX_STATEMENT_BYTES as MAX_STATEMENT
 
 __all__ = ["CollectionOutcome", "collection_token", "run_collection"]
 
@@ -43,13 +45,15 @@ def collection_token(state: StateDir, identity: DeviceIdentity, stick: Path,
     """The verified token statement; None if the stick has no token (a party's stick).
     Raises StatementError for a token that is forged, expired or for another device."""
     path = Path(stick) / COLLECT_DIR / TOKEN_FILE
-    try:
-        data = path.read_bytes()
+    try:  # the stick is not trusted: no FIFO, no link, nothing huge
+        data = read_regular(path, MAX_STATEMENT, "collection token")
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StatementError(f"{path}: cannot read the collection token ({exc.strerror})"
                              ) from None
+    except FormatError as exc:
+        raise StatementError(str(exc)) from None
     env = load_statement(data, str(path))
     return verify_token(env, trusted_signing_keys(state),
                         device_fingerprint=identity.fingerprint, now=now, where=str(path))
@@ -87,10 +91,11 @@ def run_collection(state: StateDir, identity: DeviceIdentity, custody: CustodyLo
     receipts = Path(stick) / COLLECT_DIR / RECEIPTS_DIR
     for path in sorted(receipts.glob("*.json")) if receipts.is_dir() else []:
         try:
+            data = read_regular(path, MAX_STATEMENT, "receipt")
             out.receipts.append(apply_receipt(
-                state, custody, path.read_bytes(), str(path),
+                state, custody, data, str(path),
                 device_fingerprint=identity.fingerprint, trusted=trusted, now=now))
-        except StatementError as exc:
+        except FormatError as exc:  # StatementError included
             if "another device" in str(exc):  # one stick may serve several devices
                 out.other_devices.append(str(path))
             else:
