@@ -70,6 +70,10 @@ def _write_read_back(files: list[Path], target: Path) -> int:
             os.fsync(fout.fileno())
             _drop(fout.fileno())
         with open(dst, "rb") as f:
+            # Drop again at read time, as collection does: right after fsync some pages may
+            # still be under write-back and stay cached, and a read from the page cache
+            # would not be a read of the stick.
+            _drop(f.fileno())
             while f.read(CHUNK):
                 pass
     return total
