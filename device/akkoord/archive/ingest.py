@@ -312,7 +312,3 @@ def _token_serial(collect_root: Path) -> str | None:
         return None
     serial = doc["statement"].get("serial")
     return serial if isinstance(serial, str) else None
-
-
-def load_receipt(path: Path) -> dict[str, Any]:
-    return load_statement(Path(path).read_bytes(), str(path))

@@ -16,7 +16,6 @@ import calendar
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from akkoord.collect.statements import (
@@ -180,12 +179,3 @@ def pending_count(state: StateDir, trusted: list[OrgSigningPublicKey], device_fi
     from akkoord.collect.package import pending_recordings
 
     return len(pending_recordings(state, archived_ids(state, trusted, device_fingerprint, now)))
-
-
-def read_token(stick: Path) -> bytes | None:
-    from akkoord.collect.package import COLLECT_DIR, TOKEN_FILE
-
-    try:
-        return (Path(stick) / COLLECT_DIR / TOKEN_FILE).read_bytes()
-    except OSError:
-        return None
