@@ -2,7 +2,8 @@
 # Set up everything `make demo` / `make test` need on a fresh Debian or Raspberry Pi OS machine:
 # Debian packages (only when missing), then a .venv with akkoord installed in editable mode.
 #   scripts/bootstrap.sh          runtime (demo)
-#   scripts/bootstrap.sh --test   runtime + test tools (pytest, hypothesis, headless Chromium)
+#   scripts/bootstrap.sh --test   runtime + test tools (pytest, hypothesis, headless Chromium,
+#                                 PostgreSQL for the archive index tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,8 @@ if [ "$want_test" = 1 ]; then
     command -v shellcheck >/dev/null 2>&1 || pkgs+=(shellcheck)   # systemd/install.sh
     command -v socat >/dev/null 2>&1 || pkgs+=(socat)  # pty pairs: the serial console tests
     command -v ffmpeg >/dev/null 2>&1 || pkgs+=(ffmpeg)  # the reference decoder (tests)
+    # the archive tests start a throw-away PostgreSQL server (initdb/pg_ctl as `nobody`)
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || pkgs+=(postgresql)
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

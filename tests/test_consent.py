@@ -21,6 +21,8 @@ from akkoord.consent import (
     TRANSITIONS,
     Action,
     Chime,
+    CollectionFinished,
+    CollectionStickInserted,
     Colour,
     CopyFinished,
     Event,
@@ -747,5 +749,10 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     run.tap(B, 81.0)
     run.tap(A, 90.0)
     run(ExportWindowClosed(91.0))  # STOPPED -> READY
+    run(StickRemoved(92.0), CollectionStickInserted(93.0))  # READY -> COLLECT_CONFIRM
+    run(StickRemoved(94.0))  # COLLECT_CONFIRM -> READY
+    run(CollectionStickInserted(95.0))
+    run.tap(A, 96.0)  # COLLECT_CONFIRM -> COLLECTING
+    run(CollectionFinished(True, 97.0))  # COLLECTING -> READY
     edges = {(a.old, a.new) for a in of(run.all, Log) if a.old is not a.new}
     assert edges == ALLOWED

@@ -463,6 +463,9 @@ def run_bench(
             }
         )
         result.update(_export_figures(root, path, seal_keys[path], ident))
+        from akkoord.archive.bench import archive_figures  # collection, ingest, index (#9)
+
+        result.update(archive_figures(root / "archive", quick))
         result.update(_checkpoint_figures(ident))
         result.update(_big_verify_rss(root, 64 if quick else big_mb, ident, org))
         from akkoord.export.hostile_bench import hostile_copy_figures
@@ -479,6 +482,10 @@ def run_bench(
         "start_latency_p95_busy_console_vs_limit": "<= 1 (250 ms, console flooded)",
         "record_cpu_vs_limit": "< 1 (2 % of one core)",
         "record_peak_rss_vs_limit": "< 1 (60 MB)",
+        "collect_vs_write_read_back": ">= 0.9",
+        "ingest_vs_plain_copy": ">= 0.8",
+        "sqlite_search_p95_vs_limit": "< 1 (100 ms, 100,000 recordings)",
+        "postgresql_search_p95_vs_limit": "< 1 (100 ms, 100,000 recordings)",
         "checkpoint_cpu_share": "< 0.001 (a signature per 10 s of audio)",
         "hostile_copy_refusal_s": "< 1 (unsigned, 10,000 segments, sparse 2 GB WAV)",
         "hostile_copy_peak_rss_mb": "< 64",

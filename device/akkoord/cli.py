@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from akkoord import __version__, cli_appliance, cli_console, cli_trust
+from akkoord import __version__, cli_appliance, cli_archive, cli_console, cli_trust
 from akkoord.errors import AkkoordError, HardwareError, StorageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
@@ -733,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench)
     cli_console.register(sub, common)
+    cli_archive.register(sub, common)
     return parser
 
 

@@ -25,6 +25,17 @@ States (``State``) and the allowed changes between them (``ALLOWED``)::
    |    CopyFinished, export window already closed                     |
    +-------------------------------------------------------------------+
 
+Collection (the organisation's stick, issue 9) hangs off READY only: no recording and no copy
+window, so a collection can never be mistaken for, or interleave with, a party's copy::
+
+          collection stick offered           one press (either button)
+  +-------+ ---------------------> +-----------------+ -------------------> +------------+
+  | READY |                        | COLLECT_CONFIRM |                      | COLLECTING |
+  +-------+ <--------------------- +-----------------+                      +------------+
+     ^       stick removed, offer timed out                                       |
+     +----------------------------------------------------------------------------+
+                          CollectionFinished (ok or failed)
+
 "Idle" is READY or STOPPED: STOPPED exactly when the daemon still holds a recording in its
 export window (``copy_available``), so the idle state a flow returns to is derived, never stored
 twice.
@@ -56,6 +67,13 @@ Rules the table encodes (see ``hardware/SIGNALS.md`` for what people see and hea
   once the device is idle and out of the refractory interval, so a copy can follow a recording
   without pulling and reinserting the stick, and a stop press can never count as a copy press.
   One stick at a time; inserting again while an offer or copy runs is not acted on.
+* A *collection stick* (``CollectionStickInserted``: the daemon has verified its signed token
+  before posting it) is remembered as ``Stick.COLLECT_PENDING`` and offered only in READY, out
+  of the refractory interval. One press of either button confirms (it moves only ciphertext the
+  organisation already holds the keys to, so it needs no two-party consent); faults do not
+  block it, since "storage low" is exactly when collection is needed. While COLLECTING, presses
+  are not acted on and ``CollectionProgress`` moves the progress shown on the button lights;
+  ``CollectionFinished`` returns to READY with the stick shown done or failed, as after a copy.
 
 Timers (window, hold limit, copy offer) are checked on *every* event before it is handled, so
 the outcome does not depend on how often ``Tick`` arrives: a press at ``since + window_s`` is
@@ -98,6 +116,10 @@ __all__ = [
     "Action",
     "Button",
     "Chime",
+    "Collect",
+    "CollectionFinished",
+    "CollectionProgress",
+    "CollectionStickInserted",
     "Colour",
     "CopyFinished",
     "Event",
@@ -146,6 +168,8 @@ class State(StrEnum):
     STOPPED = "stopped"
     COPY_CONFIRM = "copy_confirm"
     COPYING = "copying"
+    COLLECT_CONFIRM = "collect_confirm"
+    COLLECTING = "collecting"
 
 
 IDLE = frozenset({State.READY, State.STOPPED})
@@ -198,6 +222,7 @@ class Stick(StrEnum):
     SPENT = "spent"  # offered, declined or nothing to copy: reinsert for another try
     DONE = "done"  # copy written, flushed and unmounted: safe to remove
     FAILED = "failed"  # copy failed: shown until removed
+    COLLECT_PENDING = "collect_pending"  # a collection stick, not yet offered (not READY)
 
 
 class TimelineKind(StrEnum):
@@ -387,6 +412,31 @@ class CopyFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectionStickInserted:
+    """A stick carrying a collection token the daemon verified (signed, valid, for us)."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionProgress:
+    """Recordings written and checked so far, of ``total``."""
+
+    done: int
+    total: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionFinished:
+    """The collection package is written, read back and checked (or not), and unmounted."""
+
+    ok: bool
+    t: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExportWindowClosed:
     """No recording is exportable any more (content keys dropped)."""
 
@@ -404,6 +454,9 @@ Event = (
     | StickRemoved
     | CopyFinished
     | ExportWindowClosed
+    | CollectionStickInserted
+    | CollectionProgress
+    | CollectionFinished
 )
 
 EVENT_TYPES: tuple[type, ...] = (
@@ -417,6 +470,9 @@ EVENT_TYPES: tuple[type, ...] = (
     StickRemoved,
     CopyFinished,
     ExportWindowClosed,
+    CollectionStickInserted,
+    CollectionProgress,
+    CollectionFinished,
 )
 
 
@@ -464,6 +520,13 @@ class MakeCopy:
 
 
 @dataclass(frozen=True, slots=True)
+class Collect:
+    """Confirmed: write the collection package; answer with CollectionFinished."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class TimelineEvent:
     kind: TimelineKind
     party: Party | None
@@ -483,7 +546,9 @@ class Log:
         return f"{self.old} -> {self.new} ({self.reason})"
 
 
-Action = Leds | Chime | Say | StartRecording | StopRecording | MakeCopy | TimelineEvent | Log
+Action = (
+    Leds | Chime | Say | StartRecording | StopRecording | MakeCopy | Collect | TimelineEvent | Log
+)
 
 
 # --------------------------------------------------------------------------- machine state
@@ -529,6 +594,7 @@ class Machine:
     refractory_until: float = -math.inf
     copy_available: bool = False
     stick: Stick = Stick.ABSENT
+    progress: float = 0.0  # COLLECTING: share of the package written and checked, 0..1
 
     def button(self, party: Party) -> Button:
         return self.a if party is Party.A else self.b
@@ -569,6 +635,13 @@ def leds_for(m: Machine) -> Leds:
         return Leds(button(Party.A, BLINK), button(Party.B, BLINK), StatusLight(Colour.BLUE, BLINK))
     if m.state is State.COPYING:
         return Leds(OFF, OFF, StatusLight(Colour.BLUE, BREATHE))
+    if m.state is State.COLLECT_CONFIRM:
+        return Leds(BLINK, BLINK, StatusLight(Colour.CYAN, BLINK))
+    if m.state is State.COLLECTING:
+        # Progress on the buttons: A lights at half way, B when the last recording is checked.
+        half, whole = m.progress >= 0.5, m.progress >= 1.0
+        status = StatusLight(Colour.CYAN, BREATHE)
+        return Leds(ON if half else BLINK, ON if whole else BLINK, status)
     # idle
     shown = next((f for f in FAULT_PRIORITY if f in m.faults), None)
     if shown is not None:
@@ -602,6 +675,10 @@ ALLOWED: frozenset[tuple[State, State]] = frozenset(
         (State.COPY_CONFIRM, State.READY),
         (State.COPYING, State.STOPPED),
         (State.COPYING, State.READY),
+        (State.READY, State.COLLECT_CONFIRM),
+        (State.COLLECT_CONFIRM, State.COLLECTING),
+        (State.COLLECT_CONFIRM, State.READY),
+        (State.COLLECTING, State.READY),
     }
 )
 
@@ -689,6 +766,9 @@ def _check_timers(ctx: _Step) -> None:
     elif m.state is State.COPY_CONFIRM and m.now >= m.since + m.timing.copy_confirm_s:
         ctx.goto(State.STOPPED, "copy offer timed out", presses=())
         ctx.emit(Chime(ChimeName.WINDOW_EXPIRED))
+    elif m.state is State.COLLECT_CONFIRM and m.now >= m.since + m.timing.copy_confirm_s:
+        ctx.goto(State.READY, "collection offer timed out", stick=Stick.SPENT)
+        ctx.emit(Chime(ChimeName.WINDOW_EXPIRED))
 
 
 def _track_levels(ctx: _Step, event: Event) -> None:
@@ -709,12 +789,20 @@ def _track_levels(ctx: _Step, event: Event) -> None:
 # -- handlers: (ctx, event) -> None, chosen by (state, event type) ----------------------
 
 
+def _fault_prompt(m: Machine) -> PromptId:
+    """What a blocked press hears: "collect recordings" when a full store is what blocks
+    (retention never deletes what the organisation has not receipted), else the general
+    fault prompt that points at the light."""
+    shown = next((f for f in FAULT_PRIORITY if f in m.faults), None)
+    return PromptId.COLLECT_RECORDINGS if shown is Fault.STORAGE_LOW else PromptId.FAULT
+
+
 def _press_idle(ctx: _Step, ev: Pressed) -> None:
     m = ctx.m
     if not ctx.fresh or m.now < m.refractory_until:
         return
     if m.faults:
-        ctx.emit(Chime(ChimeName.FAULT), Say(PromptId.FAULT))
+        ctx.emit(Chime(ChimeName.FAULT), Say(_fault_prompt(m)))
         return
     ctx.emit(TimelineEvent(TimelineKind.CONSENT, ev.party, m.now))
     ctx.goto(State.WAITING, f"party {ev.party} pressed", presses=((ev.party, m.now),))
@@ -822,6 +910,10 @@ def _fault_cleared(ctx: _Step, ev: FaultCleared) -> None:
 def _offer_stick(ctx: _Step) -> None:
     """Offer a pending stick once idle and out of the refractory interval."""
     m = ctx.m
+    if m.stick is Stick.COLLECT_PENDING and m.state is State.READY and m.now >= m.refractory_until:
+        ctx.goto(State.COLLECT_CONFIRM, "collection stick: collection offered", stick=Stick.SPENT)
+        ctx.emit(Chime(ChimeName.COPY_CONFIRM), Say(PromptId.COLLECT_CONFIRM))
+        return
     if m.state not in IDLE or m.stick is not Stick.PENDING or m.now < m.refractory_until:
         return
     if m.state is State.STOPPED:
@@ -846,6 +938,43 @@ def _stick_inserted(ctx: _Step, ev: StickInserted) -> None:
 def _stick_removed(ctx: _Step, ev: StickRemoved) -> None:
     if ctx.m.stick is not Stick.ABSENT:
         ctx.note("stick removed", stick=Stick.ABSENT)
+
+
+def _collection_stick(ctx: _Step, ev: CollectionStickInserted) -> None:
+    if ctx.m.stick is not Stick.COLLECT_PENDING:
+        busy = "" if ctx.m.state is State.READY else " (remembered until idle)"
+        ctx.note(f"collection stick inserted{busy}", stick=Stick.COLLECT_PENDING)
+    _offer_stick(ctx)
+
+
+def _press_collect_confirm(ctx: _Step, ev: Pressed) -> None:
+    m = ctx.m
+    if not ctx.fresh or m.now < m.refractory_until:
+        return
+    ctx.goto(State.COLLECTING, f"collection confirmed by party {ev.party}", progress=0.0)
+    ctx.emit(Collect(m.now), Chime(ChimeName.CONSENT))
+
+
+def _collection_progress(ctx: _Step, ev: CollectionProgress) -> None:
+    share = min(1.0, max(0.0, ev.done / ev.total)) if ev.total > 0 else 1.0
+    ctx.set(progress=share)
+
+
+def _collection_finished(ctx: _Step, ev: CollectionFinished) -> None:
+    m = ctx.m
+    outcome = Stick.DONE if ev.ok else Stick.FAILED
+    stick = outcome if m.stick is not Stick.ABSENT else Stick.ABSENT
+    detail = f": {ev.detail}" if ev.detail else ""
+    ctx.goto(State.READY, f"collection {'done' if ev.ok else 'failed'}{detail}", stick=stick,
+             progress=0.0)
+    if ev.ok:
+        ctx.emit(Chime(ChimeName.COPY_DONE), Say(PromptId.COLLECT_DONE))
+    else:
+        ctx.emit(Chime(ChimeName.COPY_FAILED), Say(PromptId.COLLECT_FAILED))
+
+
+def _stick_removed_collect_confirm(ctx: _Step, ev: StickRemoved) -> None:
+    ctx.goto(State.READY, "stick removed: collection offer withdrawn", stick=Stick.ABSENT)
 
 
 def _stick_removed_confirm(ctx: _Step, ev: StickRemoved) -> None:
@@ -908,8 +1037,15 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {  # type: ignore[dict-item]
     (_S.STOPPED, StickInserted): _stick_inserted,
     (_S.WAITING, StickInserted): _stick_inserted,
     (_S.RECORDING, StickInserted): _stick_inserted,
-    **{(s, StickRemoved): _stick_removed for s in State if s is not _S.COPY_CONFIRM},
+    **{(s, StickRemoved): _stick_removed for s in State
+       if s not in (_S.COPY_CONFIRM, _S.COLLECT_CONFIRM)},
     (_S.COPY_CONFIRM, StickRemoved): _stick_removed_confirm,
+    (_S.COLLECT_CONFIRM, StickRemoved): _stick_removed_collect_confirm,
+    **{(s, CollectionStickInserted): _collection_stick
+       for s in (_S.READY, _S.STOPPED, _S.WAITING, _S.RECORDING)},
+    (_S.COLLECT_CONFIRM, Pressed): _press_collect_confirm,
+    (_S.COLLECTING, CollectionProgress): _collection_progress,
+    (_S.COLLECTING, CollectionFinished): _collection_finished,
     (_S.COPYING, CopyFinished): _copy_finished,
     (_S.STOPPED, ExportWindowClosed): _export_closed_idle,
     (_S.COPY_CONFIRM, ExportWindowClosed): _export_closed_confirm,
@@ -927,6 +1063,14 @@ NO_REACTION: frozenset[tuple[State, type]] = frozenset(
     | {(s, RecordingEnded) for s in State if s is not _S.RECORDING}  # nothing to end
     | {(_S.COPY_CONFIRM, StickInserted), (_S.COPYING, StickInserted)}  # one stick at a time
     | {(s, CopyFinished) for s in State if s is not _S.COPYING}  # stale answer
+    | {(s, Tick) for s in (_S.COLLECT_CONFIRM, _S.COLLECTING)}  # timers
+    | {(_S.COLLECTING, Pressed)}  # the package is being written; nothing to decide
+    | {(s, ExportWindowClosed) for s in (_S.COLLECT_CONFIRM, _S.COLLECTING)}  # READY: none open
+    | {(s, StickInserted) for s in (_S.COLLECT_CONFIRM, _S.COLLECTING)}  # one stick at a time
+    | {(s, CollectionStickInserted)
+       for s in (_S.COPY_CONFIRM, _S.COPYING, _S.COLLECT_CONFIRM, _S.COLLECTING)}
+    | {(s, CollectionProgress) for s in State if s is not _S.COLLECTING}  # stale
+    | {(s, CollectionFinished) for s in State if s is not _S.COLLECTING}  # stale
 )
 
 

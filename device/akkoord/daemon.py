@@ -28,10 +28,13 @@ from typing import Any
 from akkoord.audio import Gap
 from akkoord.audio.model import CaptureBackend
 from akkoord.clock import Clock
+from akkoord.collect.runner import Collector
 from akkoord.config import Config
 from akkoord.consent import (
     Action,
     Chime,
+    Collect,
+    CollectionStickInserted,
     CopyFinished,
     Event,
     ExportWindowClosed,
@@ -160,6 +163,8 @@ class Daemon:
         state.ensure()
         self.identity = state.identity()
         self.custody = CustodyLog(state.custody_path, self.identity, clock)
+        self.collector = Collector(state, self.identity, self.custody, clock, self.report,
+                                   lambda e: self.post(e), lambda: self.panel.now())
         # Recovery reads whole recordings; on a Zero 2 W that can take a while, so tell
         # systemd not to count it against the start timeout.
         self.notifier.send("EXTEND_TIMEOUT_USEC=600000000", "STATUS=recovering recordings")
@@ -228,6 +233,9 @@ class Daemon:
         """A stick is mounted at `path` (the simulator's `usb PATH`, or the mount adapter)."""
         self._stick = _Stick(Path(path), unmount)
         self.report("usb_inserted", path=str(path))
+        if self.collector.is_collection_stick(Path(path)):  # a verified collection token
+            self.post(CollectionStickInserted(self.panel.now()))
+            return
         self.post(StickInserted(self.panel.now()))
 
     def stick_removed(self) -> None:
@@ -288,6 +296,7 @@ class Daemon:
             self._copy_thread = None
             self.report("copy_failed", error="timed out")
             self.post(CopyFinished(False, self.panel.now(), "timed out"))
+        self.collector.check(now)
         if now >= self._next_fault_check:
             self._next_fault_check = now + _FAULT_CHECK_S
             self._sync_faults(self._check_faults())
@@ -345,6 +354,8 @@ class Daemon:
         if on == (fault in self._faults):
             return
         now = self.panel.now()
+        if on and fault is Fault.STORAGE_LOW:
+            detail = "; ".join(x for x in (detail, self.collector.storage_advice()) if x)
         if on:
             self._faults.add(fault)
             self.report("fault", fault=fault.value, detail=detail)
@@ -407,6 +418,9 @@ class Daemon:
                 self.recorder.add_event(action.kind.value, **fields)
         elif isinstance(action, MakeCopy):
             self._make_copy()
+        elif isinstance(action, Collect):
+            stick = self._stick
+            self.collector.start(stick.path if stick else None, stick.unmount if stick else None)
 
     def _start(self, action: StartRecording) -> None:
         now = self.panel.now()

@@ -44,6 +44,10 @@ class PromptId(StrEnum):
     COPY_MADE = "copy_made"
     COPY_FAILED = "copy_failed"
     NO_RECORDING = "no_recording"
+    COLLECT_CONFIRM = "collect_confirm"
+    COLLECT_DONE = "collect_done"
+    COLLECT_FAILED = "collect_failed"
+    COLLECT_RECORDINGS = "collect_recordings"
 
 
 TEXTS: dict[PromptId, dict[Language, str]] = {
@@ -82,6 +86,24 @@ TEXTS: dict[PromptId, dict[Language, str]] = {
     PromptId.NO_RECORDING: {
         Language.NL: "Er is geen opname om te kopiëren.",
         Language.EN: "There is no recording to copy.",
+    },
+    PromptId.COLLECT_CONFIRM: {
+        Language.NL: "Verzamelstick van de organisatie. "
+        "Druk op een knop om de opnames op te halen.",
+        Language.EN: "Collection stick from the organisation. Press a button to collect the "
+        "recordings.",
+    },
+    PromptId.COLLECT_DONE: {
+        Language.NL: "De opnames zijn opgehaald. U kunt de stick verwijderen.",
+        Language.EN: "The recordings have been collected. You can remove the stick.",
+    },
+    PromptId.COLLECT_FAILED: {
+        Language.NL: "Ophalen mislukt. Er is niets verloren. Probeer een andere stick.",
+        Language.EN: "Collecting failed. Nothing has been lost. Please try another stick.",
+    },
+    PromptId.COLLECT_RECORDINGS: {
+        Language.NL: "Het geheugen is bijna vol. De organisatie moet de opnames ophalen.",
+        Language.EN: "The memory is almost full. The organisation must collect the recordings.",
     },
 }
 

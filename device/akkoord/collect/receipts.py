@@ -1,0 +1,181 @@
+"""Receipts on the device: which recordings the organisation's archive holds, and retention.
+
+A receipt is kept next to the recording it covers (``<state>/recordings/<id>/archived.json``,
+the whole signed envelope) and re-verified every time retention looks at it: an insider with
+write access to the state folder cannot make retention shred an unreceipted recording by
+dropping a file there, because the file must carry the organisation's signature over this
+device's fingerprint, this recording id and this recording's chain head.
+
+Every receipt applied is remembered by serial (``<state>/collect/receipts/<serial>.json``):
+a replayed old receipt changes nothing and is reported as such.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from akkoord.collect.statements import (
+    StatementError,
+    load_statement,
+    verify_receipt,
+)
+from akkoord.errors import FormatError
+from akkoord.fsutil import atomic_write
+from akkoord.store.custody import CustodyLog
+from akkoord.store.delete import delete_recording
+from akkoord.store.layout import StateDir
+from akkoord.store.manifest import read_manifest
+from akkoord.trust import OrgSigningPublicKey, TrustError
+
+__all__ = [
+    "ARCHIVED_FILE",
+    "ReceiptOutcome",
+    "apply_receipt",
+    "archived_ids",
+    "retention_due",
+    "run_retention",
+    "trusted_signing_keys",
+]
+
+ARCHIVED_FILE = "archived.json"
+
+
+def trusted_signing_keys(state: StateDir) -> list[OrgSigningPublicKey]:
+    """The organisation signing keys this device trusts (`<state>/keys/trust/*.pub`)."""
+    out = []
+    for p in sorted((state.keys_dir / "trust").glob("*.pub")):
+        try:
+            out.append(OrgSigningPublicKey.load(p))
+        except TrustError:
+            continue  # an unreadable anchor trusts nothing; `keys show` reports it
+    return out
+
+
+@dataclass
+class ReceiptOutcome:
+    serial: str | None = None
+    applied: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    replayed: bool = False
+
+
+def _chain_head(state: StateDir, rid: str) -> str | None:
+    try:
+        signed = read_manifest(state.recording_dir(rid))
+    except FormatError:
+        return None
+    return signed.doc.get("chain_head") if signed else None
+
+
+def _receipt_covers(env: dict[str, Any], trusted: list[OrgSigningPublicKey], fp: str, rid: str,
+                    head: str | None, now: float) -> bool:
+    try:
+        s = verify_receipt(env, trusted, device_fingerprint=fp, now=now, where=rid)
+    except (StatementError, FormatError):
+        return False
+    return head is not None and {"recording_id": rid, "chain_head": head} in s["recordings"]
+
+
+def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str, *,
+                  device_fingerprint: str, trusted: list[OrgSigningPublicKey],
+                  now: float) -> ReceiptOutcome:
+    """Mark the recordings a verified receipt lists as archived. Raises StatementError for a
+    receipt that is forged, for another device, or from an untrusted signer."""
+    env = load_statement(data, where)
+    s = verify_receipt(env, trusted, device_fingerprint=device_fingerprint, now=now, where=where)
+    out = ReceiptOutcome(serial=str(s.get("serial")))
+    seen = state.root / "collect" / "receipts" / f"{out.serial}.json"
+    if not (isinstance(s.get("serial"), str) and len(s["serial"]) == 32):
+        raise StatementError(f"{where}: receipt serial must be 32 hex digits")
+    if seen.exists():
+        out.replayed = True
+        return out
+    blob = json.dumps(env, indent=1).encode() + b"\n"
+    for item in s["recordings"]:
+        rid, head = item["recording_id"], item["chain_head"]
+        try:
+            directory = state.recording_dir(rid)
+        except Exception:
+            out.refused[rid] = "not a recording id"
+            continue
+        if not directory.is_dir():
+            out.refused[rid] = "not on this device"
+            continue
+        if _chain_head(state, rid) != head:
+            out.refused[rid] = "the receipt names another chain head than this recording's"
+            continue
+        marker = directory / ARCHIVED_FILE
+        if marker.exists():
+            out.already.append(rid)
+            continue
+        atomic_write(marker, blob)
+        custody.append("archive_receipt", rid, receipt_serial=out.serial, chain_head=head,
+                       organisation=(s.get("organisation") or {}).get("name"))
+        out.applied.append(rid)
+    seen.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(seen, blob)
+    return out
+
+
+def archived_ids(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
+                 now: float) -> set[str]:
+    """Recordings whose archived.json is a valid receipt for exactly this recording."""
+    out = set()
+    for rid in state.recording_ids():
+        marker = state.recording_dir(rid) / ARCHIVED_FILE
+        try:
+            env = load_statement(marker.read_bytes(), str(marker))
+        except (OSError, FormatError):
+            continue
+        if _receipt_covers(env, trusted, device_fingerprint, rid, _chain_head(state, rid), now):
+            out.add(rid)
+    return out
+
+
+def _ended(state: StateDir, rid: str) -> float | None:
+    try:
+        signed = read_manifest(state.recording_dir(rid))
+    except FormatError:
+        return None
+    when = (signed.doc.get("ended") or signed.doc.get("created") or {}) if signed else {}
+    text = when.get("utc") if isinstance(when, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return None
+
+
+def retention_due(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
+                  now: float, max_age_days: float) -> list[str]:
+    """Receipted recordings older than the retention age. Never an unreceipted one."""
+    due = []
+    for rid in sorted(archived_ids(state, trusted, device_fingerprint, now)):
+        ended = _ended(state, rid)
+        if ended is not None and now - ended > max_age_days * 86400:
+            due.append(rid)
+    return due
+
+
+def run_retention(state: StateDir, custody: CustodyLog, trusted: list[OrgSigningPublicKey],
+                  device_fingerprint: str, now: float, max_age_days: float) -> list[str]:
+    due = retention_due(state, trusted, device_fingerprint, now, max_age_days)
+    for rid in due:
+        delete_recording(state, rid, custody,
+                         f"retention: archived by the organisation, older than "
+                         f"{max_age_days:g} days")
+    return due
+
+
+def pending_count(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
+                  now: float) -> int:
+    """Closed recordings still waiting for the organisation (for the "collect" advice)."""
+    from akkoord.collect.package import pending_recordings
+
+    return len(pending_recordings(state, archived_ids(state, trusted, device_fingerprint, now)))

@@ -1,0 +1,12 @@
+"""The archive figures of `akkoord bench` run end to end on small sizes (the real 100,000-row
+and 290 MB figures are `make bench`'s; no timing is asserted here)."""
+
+from akkoord.archive.bench import archive_figures
+
+
+def test_archive_figures_run_and_report_ratios(tmp_path):
+    out = archive_figures(tmp_path, rows=500, recordings=(2, 3), postgresql=False)
+    for key in ("collect_vs_write_read_back", "ingest_vs_plain_copy",
+                "sqlite_search_p95_ms"):
+        assert out[key] > 0, key
+    assert out["index_rows"] == 500
