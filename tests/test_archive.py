@@ -356,17 +356,22 @@ def test_verify_finds_a_changed_container_named_by_its_chain_head(world):
 
 
 def test_a_recording_made_outside_the_certificate_validity_is_quarantined(world):
-    kit, org, stick, archive, index, _db = world
+    kit, org, _stick, archive, index, _db = world
     from archivekit import T0, certify
 
+    # The certificate travels in each recording's header (format /2): a device whose installed
+    # certificate starts only in ten days makes recordings the archive must not accept.
     late = certify(org, kit.identity, "kamer-1", start=T0 + 10 * 86400)
-    dev = device_folder(stick, kit.identity.fingerprint) / "device.json"
-    doc = json.loads(dev.read_text())
-    doc["certificate"] = late
-    dev.write_text(json.dumps(doc))
+    (kit.state.keys_dir / "device.cert.json").write_text(json.dumps(late))
+    writer, _pcm = record(kit, segments=2, seed=9)
+    rid = writer.recording_id.hex()
+    stick = kit.root / "stick-2"
+    put_token(org, stick, [kit.identity.fingerprint])
+    collect(kit, stick)
     res = ingest(archive, index, stick, key=org.signing)
-    assert len(res.quarantined) == 3 and not res.stored
-    assert all("outside the certificate's validity" in w for w in res.quarantined.values())
+    assert rid in res.quarantined and rid not in res.stored
+    assert "outside the certificate's validity" in res.quarantined[rid]
+    assert len(res.stored) == 3  # the honest recordings from before still go in
 
 
 def test_prefix_ranges_cover_exactly_the_prefix():
