@@ -25,7 +25,7 @@ def _setup(tmp_path):
     hpke = OrgPrivateKey.load(key)
     org = make_org(tmp_path / "org", hpke)
     trust = state.keys_dir / "trust"
-    trust.mkdir()
+    trust.mkdir(exist_ok=True)  # simkit.provision already trusts its own test org
     (trust / "org-signing.pub").write_bytes(org.signing_pub.read_bytes())
     identity = DeviceIdentity.load(state.keys_dir)
     now = time.time()

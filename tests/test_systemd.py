@@ -263,14 +263,15 @@ def test_service_runs_unprivileged_and_confined(service: dict) -> None:
     mount namespace, devices limited to sound and GPIO (the score: tests/test_install.py)."""
     assert one(service, "Service", "User") == "akkoord"
     assert one(service, "Service", "Group") == "akkoord"
-    assert set(words(service, "Service", "SupplementaryGroups")) == {"audio", "gpio"}
+    assert set(words(service, "Service", "SupplementaryGroups")) == {"audio", "gpio", "dialout"}
     assert one(service, "Service", "CapabilityBoundingSet") == ""
     assert one(service, "Service", "NoNewPrivileges") == "yes"
     assert one(service, "Service", "ProtectSystem") == "strict"
     for key in ("PrivateTmp", "ProtectHome", "PrivateNetwork", "PrivateMounts", "PrivateIPC"):
         assert one(service, "Service", key) == "yes", key
     assert one(service, "Service", "DevicePolicy") == "closed"
-    assert set(words(service, "Service", "DeviceAllow")) == {"char-alsa", "char-gpiochip", "rw"}
+    assert set(words(service, "Service", "DeviceAllow")) == {
+        "char-alsa", "char-gpiochip", "char-ttyAMA", "char-ttyS", "char-ttyGS", "rw"}
     assert words(service, "Service", "RestrictAddressFamilies") == ["AF_UNIX"]
     assert one(service, "Service", "LimitCORE") == "0", "keys are in memory: no core dumps"
     # libffi closures (the ctypes callback silencing ALSA); see the comment in the unit.
