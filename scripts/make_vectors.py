@@ -30,8 +30,11 @@ from akkoord.store.keys import DeviceIdentity, OrgPrivateKey  # noqa: E402
 from akkoord.store.layout import CONTAINER_FILE, StateDir  # noqa: E402
 from akkoord.store.recovery import recover_all  # noqa: E402
 from akkoord.store.writer import AudioParams, RecordingWriter  # noqa: E402
+from akkoord.trust import OrgSigningKey, device_certificate  # noqa: E402
 
 RATE = 8000
+SIGNING = OrgSigningKey.from_seed(hashlib.sha256(b"akkoord test vector seed: org signing").digest(),
+                                  "Jeugdzorg Voorbeeldregio (test)")
 
 
 def _seed(label: str) -> bytes:
@@ -52,6 +55,12 @@ def _setup(out: Path) -> tuple[StateDir, DeviceIdentity, OrgPrivateKey, FixedClo
     identity = DeviceIdentity.from_seed(_seed("device"))
     org = OrgPrivateKey("x25519", _seed("organisation"))
     clock = FixedClock(start=1_795_000_000.0)
+    # Provisioning: the organisation certifies the device key (FORMAT.md §10).
+    now = int(clock.t)
+    cert = device_certificate(SIGNING, "ed25519", identity.public.raw, "Testlocatie (vectors)",
+                              now - 86400, now + 5 * 365 * 86400, now - 86400, serial="5e" * 16)
+    state.keys_dir.mkdir(parents=True, exist_ok=True)
+    state.certificate_path.write_text(json.dumps(cert, indent=1) + "\n")
     return state, identity, org, clock, CustodyLog(state.custody_path, identity, clock)
 
 
@@ -113,6 +122,7 @@ def build(out: Path) -> None:
 
     keyfile = out / "org.key"
     keyfile.write_bytes(org.dumps())
+    (out / "org-signing.pub").write_bytes(SIGNING.public.dumps())
     (out / "device.pub").write_text(json.dumps(identity.public.to_json(), indent=1) + "\n")
     for name, w in made.items():
         d = out / name
@@ -126,7 +136,9 @@ def build(out: Path) -> None:
             made_by="device",
             clock=clock,
             device_key=identity.public,
-            custody_head=custody.head().to_json(),
+            custody_head=custody.append(
+                "export", w.id, copy_number=1, stick_id_sha256=None
+            ).to_json(),
         )
         result.folder.rename(d / "copy")
         for target, extra in (("recording", ["--key", str(keyfile)]), ("copy", [])):
@@ -143,7 +155,8 @@ def _verify_json(path: Path, device_pub: Path, extra: list[str]) -> dict:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = cli_main(["verify", str(path), "--json", "--device-key", str(device_pub), *extra])
+        code = cli_main(["verify", str(path), "--json", "--device-key", str(device_pub),
+                         "--trust", str(device_pub.parent / "org-signing.pub"), *extra])
     doc = json.loads(buf.getvalue())
     doc.pop("path")
     doc["exit_code"] = code

@@ -109,7 +109,9 @@ def record_copy(
         made_by="device",
         clock=kit.clock,
         device_key=kit.identity.public,
-        custody_head=kit.custody.head().to_json(),
+        custody_head=kit.custody.append(
+            "export", w.id, copy_number=copy_number, stick_id_sha256=None
+        ).to_json(),
     )
     assert read_wav(result.folder / AUDIO)[1] == audio
     return Made(w, result.folder, audio)

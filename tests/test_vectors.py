@@ -21,7 +21,8 @@ def _verify(path: Path, *extra: str) -> dict:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main(
-            ["verify", str(path), "--json", "--device-key", str(VECTORS / "device.pub"), *extra]
+            ["verify", str(path), "--json", "--device-key", str(VECTORS / "device.pub"),
+             "--trust", str(VECTORS / "org-signing.pub"), *extra]
         )
     doc = json.loads(buf.getvalue())
     doc.pop("path")

@@ -77,6 +77,8 @@ __all__ = [
     "ALGORITHMS",
     "CHAIN_STATUSES",
     "DEVICE_CERT_TYPE",
+    "ORG_SIGNING_KEY_TYPE",
+    "ORG_SIGNING_PUB_TYPE",
     "REVOCATION_TYPE",
     "STATEMENT_CONTEXT",
     "Chain",
@@ -93,6 +95,8 @@ __all__ = [
     "check_public_key",
     "device_certificate",
     "format_time",
+    "load_statement_file",
+    "loads_strict",
     "new_serial",
     "parse_envelope",
     "parse_time",
@@ -419,9 +423,9 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def loads_strict(data: bytes, where: str) -> Any:
+def loads_strict(data: bytes, where: str, limit: int = MAX_STATEMENT_BYTES) -> Any:
     """JSON without duplicate keys, NaN/Infinity, or floats that overflow (1e999)."""
-    if len(data) > MAX_STATEMENT_BYTES:
+    if len(data) > limit:
         raise TrustError(f"{where}: implausibly large ({len(data)} bytes)")
     try:
         return json.loads(

@@ -235,7 +235,7 @@ class RecordingWriter:
             "recording_id": rid.hex(),
             "created": clock.wall().to_json(),
             "device": {
-                "algorithm": "ed25519",
+                "algorithm": identity.public.algorithm,
                 "fingerprint": identity.fingerprint,
                 "public_key": base64.b64encode(identity.public.raw).decode(),
             },
@@ -250,6 +250,9 @@ class RecordingWriter:
             # here, so a log cut back to before it is detectable (FORMAT.md §11.3).
             before = custody.head()
             header["custody"] = {"seq": before.seq, "hash": before.hash} if before else None
+        certificate = state.device_certificate()
+        if certificate is not None:  # the organisation's word for this key (FORMAT.md §10)
+            header["device"]["certificate"] = certificate
         if extra_header:
             header.update(extra_header)
         frame, seal, record = writer._build(Kind.HEADER, meta=header)

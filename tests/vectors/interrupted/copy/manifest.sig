@@ -1,1 +1,1 @@
-jPEjB+swveBB+QLchLF8G+gv5sB5CEg/njfUvu5S3GdOHlE3tBWbfVEfedIF1HiDrZ9uLbERARk7tPiui9rpAA==
+m6wCFTJ6lGTrzzC5ab+HOzmUWXe1uyx2ayS+QRqacbPXmkj3+vGvZ/e+Oic/6m//JkAXyGDugmBmILXTRwLtAw==
