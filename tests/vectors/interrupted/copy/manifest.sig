@@ -1,1 +1,1 @@
-m6wCFTJ6lGTrzzC5ab+HOzmUWXe1uyx2ayS+QRqacbPXmkj3+vGvZ/e+Oic/6m//JkAXyGDugmBmILXTRwLtAw==
+d8pt8XEz/mzDOnlDj0t2jxGx1TQGrqvPEBZNK7o+FKSbw+SOrCye47r7Kcf+YRHQMclAtpsV7d3QLuhMjGnHBQ==
