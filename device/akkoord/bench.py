@@ -294,6 +294,35 @@ def _recording_figures(quick: bool, ident: DeviceIdentity, org: Any) -> dict[str
     }
 
 
+def _checkpoint_figures(ident: DeviceIdentity) -> dict[str, Any]:
+    """What the signed checkpoints (FORMAT.md §11.1) cost: one Ed25519 signature and one
+    ~300-byte frame per CHECKPOINT_SECONDS of audio, and one verification each."""
+    from akkoord.store.format import (
+        CHECKPOINT_SECONDS,
+        SEAL_LEN,
+        SIGNATURE_LEN,
+        canonical_json,
+        checkpoint_message,
+    )
+
+    meta = canonical_json({"event": "checkpoint",
+                           "time": {"utc": "2027-01-15T08:00:00.000Z", "clock": "ntp"}})
+    msgs = [checkpoint_message(os.urandom(HEADER_LEN), meta) for _ in range(200)]
+    sign = _best(lambda: [ident.sign(m) for m in msgs]) / len(msgs)
+    sigs = [ident.sign(m) for m in msgs]
+    check = _best(lambda: [ident.public.verify(s, m) for s, m in zip(sigs, msgs, strict=True)])
+    check /= len(msgs)
+    frame = HEADER_LEN + len(meta) + SIGNATURE_LEN + SEAL_LEN
+    audio_bytes = CHECKPOINT_SECONDS * RATE * 2
+    return {
+        "checkpoint_interval_s": CHECKPOINT_SECONDS,
+        "checkpoint_sign_ms": round(sign * 1000, 3),
+        "checkpoint_verify_ms": round(check * 1000, 3),
+        "checkpoint_cpu_share": round(sign / CHECKPOINT_SECONDS, 6),
+        "checkpoint_bytes_share": round(frame / audio_bytes, 6),
+    }
+
+
 def run_bench(
     quick: bool = False, big_mb: int = 2048, workdir: Path | None = None, audio: bool = True
 ) -> dict[str, Any]:
@@ -347,6 +376,7 @@ def run_bench(
             }
         )
         result.update(_export_figures(root, path, seal_keys[path], ident))
+        result.update(_checkpoint_figures(ident))
         result.update(_big_verify_rss(root, 64 if quick else big_mb, ident, org))
     if audio:
         result.update(_recording_figures(quick, ident, org))
@@ -358,6 +388,7 @@ def run_bench(
         "start_latency_p95_vs_limit": "<= 1 (250 ms)",
         "record_cpu_vs_limit": "< 1 (2 % of one core)",
         "record_peak_rss_vs_limit": "< 1 (60 MB)",
+        "checkpoint_cpu_share": "< 0.001 (a signature per 10 s of audio)",
     }
     result["self_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

@@ -283,7 +283,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     from akkoord.clock import SystemClock
     from akkoord.errors import FormatError
     from akkoord.export.package import write_copy
-    from akkoord.store.exports import read_exports
     from akkoord.store.keys import DevicePublicKey
     from akkoord.store.manifest import read_manifest
     from akkoord.store.verify import load_content_keys, verify_recording
@@ -303,15 +302,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     assert signed is not None
     device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
     Path(args.to).mkdir(parents=True, exist_ok=True)
-    number = len(read_exports(directory)) + 1
+    from akkoord.store.orglog import OrgLog, next_copy_number
+    from akkoord.trust import OrgSigningKey
+
+    # The organisation's own signed log records the copy before it is written (FORMAT §11.5).
+    signing = OrgSigningKey.load(Path(args.org_signing_key))
+    log_path = Path(args.org_log) if args.org_log else (
+        Path(args.org_signing_key).parent / "org-custody.log")
+    olog = OrgLog(log_path, signing, SystemClock())
+    number = next_copy_number(directory, olog.view())
+    head = olog.append("export", signed.doc["recording_id"], copy_number=number,
+                       chain_head=signed.doc.get("chain_head"), made_by="organisation")
+    keys = load_content_keys(directory, org)
     try:
-        result = write_copy(directory, load_content_keys(directory, org), Path(args.to),
+        result = write_copy(directory, keys, Path(args.to),
                             copy_number=number, made_by="organisation", clock=SystemClock(),
-                            device_key=device_key, custody_head=None)
-    except FormatError as exc:
+                            device_key=device_key, custody_head=head)
+    except (FormatError, OSError) as exc:
+        olog.append("export_failed", signed.doc["recording_id"], copy_number=number,
+                    error=str(exc)[:300])
         print(f"akkoord: {exc}", file=sys.stderr)
         return EXIT_FINDINGS
-    print(f"copy {number} written to {result.folder} and verified")
+    finally:
+        keys.wipe()
+    print(f"copy {number} written to {result.folder} and verified; "
+          f"logged as entry {head['seq']} of {log_path}")
     return EXIT_OK
 
 
@@ -611,6 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
     p.add_argument("--to", required=True, metavar="DIR")
     p.add_argument("--device-key", metavar="FILE")
+    p.add_argument("--org-signing-key", required=True, metavar="ORG_SIGNING_KEY",
+                   help="signs the organisation's own log of the copies it makes")
+    p.add_argument("--org-log", metavar="FILE",
+                   help="the organisation's copy log (default: org-custody.log next to the key)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", parents=[common], help="list frames (no key needed)")

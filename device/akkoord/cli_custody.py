@@ -2,6 +2,8 @@
 
     akkoord custody [--json]                 log intact? state folder consistent with it?
     akkoord custody --check-head FILE        a copy's custody-head.json: still in the log?
+    akkoord custody --org-log LOG --trust ORG_SIGNING_PUB [--check-head FILE]
+                                             the organisation's own log of its copies
 
 Exit codes: 0 intact / contained, 1 findings (a dropped tail, a fork, a deleted folder…),
 2 unreadable input or bad usage. FORMAT.md §11.3 says what each check can and cannot see.
@@ -29,6 +31,8 @@ def cmd_custody(args: argparse.Namespace) -> int:
     from akkoord.store.safeio import check_name
     from akkoord.store.statecheck import check_head, check_state
 
+    if args.org_log:
+        return _org_log(args)
     state = StateDir(state_from_env(getattr(args, "state", None)))
     pub = state.device_public_key()
     if pub is None:
@@ -55,6 +59,37 @@ def cmd_custody(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _org_log(args: argparse.Namespace) -> int:
+    from akkoord.store.custody import head_message
+    from akkoord.store.orglog import ORG_LOG_CONTEXT, read_org_log
+    from akkoord.store.safeio import check_name
+    from akkoord.store.statecheck import head_in_log, parse_head
+    from akkoord.trust import OrgSigningPublicKey
+
+    if not args.trust:
+        raise AkkoordError("--org-log needs --trust ORG_SIGNING_PUB (whose log it is)")
+    key = OrgSigningPublicKey.load(check_name(args.trust))
+    view = read_org_log(check_name(args.org_log), key)
+    if args.check_head:
+        seq, digest, sig = parse_head(check_name(args.check_head))
+        signed = key.key.verify(sig, head_message(seq, digest, ORG_LOG_CONTEXT))
+        result = head_in_log(view, seq, digest, signed, f"organisation {key.organisation}")
+        if args.json:
+            _print_json(result.to_json())
+        else:
+            print(f"{args.check_head}: {'OK' if result.ok else 'NOT OK'}: {result.message}")
+        return 0 if result.ok and not view.findings else 1
+    if args.json:
+        _print_json({"entries": len(view.entries), "ok": not view.findings,
+                     "findings": view.findings})
+    else:
+        print(f"{args.org_log}: {len(view.entries)} entries, "
+              + ("intact" if not view.findings else f"{len(view.findings)} findings"))
+        for f in view.findings:
+            print(f"  FINDING: {f}")
+    return 0 if not view.findings else 1
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "custody",
@@ -67,4 +102,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a custody-head.json from a copy: does this device's log still contain it?",
     )
+    p.add_argument("--org-log", metavar="FILE",
+                   help="check the organisation's own copy log instead of the device's")
+    p.add_argument("--trust", metavar="ORG_SIGNING_PUB",
+                   help="with --org-log: the organisation signing key it must be signed with")
     p.set_defaults(func=cmd_custody)

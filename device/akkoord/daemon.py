@@ -250,7 +250,9 @@ class Daemon:
         self.notifier.stopping()
         if self.recorder.active:
             self.recorder.stop(StopReason.SHUTDOWN.value)
-        self._exportable = None  # keys leave memory with us
+        if self._exportable is not None:
+            self._exportable.keys.wipe()  # keys leave memory with us
+        self._exportable = None
         self._announce.put(("quit", None))
         self.panel.close()
         with contextlib.suppress(Exception):
@@ -260,7 +262,8 @@ class Daemon:
 
     def _periodic(self, now: float) -> None:
         self._loop_alive = now
-        if self._exportable is not None and now >= self._exportable_until:
+        if (self._exportable is not None and now >= self._exportable_until
+                and self._copy_thread is None):  # a running copy still reads the keys
             self._drop_keys("export window closed")
         if self._copy_thread is not None and now > self._copy_deadline:
             self._copy_token += 1  # the thread's late answer is ignored
@@ -337,6 +340,7 @@ class Daemon:
         if self._exportable is None:
             return
         self.report("keys_dropped", recording_id=self._exportable.recording_id, reason=why)
+        self._exportable.keys.wipe()  # overwrite, not just unreference (THREAT-MODEL.md)
         self._exportable = None
         self.post(ExportWindowClosed(self.panel.now()))
 

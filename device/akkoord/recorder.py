@@ -280,6 +280,8 @@ class Recorder:
             except (StorageError, OSError) as exc:
                 result = CloseResult("left_for_recovery", None, str(exc), writer.records)
             outcome = StopOutcome(writer.id, reason, result)
+            if result.status != "complete":
+                writer.keys.wipe()  # no export window for a recording left for recovery
             self._outcome = outcome
             self._closed = (
                 Recording(writer.id, writer.path, writer.keys, result, time.monotonic())
@@ -293,5 +295,7 @@ class Recorder:
             self._on_stopped(outcome)
 
     def closed_recording(self) -> Recording | None:
-        """The recording that just closed completely, with its keys, for the export window."""
-        return self._closed
+        """The recording that just closed completely, with its keys, for the export window.
+        Handed over once: the daemon owns (and wipes) the keys from then on."""
+        closed, self._closed = self._closed, None
+        return closed

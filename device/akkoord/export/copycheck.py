@@ -27,8 +27,9 @@ from akkoord.errors import FormatError, KeyMaterialError
 from akkoord.export.wavfile import CANONICAL_HEADER_LEN, check_canonical_wav
 from akkoord.store.custody import entry_hash, head_message
 from akkoord.store.format import MANIFEST_FORMAT
-from akkoord.store.keys import DevicePublicKey
+from akkoord.store.keys import DevicePublicKey, wipe
 from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_manifest_signature
+from akkoord.store.safeio import b64decode_secret
 from akkoord.store.verify import Finding
 from akkoord.trust import Chain, OrgSigningPublicKey, TrustError, check_device, loads_strict
 
@@ -370,7 +371,8 @@ def verify_copy(
         if not isinstance(manifest.get("device"), dict):
             raise TypeError("device is not an object")
         key = DevicePublicKey.from_json(manifest["device"], f"{folder / MANIFEST_FILE}: device")
-        mac_key = base64.b64decode(copy["audio_mac_key"], validate=True)
+        # Into a buffer wiped below: the device reads its own copies back (issue 8 §5).
+        mac_key = b64decode_secret(copy["audio_mac_key"], f"{folder / COPY_FILE}: audio_mac_key")
         _checked_manifest(manifest)
         rate = manifest["audio"]["sample_rate"]
         rep.recording_id = str(manifest["recording_id"])
@@ -453,9 +455,12 @@ def verify_copy(
                 )
             )
         else:
-            ranges, findings = compare_audio(
-                manifest, mac_key, f, info.data_offset, info.data_len
-            )
+            try:
+                ranges, findings = compare_audio(
+                    manifest, mac_key, f, info.data_offset, info.data_len
+                )
+            finally:
+                wipe(mac_key)
             rep.findings += findings
             rep.changed_seconds = [[round(a / rate, 3), round(b / rate, 3)] for a, b in ranges]
     if rep.findings and rep.status not in ("not_signed", "wrong_device"):
@@ -464,6 +469,12 @@ def verify_copy(
         rep.status = "unchanged"
     if rep.recording_status == "interrupted":
         rep.notes.append("the recording was interrupted (power loss); this is disclosed in it")
+        tail = manifest.get("unsigned_tail")
+        if isinstance(tail, dict) and tail.get("frames"):  # FORMAT.md §11.2
+            rep.notes.append(
+                f"unsigned tail: the last {tail.get('seconds')} s were recovered after the "
+                "device's last signed checkpoint; the device never signed them while recording"
+            )
     if rep.simulated:
         rep.notes.append("simulated: made by the simulator, not at a real meeting")
     return rep

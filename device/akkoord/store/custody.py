@@ -28,7 +28,7 @@ from akkoord.clock import Clock
 from akkoord.errors import StorageError
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
 from akkoord.store.format import CUSTODY_SIG_CONTEXT, canonical_json
-from akkoord.store.keys import DeviceIdentity, DevicePublicKey
+from akkoord.store.keys import DeviceIdentity
 from akkoord.store.safeio import read_regular
 
 __all__ = [
@@ -50,8 +50,8 @@ def entry_hash(entry: dict[str, Any]) -> bytes:
     return hashlib.sha256(ENTRY_LABEL + canonical_json(entry)).digest()
 
 
-def head_message(seq: int, digest: bytes) -> bytes:
-    return CUSTODY_SIG_CONTEXT + seq.to_bytes(8, "big") + digest
+def head_message(seq: int, digest: bytes, context: bytes = CUSTODY_SIG_CONTEXT) -> bytes:
+    return context + seq.to_bytes(8, "big") + digest
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def _read_log(path: Path) -> bytes:
 
 
 def _check_lines(
-    path: Path, data: bytes, key: DevicePublicKey
+    path: Path, data: bytes, key: Any, context: bytes = CUSTODY_SIG_CONTEXT
 ) -> tuple[list[_Line], int, list[str]]:
     """All parsed lines, how many of them from the start are intact, and the findings."""
     lines, stop, why = _parse_lines(data)
@@ -129,8 +129,8 @@ def _check_lines(
             findings.append(f"{where}: does not chain to the entry before it")
         if entry_hash(ln.entry) != ln.hash:
             findings.append(f"{where}: content does not match its hash")
-        if not key.verify(ln.sig, head_message(i, ln.hash)):
-            findings.append(f"{where}: signature invalid for device {key.fingerprint[:16]}")
+        if not key.verify(ln.sig, head_message(i, ln.hash, context)):
+            findings.append(f"{where}: signature invalid for key {key.fingerprint[:16]}")
         if good is None and len(findings) > before:
             good = i
         prev = ln.hash.hex()
@@ -139,9 +139,12 @@ def _check_lines(
     return lines, len(lines) if good is None else good, findings
 
 
-def verify_custody_log(path: Path, key: DevicePublicKey) -> tuple[int, list[str]]:
-    """Entries checked, and findings (empty when the whole log is intact)."""
-    lines, _, findings = _check_lines(Path(path), _read_log(Path(path)), key)
+def verify_custody_log(
+    path: Path, key: Any, context: bytes = CUSTODY_SIG_CONTEXT
+) -> tuple[int, list[str]]:
+    """Entries checked, and findings (empty when the whole log is intact). `key` has
+    `verify(sig, msg)` and `fingerprint`: the device's, or the organisation's (orglog)."""
+    lines, _, findings = _check_lines(Path(path), _read_log(Path(path)), key, context)
     return len(lines), findings
 
 
@@ -178,13 +181,13 @@ class CustodyView:
     recordings: dict[str, RecordingHistory]
 
     @classmethod
-    def read(cls, path: Path, key: DevicePublicKey) -> CustodyView:
+    def read(cls, path: Path, key: Any, context: bytes = CUSTODY_SIG_CONTEXT) -> CustodyView:
         path = Path(path)
         try:
             data = _read_log(path)
         except FileNotFoundError:
             return cls([], [], [], {})
-        lines, good, findings = _check_lines(path, data, key)
+        lines, good, findings = _check_lines(path, data, key, context)
         entries = [ln.entry for ln in lines[:good]]
         recordings: dict[str, RecordingHistory] = {}
         for e in entries:
@@ -214,10 +217,14 @@ class CustodyView:
 class CustodyLog:
     """Append-only; a torn last line (power loss mid-append) is cut on open."""
 
-    def __init__(self, path: Path, identity: DeviceIdentity, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, identity: DeviceIdentity, clock: Clock,
+        context: bytes = CUSTODY_SIG_CONTEXT,
+    ) -> None:
         self.path = Path(path)
         self._identity = identity
         self._clock = clock
+        self._context = context  # the organisation's own log signs under its own label
 
     def _lock(self, fd: int) -> None:
         # CLI commands (delete, export) may append while the daemon runs.
@@ -265,7 +272,7 @@ class CustodyLog:
             if detail:
                 entry["detail"] = detail
             digest = entry_hash(entry)
-            sig = self._identity.sign(head_message(seq, digest))
+            sig = self._identity.sign(head_message(seq, digest, self._context))
             line = canonical_json(
                 {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
             )

@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -379,24 +378,57 @@ def unwrap_content_key(
     )
 
 
-def _hkdf(content_key: bytes, recording_id: bytes, info: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=recording_id, info=info).derive(content_key)
+def _hkdf_into(content_key: bytes | bytearray, recording_id: bytes, info: bytes) -> bytearray:
+    out = bytearray(32)  # derived straight into a buffer we can overwrite later
+    HKDF(hashes.SHA256(), 32, salt=recording_id, info=info).derive_into(content_key, out)
+    return out
 
 
-@dataclass(frozen=True)
+def wipe(buf: bytearray | None) -> None:
+    """Overwrite a key buffer in place (what Python can do; THREAT-MODEL.md says the rest)."""
+    if buf is not None:
+        buf[:] = bytes(len(buf))
+
+
 class ContentKeys:
-    """Subkeys of one recording's content key. Never written to disk."""
+    """Subkeys of one recording's content key. Never written to disk; held in bytearrays so
+    `wipe()` can overwrite them when the export window closes (issue 8 §5)."""
 
-    seal_key: bytes
-    mac_key: bytes
+    __slots__ = ("mac_key", "seal_key")
 
-    @classmethod
-    def derive(cls, content_key: bytes, recording_id: bytes) -> ContentKeys:
-        return cls(
-            _hkdf(content_key, recording_id, KDF_SEAL_INFO),
-            _hkdf(content_key, recording_id, KDF_MAC_INFO),
+    def __init__(self, seal_key: bytes | bytearray, mac_key: bytes | bytearray) -> None:
+        self.seal_key = bytearray(seal_key)
+        self.mac_key = bytearray(mac_key)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ContentKeys)
+            and self.seal_key == other.seal_key
+            and self.mac_key == other.mac_key
         )
 
+    __hash__ = None  # type: ignore[assignment]
 
-def new_content_key() -> bytes:
-    return os.urandom(CONTENT_KEY_LEN)
+    @property
+    def wiped(self) -> bool:
+        return not any(self.seal_key) and not any(self.mac_key)
+
+    def wipe(self) -> None:
+        wipe(self.seal_key)
+        wipe(self.mac_key)
+
+    @classmethod
+    def derive(cls, content_key: bytes | bytearray, recording_id: bytes) -> ContentKeys:
+        keys = cls.__new__(cls)
+        keys.seal_key = _hkdf_into(content_key, recording_id, KDF_SEAL_INFO)
+        keys.mac_key = _hkdf_into(content_key, recording_id, KDF_MAC_INFO)
+        return keys
+
+
+def new_content_key() -> bytearray:
+    """32 random bytes read straight into a bytearray: no immutable copy is left behind."""
+    buf = bytearray(CONTENT_KEY_LEN)
+    with open("/dev/urandom", "rb", buffering=0) as f:
+        if f.readinto(buf) != CONTENT_KEY_LEN:
+            raise KeyMaterialError("the kernel gave fewer random bytes than asked for")
+    return buf

@@ -109,3 +109,32 @@ def strict_json(data: bytes | str, where: str) -> Any:
         raise FormatError(f"{where}: not valid JSON ({type(exc).__name__})") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError, as are ours above
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
+
+
+_B64 = {c: i for i, c in enumerate(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+)}
+
+
+def b64decode_secret(text: Any, where: str) -> bytearray:
+    """Base64 (RFC 4648, padded) decoded straight into a bytearray the caller can wipe:
+    `base64.b64decode` would leave an immutable copy of a key in freed memory."""
+    if not isinstance(text, str) or len(text) % 4 or len(text) > 1024:
+        raise FormatError(f"{where}: not valid base64")
+    pad = len(text) - len(text.rstrip("="))
+    body = text[: len(text) - pad]
+    if pad > 2 or any(c not in _B64 for c in body):
+        raise FormatError(f"{where}: not valid base64")
+    out = bytearray()
+    acc = bits = 0
+    for c in body:
+        acc = ((acc << 6) | _B64[c]) & 0xFFFFFF
+        bits += 6
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    if acc & ((1 << bits) - 1):
+        out[:] = bytes(len(out))
+        raise FormatError(f"{where}: not valid base64 (non-zero padding bits)")
+    acc = 0
+    return out

@@ -38,7 +38,15 @@ from akkoord.store.manifest import read_manifest
 from akkoord.store.reader import ParsedFrame, parse_meta, scan
 from akkoord.store.safeio import open_regular, read_regular, strict_json
 
-__all__ = ["HeadCheck", "StateFinding", "StateReport", "check_head", "check_state"]
+__all__ = [
+    "HeadCheck",
+    "StateFinding",
+    "StateReport",
+    "check_head",
+    "check_state",
+    "head_in_log",
+    "parse_head",
+]
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,7 @@ class HeadCheck:
         }
 
 
-def _parse_head(path: Path) -> tuple[int, bytes, bytes]:
+def parse_head(path: Path) -> tuple[int, bytes, bytes]:
     doc = strict_json(read_regular(path, 64 * 1024, "custody head"), str(path))
     if not isinstance(doc, dict) or not str(doc.get("format", "")).startswith(
         "akkoord-custody-head/"
@@ -276,23 +284,28 @@ def _parse_head(path: Path) -> tuple[int, bytes, bytes]:
 
 def check_head(state: StateDir, key: DevicePublicKey, head_file: Path) -> HeadCheck:
     """Does the device's log still contain the head a copy carries, or where does it fork?"""
-    seq, digest, sig = _parse_head(head_file)
+    seq, digest, sig = parse_head(head_file)
     view = CustodyView.read(state.custody_path, key)
+    signed = key.verify(sig, head_message(seq, digest))
+    return head_in_log(view, seq, digest, signed, f"this device ({key.fingerprint[:16]})")
+
+
+def head_in_log(view: CustodyView, seq: int, digest: bytes, signed: bool, who: str) -> HeadCheck:
     n = len(view.entries)
-    if not key.verify(sig, head_message(seq, digest)):
+    if not signed:
         return HeadCheck("not_this_device",
-                         f"the head (entry {seq}) is not signed by this device "
-                         f"({key.fingerprint[:16]}): it says nothing about this log", seq, n)
+                         f"the head (entry {seq}) is not signed by {who}: it says nothing "
+                         "about this log", seq, n)
     if seq < n and view.hashes[seq] == digest.hex():
         return HeadCheck("contained",
                          f"the log still contains entry {seq} as the copy recorded it "
                          f"({n - 1 - seq} entries since)", seq, n)
     if seq >= n:
         return HeadCheck("dropped",
-                         f"the device signed entry {seq}, but its log ends at entry {n - 1}: "
+                         f"{who} signed entry {seq}, but the log ends at entry {n - 1}: "
                          f"{seq - n + 1} or more entries were dropped", seq, n)
     # Same seq, other hash. The head alone cannot say how far back the histories part
     # (heads from older copies can narrow it): entry `seq` is the latest possible fork.
     return HeadCheck("forked",
-                     f"the device signed another entry {seq} than its log now holds: the log "
+                     f"{who} signed another entry {seq} than the log now holds: the log "
                      f"forks at or before entry {seq}", seq, n)

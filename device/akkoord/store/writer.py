@@ -48,6 +48,7 @@ from akkoord.store.keys import (
     DeviceIdentity,
     OrgPublicKey,
     new_content_key,
+    wipe,
     wrap_content_key,
 )
 from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE, WRAPPED_KEYS_FILE, StateDir
@@ -150,7 +151,7 @@ class RecordingWriter:
         self._fd: int | None = fd
         self._sync = sync
         self._ops = ops
-        self._aead = ChaCha20Poly1305(keys.seal_key)
+        self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(keys.seal_key)
         self._container_name = str(path / CONTAINER_FILE)  # for messages; built once
         self._prev = genesis_hash(recording_id)
         self._index = 0
@@ -196,8 +197,12 @@ class RecordingWriter:
         """Create the folder, wrap the key, write the header frame. Nothing is created when
         there is no recipient (NoRecipientError): a recording nobody can read is no record."""
         rid = recording_id or os.urandom(16)
-        ck = content_key or new_content_key()
-        wrapped = wrap_content_key(ck, rid, recipients)
+        ck = bytearray(content_key) if content_key is not None else new_content_key()
+        try:
+            wrapped = wrap_content_key(ck, rid, recipients)
+            keys = ContentKeys.derive(ck, rid)
+        finally:
+            wipe(ck)  # only the two subkeys live on, until the export window closes
         state.ensure()
         path = state.recordings_dir / rid.hex()
         path.mkdir(mode=0o700)
@@ -221,7 +226,7 @@ class RecordingWriter:
         writer = cls(
             path=path,
             recording_id=rid,
-            keys=ContentKeys.derive(ck, rid),
+            keys=keys,
             identity=identity,
             audio=audio,
             clock=clock,
@@ -492,6 +497,7 @@ class RecordingWriter:
             os.unlink(self.path / RESERVE_FILE)
 
     def _close_fd(self) -> None:
+        self._aead = None  # its copy of the seal key goes with it (OpenSSL cleanses on free)
         if self._fd is not None:
             try:
                 os.close(self._fd)
