@@ -1,1 +1,1 @@
-9Mq6btaOAxOlcO2IIIuAL+IPgvqiDquLGV4sPtIvu5xOK8QUH0Tb/DQ2XZzmyAVbtkff7YQotjsoob6kGOw6Bg==
+iwH3/lQJ953GbRqqe9h5lkliyV1izNqbsF20O71mNIGRIp9WawB+IR+e1CbIBqL4+ZJl3cQQQ/xjk2lF6igZAA==

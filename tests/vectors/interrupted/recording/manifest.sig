@@ -1,1 +1,1 @@
-d8pt8XEz/mzDOnlDj0t2jxGx1TQGrqvPEBZNK7o+FKSbw+SOrCye47r7Kcf+YRHQMclAtpsV7d3QLuhMjGnHBQ==
+uCop9FgeEzf7WLxiEOv2g75qnDdzUgbFKO/UO1vMtyMzMxoHVM3JAbAiQ3soeA5nrISTqcFdLwxIEQ/RLFz+DQ==
