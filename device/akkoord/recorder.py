@@ -278,7 +278,7 @@ class Recorder:
             try:
                 result = writer.close(reason, **detail)
             except (StorageError, OSError) as exc:
-                result = CloseResult("left_for_recovery", None, str(exc), writer.records)
+                result = CloseResult("left_for_recovery", None, str(exc))
             outcome = StopOutcome(writer.id, reason, result)
             if result.status != "complete":
                 writer.keys.wipe()  # no export window for a recording left for recovery

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from akkoord.errors import FormatError
 
-__all__ = ["MAX_INT", "check_name", "open_regular", "read_regular", "strict_json"]
+__all__ = ["MAX_INT", "check_name", "open_regular", "read_regular", "strict_decoder", "strict_json"]
 
 MAX_INT = 2**63 - 1
 
@@ -97,6 +97,13 @@ def _parse_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def strict_decoder() -> json.JSONDecoder:
+    """The decoder strict_json uses, for readers that walk a document piece by piece."""
+    return json.JSONDecoder(
+        parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant
+    )
 
 
 def strict_json(data: bytes | str, where: str) -> Any:

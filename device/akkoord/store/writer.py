@@ -15,7 +15,7 @@ import contextlib
 import errno
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,13 @@ from akkoord.store.keys import (
     wrap_content_key,
 )
 from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE, WRAPPED_KEYS_FILE, StateDir
-from akkoord.store.manifest import FrameRecord, build_manifest, write_manifest
+from akkoord.store.manifest import (
+    FrameRecord,
+    ManifestBuilder,
+    SegmentBytes,
+    manifest_frame,
+    write_manifest_bytes,
+)
 
 __all__ = ["AudioParams", "CloseResult", "FileOps", "RecordingFailed", "RecordingWriter"]
 
@@ -121,9 +127,10 @@ class RecordingFailed(StorageError):
 @dataclass
 class CloseResult:
     status: str  # "complete" | "left_for_recovery"
+    # The signed manifest without its segment list (read it from manifest.json if needed):
+    # the writer never holds the list as Python objects.
     manifest: dict[str, Any] | None
     error: str | None = None
-    records: list[FrameRecord] = field(default_factory=list)
 
 
 class RecordingWriter:
@@ -158,9 +165,21 @@ class RecordingWriter:
         self._end = 0  # bytes acknowledged (written and synced)
         self.position = 0  # samples on the timeline: audio + gaps
         self._checkpoint_at = 0  # position of the last CHECKPOINT
-        self.records: list[FrameRecord] = []
+        # One record per frame goes into the manifest builder, not a list: the segment list
+        # is kept as its canonical bytes (~90 B per second of audio), the rest is O(events).
+        self._segments = SegmentBytes()
+        self._manifest = ManifestBuilder(self._segments)
         self._failure: RecordingFailed | None = None
         self.closed = False
+
+    @property
+    def frame_count(self) -> int:
+        return self._manifest.count
+
+    @property
+    def chain_head(self) -> bytes:
+        """The last frame's seal (the genesis hash before any frame)."""
+        return self._prev
 
     @property
     def id(self) -> str:
@@ -338,7 +357,7 @@ class RecordingWriter:
 
     def _commit(self, frame: bytes, seal: bytes, record: FrameRecord) -> None:
         self._store(frame)
-        self.records.append(record)
+        self._manifest.add(record)
         self._prev = seal
         self._index += 1
         self._end += len(frame)
@@ -435,7 +454,7 @@ class RecordingWriter:
             self.closed = True
             self._close_fd()
             self._log("recording_failed", error=str(failure))
-            return CloseResult("left_for_recovery", None, str(failure), self.records)
+            return CloseResult("left_for_recovery", None, str(failure))
         if failure is not None:
             self._failure = None
             self._release_reserve()
@@ -460,13 +479,19 @@ class RecordingWriter:
                 self._close_frames(meta)
             self._close_fd()
             self._release_reserve()
-            manifest = build_manifest(self.records)
-            write_manifest(self.path, manifest, self._identity)
+            manifest = self._manifest.finish()
+            before, after = manifest_frame(manifest)
+            data = bytearray(before)
+            data += self._segments.buf
+            self._segments.buf = bytearray()  # one copy of the list at a time
+            data += b"]"
+            data += after
+            write_manifest_bytes(self.path, data, self._identity)
         except OSError as exc:
             self.closed = True
             self._close_fd()
             self._log("recording_failed", error=str(exc))
-            return CloseResult("left_for_recovery", None, str(exc), self.records)
+            return CloseResult("left_for_recovery", None, str(exc))
         self.closed = True
         self._log(
             "recording_closed",
@@ -476,12 +501,13 @@ class RecordingWriter:
             chain_head=manifest["chain_head"],
             duration_samples=manifest["duration_samples"],
         )
-        return CloseResult("complete", manifest, None, self.records)
+        return CloseResult("complete", manifest, None)
 
     def _close_frames(self, meta: dict[str, Any]) -> None:
         """A checkpoint right before END (unless the last frame is one), then END: a
         recording recovery finds ending in END has no unsigned tail (§11.1)."""
-        if not self.records or self.records[-1].kind != Kind.CHECKPOINT:
+        last = self._manifest.last
+        if last is None or last.kind != Kind.CHECKPOINT:
             self.checkpoint()
         self._append(Kind.END, meta=meta, final=True)
 
