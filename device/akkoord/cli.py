@@ -358,13 +358,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from akkoord.store.audio_out import decrypt_to_wav
-    from akkoord.store.verify import load_content_keys, verify_recording
+    from akkoord.store.audio_out import decrypt_recording
 
-    directory = Path(args.path)
-    org = _org_key(args)
-    report = verify_recording(directory, org, _trusted_key(args))
-    if not report.ok and not args.force:
+    # One pass: the WAV is written while the frames are verified, and published only once
+    # the whole recording verified (or with --force).
+    done = decrypt_recording(Path(args.path), _org_key(args), Path(args.out),
+                             trusted_key=_trusted_key(args), force=args.force)
+    report = done.report
+    if not done.written:
         _print_report(report)
         print(
             "refusing to write audio that fails verification; use --force to write it "
@@ -372,40 +373,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FINDINGS
-    from akkoord.store.manifest import read_manifest
-
-    signed = read_manifest(directory)
-    audio = (signed.doc.get("audio") if signed else None) or {}
-    total = int(signed.doc.get("duration_samples", 0)) if signed else _scan_duration(directory)
-    problems = decrypt_to_wav(
-        directory,
-        load_content_keys(directory, org),
-        Path(args.out),
-        rate=int(audio.get("sample_rate", 48000)),
-        channels=int(audio.get("channels", 1)),
-        width=int(audio.get("sample_width", 2)),
-        total_samples=total,
-    )
-    print(f"wrote {args.out}: {total} samples ({report.status})")
+    print(f"wrote {args.out}: {done.total_samples} samples ({report.status})")
     if not report.ok:
         _print_report(report)
-    for p in problems:
+    for p in done.problems:
         print(f"  problem: {p}")
-    return EXIT_OK if report.ok and not problems else EXIT_FINDINGS
-
-
-def _scan_duration(directory: Path) -> int:
-    from akkoord.store.format import Kind
-    from akkoord.store.layout import CONTAINER_FILE
-    from akkoord.store.reader import ParsedFrame, scan
-
-    end = 0
-    path = directory / CONTAINER_FILE
-    with open(path, "rb") as f:
-        for item in scan(f, path.stat().st_size):
-            if isinstance(item, ParsedFrame) and item.header.kind in (Kind.AUDIO, Kind.GAP):
-                end = max(end, item.header.start_sample + item.header.samples)
-    return end
+    return EXIT_OK if report.ok and not done.problems else EXIT_FINDINGS
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -270,84 +269,113 @@ def read_manifest(directory: Path, *, segments: bool = True) -> SignedManifest |
     return SignedManifest(data, sig, doc, span)
 
 
-_WS = re.compile(r"[ \t\n\r]*")
-_SEGMENT_STR = re.compile(r'\[\d{1,19},\d{1,19},\d{1,19},"[0-9a-f]{64}"\]')
+_WS = re.compile(rb"[ \t\n\r]*")
 _SEGMENT_BYTES = re.compile(rb'\[(\d{1,19}),(\d{1,19}),(\d{1,19}),"([0-9a-f]{64})"\]')
+_WINDOW = 1 << 16
+
+
+class _Bytes:
+    """A JSON reader over bytes that decodes only the value it is asked for: the text of
+    a manifest is never decoded whole (a 12-hour manifest is megabytes)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.where, self.dec = data, where, strict_decoder()
+
+    def ws(self, i: int) -> int:
+        return _WS.match(self.data, i).end()  # type: ignore[union-attr]
+
+    def value(self, i: int) -> tuple[Any, int]:
+        """The JSON value at byte offset `i`, and the offset after it."""
+        size = _WINDOW
+        while True:
+            chunk = self.data[i : i + size]
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(chunk) - 3 or i + size >= len(self.data):
+                    raise
+                text = chunk[: exc.start].decode("utf-8")  # a character cut at the window
+            whole = i + size >= len(self.data)
+            try:
+                value, end = self.dec.raw_decode(text)
+            except ValueError:
+                if whole:
+                    raise
+                size *= 4  # the value may go on past the window
+                continue
+            if end >= len(text) and not whole:
+                size *= 4  # a number or literal cut at the window's edge: read on
+                continue
+            return value, i + len(text[:end].encode("utf-8"))
 
 
 def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, int] | None]:
-    """strict_json of a manifest, walking its top-level object key by key so the segment
-    list is skipped entry by entry instead of built."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FormatError(f"{where}: not valid JSON (UnicodeDecodeError)") from None
-    dec = strict_decoder()
+    """strict_json of a manifest, walking its top-level object key by key, so the segment
+    list is only located and checked entry by entry, never built nor decoded whole."""
+    r = _Bytes(data, where)
     span: tuple[int, int] | None = None
     doc: dict[str, Any] = {}
     try:
-        i = _WS.match(text, 0).end()  # type: ignore[union-attr]
-        if text[i : i + 1] != "{":
+        i = r.ws(0)
+        if data[i : i + 1] != b"{":
             return strict_json(data, where), None  # not an object: say so as strict_json does
-        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
-        if text[i : i + 1] == "}":
+        i = r.ws(i + 1)
+        if data[i : i + 1] == b"}":
             i += 1
         else:
             while True:
-                key, i = dec.raw_decode(text, i)
-                if not isinstance(key, str):
+                if data[i : i + 1] != b'"':
                     raise ValueError("object key is not a string")
-                i = _WS.match(text, i).end()  # type: ignore[union-attr]
-                if text[i : i + 1] != ":":
+                key, i = r.value(i)
+                i = r.ws(i)
+                if data[i : i + 1] != b":":
                     raise ValueError("expected ':'")
-                i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
-                if key == "segments" and text[i : i + 1] == "[":
+                i = r.ws(i + 1)
+                if key == "segments" and data[i : i + 1] == b"[":
                     start = i
-                    i = _skip_array(text, i, dec)
-                    # Offsets in bytes: the text before may hold non-ASCII characters.
-                    b0 = len(text[:start].encode("utf-8"))
-                    span = (b0, b0 + (i - start))  # the list itself is ASCII
+                    i = _skip_array(r, i)
+                    span = (start, i)
                     doc.pop(key, None)
                 else:
-                    value, i = dec.raw_decode(text, i)
-                    doc[key] = value
+                    doc[key], i = r.value(i)
                     if key == "segments":
                         span = None
-                i = _WS.match(text, i).end()  # type: ignore[union-attr]
-                c = text[i : i + 1]
+                i = r.ws(i)
+                c = data[i : i + 1]
                 i += 1
-                if c == "}":
+                if c == b"}":
                     break
-                if c != ",":
+                if c != b",":
                     raise ValueError("expected ',' or '}'")
-                i = _WS.match(text, i).end()  # type: ignore[union-attr]
-        if _WS.match(text, i).end() != len(text):  # type: ignore[union-attr]
+                i = r.ws(i)
+        if r.ws(i) != len(data):
             raise ValueError("extra data after the manifest")
-    except RecursionError:
-        raise FormatError(f"{where}: not valid JSON (RecursionError)") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise FormatError(f"{where}: not valid JSON ({type(exc).__name__})") from None
     except (ValueError, IndexError) as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     return doc, span
 
 
-def _skip_array(text: str, i: int, dec: json.JSONDecoder) -> int:
-    i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
-    if text[i : i + 1] == "]":
+def _skip_array(r: _Bytes, i: int) -> int:
+    data = r.data
+    i = r.ws(i + 1)
+    if data[i : i + 1] == b"]":
         return i + 1
     while True:
-        m = _SEGMENT_STR.match(text, i)
+        m = _SEGMENT_BYTES.match(data, i)
         if m is not None:
             i = m.end()
         else:
-            _, i = dec.raw_decode(text, i)  # any JSON value, checked strictly and dropped
-        i = _WS.match(text, i).end()  # type: ignore[union-attr]
-        c = text[i : i + 1]
+            _, i = r.value(i)  # any JSON value, checked strictly and dropped
+        i = r.ws(i)
+        c = data[i : i + 1]
         i += 1
-        if c == "]":
+        if c == b"]":
             return i
-        if c != ",":
+        if c != b",":
             raise ValueError("expected ',' or ']'")
-        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        i = r.ws(i)
 
 
 def iter_segments(signed: SignedManifest) -> Iterator[tuple[Any, Any, Any, Any]]:
