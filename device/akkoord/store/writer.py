@@ -31,6 +31,8 @@ from akkoord.store.format import (
     CONTAINER_FORMAT,
     FRAME_HEADER,
     FRAME_MAGIC,
+    HEADER_LEN,
+    SEAL_LEN,
     SIGNATURE_LEN,
     ZERO32,
     Flag,
@@ -39,9 +41,9 @@ from akkoord.store.format import (
     canonical_json,
     checkpoint_due,
     checkpoint_message,
-    finish_frame,
     genesis_hash,
     nonce_for,
+    seal_of,
 )
 from akkoord.store.keys import (
     ContentKeys,
@@ -159,6 +161,7 @@ class RecordingWriter:
         self._sync = sync
         self._ops = ops
         self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(keys.seal_key)
+        self._frame_buf = bytearray(1 << 17)  # every frame is built here; see _build
         self._container_name = str(path / CONTAINER_FILE)  # for messages; built once
         self._prev = genesis_hash(recording_id)
         self._index = 0
@@ -327,7 +330,7 @@ class RecordingWriter:
         final: bool = False,
         aead: bool = True,
         signed: bool = False,
-    ) -> tuple[bytes, bytes, FrameRecord]:
+    ) -> tuple[memoryview, bytes, FrameRecord]:
         """The next frame's bytes, seal and record; nothing is written yet."""
         if self._failure is not None:
             raise self._failure
@@ -343,26 +346,36 @@ class RecordingWriter:
             FRAME_MAGIC, kind, flags, len(meta_bytes), self._index, samples, self.position,
             body_len, self.recording_id, self._prev, mac,
         )
+        # Built in one reused buffer (header | meta | body | seal): the ciphertext is written
+        # in place by encrypt_into, and nothing of the frame is copied to be joined.
+        m, frame_len = len(meta_bytes), HEADER_LEN + len(meta_bytes) + body_len + SEAL_LEN
+        if len(self._frame_buf) < frame_len:
+            self._frame_buf = bytearray(frame_len)
+        frame = memoryview(self._frame_buf)[:frame_len]
+        frame[:HEADER_LEN] = header
+        frame[HEADER_LEN : HEADER_LEN + m] = meta_bytes
+        body = frame[HEADER_LEN + m : HEADER_LEN + m + body_len]
         if signed:
-            body = self._identity.sign(checkpoint_message(header, meta_bytes))
+            body[:] = self._identity.sign(checkpoint_message(header, meta_bytes))
         elif aead:
             assert self._aead is not None
-            body = self._aead.encrypt(nonce_for(self._index, final), plaintext, header + meta_bytes)
-        else:
-            body = b""
-        frame, seal = finish_frame(header, meta_bytes, body)
+            self._aead.encrypt_into(
+                nonce_for(self._index, final), plaintext, frame[: HEADER_LEN + m], body
+            )
+        seal = seal_of(header, meta_bytes, hashlib.sha256(body).digest())
+        frame[frame_len - SEAL_LEN :] = seal
         return frame, seal, FrameRecord(
             self._index, kind, flags, self.position, samples, mac, meta, seal
         )
 
-    def _commit(self, frame: bytes, seal: bytes, record: FrameRecord) -> None:
+    def _commit(self, frame: memoryview, seal: bytes, record: FrameRecord) -> None:
         self._store(frame)
         self._manifest.add(record)
         self._prev = seal
         self._index += 1
         self._end += len(frame)
 
-    def _store(self, frame: bytes) -> None:
+    def _store(self, frame: memoryview) -> None:
         assert self._fd is not None
         where = f"{self._container_name} (frame {self._index}, byte {self._end})"
         try:
