@@ -191,7 +191,7 @@ def _epoch(t: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
     start: int
     samples: int
@@ -211,11 +211,17 @@ def compare_audio(
     items.sort(key=lambda i: i.start)
     have = data_len // fb
 
+    buf = bytearray(1 << 17)  # every segment is read into this one buffer (readinto)
+
     def matches(item: _Item, at: int) -> bool:
+        nonlocal buf
         if at < 0 or at + item.samples > have:
             return False
+        n = item.samples * fb
+        if len(buf) < n:
+            buf = bytearray(n)
         f.seek(data_offset + at * fb)
-        chunk = f.read(item.samples * fb)
+        chunk = memoryview(buf)[: f.readinto(memoryview(buf)[:n]) or 0]
         if item.mac is None:
             return chunk == bytes(len(chunk))
         return hmac.compare_digest(hmac.digest(mac_key, chunk, "sha256"), item.mac)
