@@ -134,29 +134,59 @@ class Recorder:
         self._reason = None
         self._outcome = None
         self._closed = None
-        writer = RecordingWriter.create(
-            self.state,
-            self.identity,
-            recipients,
-            self.audio,
-            self.clock,
-            simulated=self.simulated,
-            custody=self.custody,
-        )
+        # The microphone opens while the recording is created, not after: creating it costs
+        # a key wrap and ~10 fsyncs (folder, keys, reserve, custody entry, header, signed
+        # checkpoint, the presses), which on an SD card under load is most of the time from
+        # the second press to the first sample. Samples wait in the capture queue (seconds
+        # deep) until the pump starts; if anything fails, nothing of them is kept.
+        made: dict[str, Any] = {}
+
+        def create() -> None:
+            try:
+                made["writer"] = RecordingWriter.create(
+                    self.state,
+                    self.identity,
+                    recipients,
+                    self.audio,
+                    self.clock,
+                    simulated=self.simulated,
+                    custody=self.custody,
+                )
+            except BaseException as exc:  # handed to start()'s thread below
+                made["error"] = exc
+
+        maker = threading.Thread(target=create, name="akkoord-create", daemon=True)
+        maker.start()
+        source: AudioSource | None = None
+        mic_error: Exception | None = None
+        try:
+            source = self.backend.open_capture(callback_hook=self._callback_hook)
+        except Exception as exc:
+            mic_error = exc
+        maker.join()
+        if "error" in made:
+            if source is not None:
+                _stop_quietly(source)
+            raise made["error"]
+        writer: RecordingWriter = made["writer"]
         try:
             for party, wall, before in consents:
                 writer.add_event(
                     "press", time=wall, party=party.upper(), before_start_seconds=round(before, 3)
                 )
             writer.add_event("start")
-            source = self.backend.open_capture(callback_hook=self._callback_hook)
+            if mic_error is not None:
+                raise mic_error
         except Exception as exc:
             # Close what was begun: an empty, honest recording beats a dangling one.
+            if source is not None:
+                _stop_quietly(source)
             reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
             with self._lock:
                 if not writer.closed:
                     writer.close(reason, detail=str(exc)[:200])
             raise
+        assert source is not None
         with self._lock:
             self._writer = writer
             self._source = source
@@ -299,3 +329,10 @@ class Recorder:
         Handed over once: the daemon owns (and wipes) the keys from then on."""
         closed, self._closed = self._closed, None
         return closed
+
+
+def _stop_quietly(source: AudioSource) -> None:
+    try:
+        source.stop()
+    except Exception as exc:  # already failing: the first error is the one to report
+        log.warning("stopping the audio source failed: %s", exc)
