@@ -53,6 +53,7 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import functools
 import json
 import os
 import re
@@ -158,43 +159,52 @@ _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
 def _decode_point(raw: bytes) -> tuple[int, int] | None:
-    """RFC 8032 §5.1.3 decoding; None for anything non-canonical or off the curve."""
+    """RFC 8032 §5.1.3 decoding (one exponentiation: the square root and the division
+    together); None for anything non-canonical or off the curve."""
     if len(raw) != 32:
         return None
     n = int.from_bytes(raw, "little")
     sign, y = n >> 255, n & ((1 << 255) - 1)
     if y >= _P:
         return None
-    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
-    if x2 == 0:
-        return None if sign else (0, y)
-    x = pow(x2, (_P + 3) // 8, _P)
-    if (x * x - x2) % _P:
+    u = (y * y - 1) % _P
+    v = (_D * y * y + 1) % _P
+    v3 = v * v * v % _P
+    x = u * v3 * pow(u * v3 * v3 * v % _P, (_P - 5) // 8, _P) % _P
+    vx2 = v * x * x % _P
+    if vx2 != u:
+        if vx2 != (-u) % _P:
+            return None
         x = x * _SQRT_M1 % _P
-    if (x * x - x2) % _P:
-        return None
+    if x == 0:
+        return None if sign else (0, y)
     if x & 1 != sign:
         x = _P - x
     return x, y
 
 
-def _double(pt: tuple[int, int]) -> tuple[int, int]:
-    x, y = pt
-    t = _D * x * x * y * y % _P
-    return (
-        2 * x * y * pow(1 + t, _P - 2, _P) % _P,
-        (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P,
-    )
+def _small_order(pt: tuple[int, int]) -> bool:
+    """8·P is the identity: three doublings in extended coordinates (no inversions)."""
+    x, y, z = pt[0], pt[1], 1
+    for _ in range(3):
+        a, b, c = x * x % _P, y * y % _P, 2 * z * z % _P
+        e = ((x + y) * (x + y) - a - b) % _P
+        g = (b - a) % _P  # a = -1: G = -A + B
+        f = (g - c) % _P
+        h = (-a - b) % _P
+        x, y, z = e * f % _P, g * h % _P, f * g % _P
+    return x == 0 and y == z
 
 
 def ed25519_point_ok(raw: bytes) -> bool:
     """A canonical encoding of a curve point that is not of small order."""
+    return _point_ok(bytes(raw))
+
+
+@functools.lru_cache(maxsize=256)  # a verifier checks one device key for every checkpoint
+def _point_ok(raw: bytes) -> bool:
     pt = _decode_point(raw)
-    if pt is None:
-        return False
-    for _ in range(3):
-        pt = _double(pt)
-    return pt != (0, 1)
+    return pt is not None and not _small_order(pt)
 
 
 def _ed25519_verify(pub: bytes, sig: bytes, message: bytes) -> bool:
