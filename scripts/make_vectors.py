@@ -147,6 +147,9 @@ def build(out: Path) -> None:
                 json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
             )
     shutil.rmtree(state.root)
+    from vectors_store import build_refusals  # issue 8 §3–§5: what verifiers must refuse
+
+    build_refusals(out)
 
 
 def _verify_json(path: Path, device_pub: Path, extra: list[str]) -> dict:

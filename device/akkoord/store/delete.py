@@ -46,7 +46,6 @@ def delete_recording(state: StateDir, recording_id: str, custody: CustodyLog, re
         recording_id,
         reason=reason,
         chain_head=signed.doc.get("chain_head"),
-        frame_count=signed.doc.get("frame_count"),
     )
     shutil.rmtree(directory)
     fsync_dir(state.recordings_dir)

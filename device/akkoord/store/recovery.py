@@ -208,9 +208,7 @@ def recover_recording(
         "recording_interrupted" if action == "interrupted" else "recording_closed",
         status=manifest["status"],
         reason=reason if action == "interrupted" else "manifest written at recovery",
-        frame_count=manifest["frame_count"],
         chain_head=manifest["chain_head"],
-        duration_samples=manifest["duration_samples"],
         cut_bytes=cut,
     )
     detail = f"{manifest['frame_count']} frames kept, {cut} torn bytes cut"

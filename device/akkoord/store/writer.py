@@ -510,9 +510,7 @@ class RecordingWriter:
             "recording_closed",
             status="complete",
             reason=reason,
-            frame_count=manifest["frame_count"],
             chain_head=manifest["chain_head"],
-            duration_samples=manifest["duration_samples"],
         )
         return CloseResult("complete", manifest, None)
 

@@ -1,1 +1,1 @@
-XJg80CBioQfLIDc4av1t6ZIqW66N6pGY9w2DtJ04yBXe0ZMqvlASS018/FsABpiaS/5PlSXL7iLJAuhxycFpDw==
+qJvrEa3ci489bxLdap7L3fm/j6sTvvsybkOd7Sm1Wld3zW/z5bu3iwCvrHo8T2hrDJiwjbIIUviTrwDITUczDA==

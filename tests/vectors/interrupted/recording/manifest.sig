@@ -1,1 +1,1 @@
-uCop9FgeEzf7WLxiEOv2g75qnDdzUgbFKO/UO1vMtyMzMxoHVM3JAbAiQ3soeA5nrISTqcFdLwxIEQ/RLFz+DQ==
+jSaZv/ylV4Ndn39kBIbdZ4quS3mzDwKTdgMMxbRBRGTuk05cT+v/qT3cstQsHRYgkajQ2UxoDKJOr8q3pQZLAQ==

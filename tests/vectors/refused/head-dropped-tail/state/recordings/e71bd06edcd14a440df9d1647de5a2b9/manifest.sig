@@ -1,0 +1,1 @@
+bihXhOqqu1eFMI25kyS+823p2STeN9zH4WmTFuF/qDVz0CT3UR6xzuuCkmYPnIeu0OUQF+mzI/ubx2hcIE6rDg==
