@@ -70,11 +70,10 @@ _ORG_CACHE: dict[str, OrgPrivateKey] = {}
 SIGNING = OrgSigningKey.from_seed(bytes(32), "Jeugdzorg Testregio")
 
 
-def provision(state: StateDir, identity: DeviceIdentity, clock: FixedClock,
+def provision(state: StateDir, identity: DeviceIdentity, now: int,
               org: OrgSigningKey = SIGNING) -> None:
     """What the organisation does at provisioning: certify the device key, install the
     certificate and the organisation's signing key on the device (FORMAT.md §10)."""
-    now = int(clock.t)
     cert = device_certificate(org, identity.public.algorithm, identity.public.raw,
                               "Testlocatie", now - 86400, now + 10 * 365 * 86400, now)
     state.trust_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +91,7 @@ def make_kit(root: Path | None = None, kem: str = "x25519", *, certified: bool =
         _ORG_CACHE[kem] = generate_org_key(kem)
     clock = FixedClock()
     if certified:
-        provision(state, identity, clock)
+        provision(state, identity, int(clock.t))
     return Kit(
         root,
         state,

@@ -235,7 +235,7 @@ def test_strict_json_refuses_ambiguous_input(text, why):
         loads_strict(text.encode(), "t")
 
 
-@pytest.mark.parametrize("value", [1.5, 2**60, -(2**60)])
+@pytest.mark.parametrize("value", [1.5, 2**60, -(2**60), 1e300])
 def test_statements_hold_only_safe_integers(org, value):
     with pytest.raises(TrustError):
         org.sign_statement({"type": "x", "version": 2, "v": value})

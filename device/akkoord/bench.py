@@ -307,6 +307,9 @@ def run_bench(
         long_segments = max(120, int((64 if quick else big_mb) * MB) // SEGMENT_BYTES)
         result.update(memory_figures(root, long_segments, ident, org))
         result["peak_rss_mb"] = result["verify_peak_rss_mb"]
+        from akkoord.export.hostile_bench import hostile_copy_figures
+
+        result.update(hostile_copy_figures(root))
     if audio:
         result.update(_recording_figures(quick, ident, org))
         loaded = _recording_figures(quick, ident, org, load=True)
@@ -328,6 +331,8 @@ def run_bench(
         "record_cpu_vs_limit": "< 1 (2 % of one core)",
         "record_peak_rss_vs_limit": "< 1 (60 MB)",
         "checkpoint_cpu_share": "< 0.001 (a signature per 10 s of audio)",
+        "hostile_copy_refusal_s": "< 1 (unsigned, 10,000 segments, sparse 2 GB WAV)",
+        "hostile_copy_peak_rss_mb": "< 64",
     }
     result["self_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

@@ -131,6 +131,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             {
                 "device": pub.to_json() if pub else None,
                 "recipients": [r.to_json() for r in recipients],
+                **cli_trust.device_trust(state, pub),
             }
         )
         return EXIT_OK
@@ -143,6 +144,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         print("recipients: none — recording is refused until one is added")
     for r in recipients:
         print(f"recipient:  {fingerprint_display(r.fingerprint)}  ({r.kem})")
+    cli_trust.print_device_trust(cli_trust.device_trust(state, pub))
     return EXIT_OK
 
 
@@ -223,8 +225,8 @@ def _print_copy_report(report: Any) -> None:
     if report.made:
         print(f"  made       {report.made}"
               + ("" if report.claims_signed else "  (copy number, maker, time NOT signed)"))
-    if report.chain is not None and report.ok:
-        _print_trust(report.chain)
+    if report.chain is not None and report.ok and report.chain.anchored:
+        _print_trust(report.chain)  # (not anchored: the note below says so)
     for a, b in report.changed_seconds:
         print(f"  changed    second {a:g} – {b:g}")
     for note in report.notes:
@@ -261,7 +263,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         _print_json(doc)
     else:
         _print_report(report)
-        _print_trust(chain)
+        if report.ok:
+            _print_trust(chain)
     return cli_trust.verdict_exit(report.ok, chain.anchored)
 
 

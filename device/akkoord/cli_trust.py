@@ -94,6 +94,47 @@ def anchor_manifest(manifest: dict[str, Any] | None, trust: list[Any], revocatio
                         revocations, _epoch(manifest.get("created")))
 
 
+def device_trust(state: Any, pub: Any) -> dict[str, Any]:
+    """`keys show`: the trusted organisation keys and the installed certificate's state now."""
+    from akkoord.trust import OrgSigningPublicKey, TrustError, check_device
+
+    anchors, problems = [], []
+    if state.trust_dir.is_dir():
+        for p in sorted(state.trust_dir.glob("*.pub")):
+            try:
+                anchors.append(OrgSigningPublicKey.load(p))
+            except TrustError as exc:
+                problems.append(str(exc))
+    cert = state.device_certificate()
+    chain = None
+    if pub is not None and (cert is not None or anchors):
+        chain = check_device(cert, pub.algorithm, pub.raw, anchors, (), int(time.time()))
+    return {
+        "trust": [{"organisation": a.organisation, "fingerprint": a.fingerprint}
+                  for a in anchors],
+        "certificate": chain.to_json() if chain else None,
+        "trust_problems": problems,
+    }
+
+
+def print_device_trust(doc: dict[str, Any]) -> None:
+    from akkoord.store.keys import fingerprint_display
+
+    for t in doc["trust"]:
+        print(f"trusts:     {t['organisation']} ({fingerprint_display(t['fingerprint'])})")
+    c = doc["certificate"]
+    if c is None:
+        print("certificate: none — copies verify as 'not anchored' (akkoord keys "
+              "install-certificate)")
+    elif c["anchored"]:
+        print(f"certificate: {c['serial']} by {c['organisation']}, {c['label']!r}, "
+              f"valid until {c['valid_until']}")
+    else:
+        print(f"certificate: NOT VALID NOW: {c['message']}")
+    for p in doc["trust_problems"]:
+        print(f"  problem: {p}")
+
+
 # --- organisation side ---------------------------------------------------------------------
 
 

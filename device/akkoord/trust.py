@@ -358,41 +358,44 @@ class EcdsaP256Signer:
 # --- statements ----------------------------------------------------------------------------
 
 
-def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
-    """Only what has ONE spelling in Python and in a browser: no floats, no big ints,
-    ASCII object keys, no lone surrogates, bounded depth."""
+def _normalise(value: Any, where: str, depth: int = 0) -> Any:
+    """The statement as a browser's JSON.parse sees it, so both sides sign-check the same
+    bytes: integral numbers are integers (1.0 == 1), anything else numeric is refused, as are
+    integers a browser cannot hold exactly, non-ASCII object keys (sort orders differ), lone
+    surrogates, and deep nesting."""
     if depth > 16:
         raise TrustError(f"{where}: nested too deeply")
     if isinstance(value, bool) or value is None:
-        return
+        return value
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise TrustError(f"{where}: numbers in a statement must be integers")
+        value = int(value)
     if isinstance(value, int):
         if abs(value) > _SAFE_INT:
             raise TrustError(f"{where}: integer out of range")
-        return
-    if isinstance(value, float):
-        raise TrustError(f"{where}: numbers in a statement must be integers")
+        return value
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise TrustError(f"{where}: text is not valid Unicode") from None
-        return
+        return value
     if isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_json_value(v, f"{where}[{i}]", depth + 1)
-        return
+        return [_normalise(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
+        out = {}
         for k, v in value.items():
             if not k.isascii():
                 raise TrustError(f"{where}: object keys must be ASCII")
-            _check_json_value(v, f"{where}.{k}", depth + 1)
-        return
+            out[k] = _normalise(v, f"{where}.{k}", depth + 1)
+        return out
     raise TrustError(f"{where}: not a JSON value")
 
 
 def statement_message(statement: dict[str, Any]) -> bytes:
     """The bytes a signature covers."""
-    _check_json_value(statement, "statement")
+    statement = _normalise(statement, "statement")
     kind = statement.get("type")
     if not isinstance(kind, str) or "\n" in kind:
         raise TrustError("statement: type missing")
@@ -487,7 +490,7 @@ def parse_envelope(doc: Any, where: str, purpose_prefix: str = "org-signing") ->
         raise TrustError(f"{where}: statement has no type")
     if st.get("version") != STATEMENT_VERSION:
         raise TrustError(f"{where}: unsupported statement version {st.get('version')!r}")
-    _check_json_value(st, f"{where}: statement")
+    st = _normalise(st, f"{where}: statement")
     signer = PublicKey.from_json(doc["signer"], purpose_prefix, f"{where}: signer")
     sig = _unb64(doc["signature"], f"{where}: signature")
     return Envelope(st, signer, purpose_prefix, sig)

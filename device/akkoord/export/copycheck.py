@@ -43,6 +43,7 @@ AUDIO_FILE = "opname.wav"
 MAX_MANIFEST = 32 << 20  # a day of 1-second segments is ~9 MB
 MAX_SAMPLES = 1 << 40
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_LEN = {"ed25519": 32, "ecdsa-p256": 65}
 
 
 @dataclass
@@ -178,6 +179,19 @@ def _checked_manifest(m: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
+def _named_key(doc: dict[str, Any]) -> DevicePublicKey:
+    """The key the manifest names, shape-checked only: a weak key (small order, off the
+    curve) is not an unreadable copy but a signature that proves nothing (a finding)."""
+    alg = doc.get("algorithm")
+    if alg not in _KEY_LEN:
+        raise ValueError(f"unknown device key algorithm {alg!r}"[:80])
+    text = doc.get("public_key")
+    raw = base64.b64decode(text if isinstance(text, str) else "?", validate=True)
+    if len(raw) != _KEY_LEN[alg]:
+        raise ValueError(f"an {alg} public key has {_KEY_LEN[alg]} bytes, not {len(raw)}")
+    return DevicePublicKey(raw, alg)
+
+
 def _epoch(t: Any) -> int | None:
     """Seconds of a FORMAT.md §1 time ("YYYY-MM-DDTHH:MM:SS.mmmZ"), None if unreadable."""
     utc = t.get("utc") if isinstance(t, dict) else None
@@ -294,6 +308,13 @@ def compare_audio(
     return merged, findings
 
 
+def _entry_hash(entry: dict[str, Any]) -> bytes | None:
+    try:
+        return entry_hash(entry)
+    except (UnicodeEncodeError, ValueError, TypeError, RecursionError):
+        return None  # not canonical JSON (a lone surrogate, say): matches no hash
+
+
 def _check_custody_head(
     rep: CopyReport, folder: Path, key: DevicePublicKey, manifest: dict[str, Any],
     copy: dict[str, Any],
@@ -314,14 +335,16 @@ def _check_custody_head(
         raise FormatError(f"{path}: not an {CUSTODY_HEAD_FORMAT} file")
     entry, problem = head.get("entry"), None
     try:
-        seq = _int(head.get("seq"), "seq", 0, 1 << 53)
+        seq = _int(head.get("seq"), "seq", 0, (1 << 53) - 1)
+        if not _HEX64.match(str(head.get("hash"))):
+            raise ValueError("hash")
         digest = bytes.fromhex(str(head.get("hash")))
         sig = base64.b64decode(str(head.get("signature")), validate=True)
     except (ValueError, binascii.Error):
         problem = "malformed"
     if problem is None and not isinstance(entry, dict):
         problem = "it holds no custody entry"
-    elif problem is None and entry_hash(entry) != digest:
+    elif problem is None and _entry_hash(entry) != digest:
         problem = "its entry does not match its hash"
     elif problem is None and (entry.get("seq") != seq or not key.verify(
             sig, head_message(seq, digest))):
@@ -376,7 +399,7 @@ def verify_copy(
     try:
         if not isinstance(manifest.get("device"), dict):
             raise TypeError("device is not an object")
-        key = DevicePublicKey.from_json(manifest["device"], f"{folder / MANIFEST_FILE}: device")
+        key = _named_key(manifest["device"])
         # Into a buffer wiped below: the device reads its own copies back (issue 8 §5).
         mac_key = b64decode_secret(copy["audio_mac_key"], f"{folder / COPY_FILE}: audio_mac_key")
         _checked_manifest(manifest)

@@ -263,7 +263,8 @@ def write_copy(
             w.file("README.txt", [notice_en(manifest, copy).encode()])
             w.file(
                 "verify.html",
-                [render_verify_page(signed.data, signed.signature, copy, device_key).encode()],
+                [render_verify_page(signed.data, signed.signature, copy, device_key,
+                                    custody_head).encode()],
             )
             os.fsync(pdfd)
         finally:

@@ -1,1 +1,1 @@
-qJvrEa3ci489bxLdap7L3fm/j6sTvvsybkOd7Sm1Wld3zW/z5bu3iwCvrHo8T2hrDJiwjbIIUviTrwDITUczDA==
+WYrXiwnPCk8zh1UF5cQBe5YMXRA8kQZRNb30W0zg0Xrmtm7YDySeGQPwyhaeE5bmY0uFtdI36k0+cgzASOnhBQ==

@@ -1,1 +1,1 @@
-jSaZv/ylV4Ndn39kBIbdZ4quS3mzDwKTdgMMxbRBRGTuk05cT+v/qT3cstQsHRYgkajQ2UxoDKJOr8q3pQZLAQ==
+xGLiq+SASCNDqoh/pzXOcmcPNZ2pvAAwPasZTd4VO2oY1dU0uYpnQnzhxWs6UCh9RKWlG4tDpsnocmqJRGdDAA==

@@ -1,1 +1,1 @@
-bihXhOqqu1eFMI25kyS+823p2STeN9zH4WmTFuF/qDVz0CT3UR6xzuuCkmYPnIeu0OUQF+mzI/ubx2hcIE6rDg==
+YPG6vhaxmmxnofUvlHcW0up7WCX3J3pW8gd9fwk80wfZ0Xc9hz/7zMx/pvFrcQ07LAsZXupSWYopgGzfSGe+AA==

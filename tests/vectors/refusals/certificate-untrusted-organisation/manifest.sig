@@ -1,0 +1,1 @@
+7HCbYtskgZOPollRlUFRxICXc3cO/m9BIBg7cwvmdGrLCeRNXyFGQlyxK3Fie9SmOue9gtzn7aZv+VghnKNSDA==
