@@ -143,7 +143,7 @@ class Recorder:
 
         def create() -> None:
             try:
-                made["writer"] = RecordingWriter.create(
+                writer = made["writer"] = RecordingWriter.create(
                     self.state,
                     self.identity,
                     recipients,
@@ -154,6 +154,14 @@ class Recorder:
                 )
             except BaseException as exc:  # handed to start()'s thread below
                 made["error"] = exc
+                return
+            try:
+                for party, wall, before in consents:
+                    writer.add_event("press", time=wall, party=party.upper(),
+                                     before_start_seconds=round(before, 3))
+                writer.add_event("start")
+            except BaseException as exc:
+                made["event_error"] = exc
 
         maker = threading.Thread(target=create, name="akkoord-create", daemon=True)
         maker.start()
@@ -170,13 +178,10 @@ class Recorder:
             raise made["error"]
         writer: RecordingWriter = made["writer"]
         try:
-            for party, wall, before in consents:
-                writer.add_event(
-                    "press", time=wall, party=party.upper(), before_start_seconds=round(before, 3)
-                )
-            writer.add_event("start")
-            if mic_error is not None:
-                raise mic_error
+            # The store's failure first: in the order of old, the presses came before the mic.
+            failed = made.get("event_error") or mic_error
+            if failed is not None:
+                raise failed
         except Exception as exc:
             # Close what was begun: an empty, honest recording beats a dangling one.
             if source is not None:
