@@ -118,7 +118,11 @@ def _open_regular(path: Path) -> BinaryIO:
 def _read(path: Path, limit: int) -> bytes:
     with _open_regular(path) as f:
         try:
-            data = f.read(limit + 1)
+            # fstat's size (+1 to see growth), not `limit + 1`: read(n) allocates n up front.
+            size = min(os.fstat(f.fileno()).st_size, limit)
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(limit + 1 - len(data))
         except OSError as exc:
             raise FormatError(f"{path}: cannot read: {exc.strerror}") from None
     if len(data) > limit:

@@ -57,7 +57,11 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise FormatError(f"{path}: implausibly large for a {what} ({size} bytes)")
-        data = f.read(limit + 1)
+        # Read what fstat says is there (+1 to see growth), not `limit + 1`: read(n) allocates
+        # n bytes up front, and a 256 MB limit is half a Pi Zero's memory.
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew while we read: read on, up to the limit
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FormatError(f"{path}: implausibly large for a {what} (grew while read)")
     return data
