@@ -265,3 +265,16 @@ def test_verify_and_decrypt_memory_does_not_follow_the_frame_count(kit, tmp_path
         growth = (peaks[12600, mode] - peaks[600, mode]) / 12000
         assert growth < 400, f"{mode}: {growth:.0f} bytes of peak RSS per frame"
     assert SEG  # the kit's default segment; this test uses tiny ones for many frames
+
+
+def test_the_verify_page_written_in_pieces_is_the_page(kit, base):
+    from akkoord.export.verifypage import render_verify_page, render_verify_page_chunks
+
+    signed = read_manifest(base)
+    copy = {"format": "akkoord-copy/2", "note": "</script><script>alert(1)</script>"}
+    head = {"seq": 3, "entry": {"detail": {"manifest": ""}}}
+    for data in (signed.data, signed.data * 300, b""):  # one piece, many, none
+        whole = render_verify_page(data, signed.signature, copy, kit.identity.public, head)
+        pieces = b"".join(render_verify_page_chunks(data, signed.signature, copy,
+                                                    kit.identity.public, head))
+        assert pieces == whole.encode()

@@ -29,7 +29,7 @@ from akkoord.clock import Clock
 from akkoord.errors import FormatError, StorageError
 from akkoord.export.copycheck import AUDIO_FILE, COPY_FILE, COPY_FORMAT, verify_copy
 from akkoord.export.texts import notice_en, notice_nl
-from akkoord.export.verifypage import render_verify_page
+from akkoord.export.verifypage import render_verify_page_chunks
 from akkoord.store.audio_out import wav_header
 from akkoord.store.format import Kind, canonical_json, nonce_for
 from akkoord.store.keys import ContentKeys, DevicePublicKey
@@ -263,8 +263,8 @@ def write_copy(
             w.file("README.txt", [notice_en(manifest, copy).encode()])
             w.file(
                 "verify.html",
-                [render_verify_page(signed.data, signed.signature, copy, device_key,
-                                    custody_head).encode()],
+                render_verify_page_chunks(signed.data, signed.signature, copy, device_key,
+                                          custody_head),
             )
             os.fsync(pdfd)
         finally:
