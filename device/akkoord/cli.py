@@ -252,7 +252,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from akkoord.store.verify import Finding, verify_recording
 
     report = verify_recording(path, _org_key(args), _trusted_key(args))
-    signed = read_manifest(path) if path.is_dir() else None
+    signed = read_manifest(path, segments=False) if path.is_dir() else None
     chain = cli_trust.anchor_manifest(signed.doc if signed else None, trust, revocations)
     if chain.finding:
         report.findings.append(Finding("certificate", chain.message))
@@ -301,7 +301,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("refusing to make a copy of a recording that fails verification",
               file=sys.stderr)
         return EXIT_FINDINGS
-    signed = read_manifest(directory)
+    signed = read_manifest(directory, segments=False)
     assert signed is not None
     device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
     Path(args.to).mkdir(parents=True, exist_ok=True)
@@ -390,7 +390,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     state = _state(args)
     rows = []
     for rid in state.recording_ids():
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
         doc = signed.doc if signed else {}
         rows.append(
             {
