@@ -150,10 +150,10 @@ def build(out: Path) -> None:
                 json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
             )
     shutil.rmtree(state.root)
-    from vectors_store import build_refusals as build_store_refusals  # issue 8 §3–§5
+    build_refusals(out, identity)
+    from vectors_store import build_store_refusals  # issue 8 §3–§5: the store side
 
     build_store_refusals(out)
-    build_refusals(out, identity)
 
 
 # --- refusals (issue 8): copies every verifier must NOT call genuine and anchored -----------

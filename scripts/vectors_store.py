@@ -1,11 +1,11 @@
 """Refusal vectors for the store (issue 8 §3–§5), written by `make vectors` into
-tests/vectors/refused/: each a recording folder or state folder a verifier MUST refuse, with
+tests/vectors/store-refusals/: each a recording folder or state folder a verifier MUST refuse, with
 the exact verdict (`expected.json`) the CLI gives. A second implementation proves it refuses
 them too by matching the codes and exit code.
 
-    refused/<case>/recording/      a recording folder    -> `akkoord verify --json`
-    refused/<case>/state/          a state folder         -> `akkoord custody --json`
-    refused/<case>/head.json       with state/            -> `akkoord custody --check-head`
+    store-refusals/<case>/recording/      a recording folder    -> `akkoord verify --json`
+    store-refusals/<case>/state/          a state folder         -> `akkoord custody --json`
+    store-refusals/<case>/head.json       with state/            -> `akkoord custody --check-head`
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from akkoord.store.keys import DeviceIdentity, OrgPrivateKey
 from akkoord.store.layout import CONTAINER_FILE, EXPORTS_FILE, WRAPPED_KEYS_FILE, StateDir
 from akkoord.store.writer import AudioParams, RecordingWriter
 
-__all__ = ["build_refusals"]
+__all__ = ["build_store_refusals"]
 
 RATE = 8000
 
@@ -80,8 +80,8 @@ def _custody(state: Path, *extra: str) -> dict[str, Any]:
     return {"exit_code": code, "status": doc["status"]}
 
 
-def build_refusals(out: Path) -> None:
-    out = Path(out) / "refused"
+def build_store_refusals(out: Path) -> None:
+    out = Path(out) / "store-refusals"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     work = out / "_work"

@@ -435,3 +435,12 @@ def test_unsigned_manifest_with_10000_segments_and_a_sparse_huge_wav_reads_almos
     read = _rchar() - before
     assert code == EXIT_FINDINGS and out["status"] == "not_signed"
     assert read < 8 << 20, f"read {read} bytes"
+
+
+@pytest.mark.parametrize("option", ["--trust", "--device-key", "--revocations"])
+def test_a_fifo_given_as_a_key_or_list_is_exit_2(capsys, env, made, tmp_path, option):
+    fifo = tmp_path / "key.pub"
+    os.mkfifo(fifo)
+    code = main(["verify", str(made.folder), option, str(fifo)])
+    _, err = capsys.readouterr()
+    assert code == EXIT_USAGE and "not a regular file" in err and err.count("\n") == 1

@@ -316,7 +316,9 @@ def test_no_trust_no_certificate_and_unknown_organisation_are_unanchored_not_fin
     fake = _cert(fake_org, device)
     chain = check_device(fake, "ed25519", device.public.raw, [org.public], at=T0)
     assert chain.status == "untrusted_organisation"
-    assert chain.org_fingerprint == fake_org.fingerprint
+    assert chain.org_fingerprint is None and chain.organisation is None
+    assert chain.claimed_fingerprint == fake_org.fingerprint
+    assert chain.claimed_organisation == "Jeugdzorg Voorbeeld"
 
 
 def test_certificate_for_another_key_is_a_finding(org, device):
@@ -402,3 +404,15 @@ def test_times():
     for bad in ("2026-02-30T00:00:00Z", "2026-02-28 23:59:59", 5, "2026-02-28T23:59:59+01:00"):
         with pytest.raises(TrustError):
             parse_time(bad)
+
+
+def test_a_key_off_the_curve_is_refused():
+    for y in range(2, 100):
+        raw = y.to_bytes(32, "little")
+        if _point_from_public(raw) is None:
+            break
+    else:
+        raise AssertionError("no off-curve y below 100")
+    with pytest.raises(TrustError, match="not a point"):
+        check_public_key("ed25519", raw)
+    assert not verify_signature("ed25519", raw, raw + bytes(32), b"m")

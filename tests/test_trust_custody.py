@@ -213,3 +213,16 @@ def test_custody_cli_reports_state_findings_with_json_keys(kit, capsys, monkeypa
     shutil.rmtree(w.path)
     assert main(["custody"]) == 1
     assert "folder_deleted" in capsys.readouterr().out
+
+
+def test_quarantined_folders_are_named_in_the_state_check(kit, tmp_path):
+    from akkoord.store.recovery import recover_all
+
+    other = make_kit(tmp_path / "other")
+    w, _ = record(other, close=False)
+    w._close_fd()
+    shutil.copytree(w.path, kit.state.recordings_dir / w.id)
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res.action == "quarantined"
+    rep = check_state(kit.state, kit.identity.public)
+    assert rep.ok and any(w.id in n and "refused" in n for n in rep.notes)

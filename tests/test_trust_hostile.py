@@ -124,3 +124,19 @@ def test_a_huge_sparse_container_is_bounded(closed):
         f.truncate(4 << 30)
     r = _cli("verify", str(d))
     assert r.returncode == 1 and "FINDING" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("width", [0, 3, -2, True])
+def test_sample_width_nonsense_in_a_manifest(closed, capsys, width):
+    kit, d = closed
+    doc = json.loads((d / MANIFEST_FILE).read_text())
+    doc["audio"]["sample_width"] = width
+    (d / MANIFEST_FILE).write_text(json.dumps(doc))
+    assert main(["verify", str(d)]) == 1  # the signed manifest no longer matches: a finding
+    capsys.readouterr()
+    key = d.parent.parent.parent / "org.key"
+    key.write_bytes(kit.org.dumps())
+    out = d.parent.parent.parent / "out.wav"
+    code = main(["decrypt", str(d), "--key", str(key), "--out", str(out), "--force"])
+    err = capsys.readouterr().err
+    assert code == 2 and _one_line(err) and not out.exists(), err

@@ -59,6 +59,12 @@ def test_organisation_copies_are_logged_signed_and_numbered_on(org, tmp_path, ca
         code = main(["custody", "--org-log", str(keydir / "org-custody.log"), "--trust", str(pub),
                      "--check-head", str(head_file)])
         assert code == 0, capsys.readouterr()
+    # A copy verifier anchored to the organisation shows number, maker and time as signed.
+    folder = _heads(to)[0].parent
+    capsys.readouterr()
+    assert main(["verify", str(folder), "--json", "--trust", str(pub)]) in (0, 3)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["claims_signed"] is True and doc["made_by"] == "organisation", doc["findings"]
     # An org head is not a device head: the device's log does not vouch for it.
     other = OrgSigningKey.generate("Someone else").public
     assert not verify_org_head(json.loads(_heads(to)[0].read_text()), other)

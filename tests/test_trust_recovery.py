@@ -250,3 +250,26 @@ def test_the_verifier_finds_a_recording_with_its_checkpoints_removed(tmp_path):
     assert "checkpoint" in {f.code for f in rep.findings} or "missing_frame" in {
         f.code for f in rep.findings
     }
+
+
+def test_the_daemon_does_not_sign_a_planted_recording_at_start_up(tmp_path):
+    """The real start-up path: `akkoord run` recovers before anything else."""
+    from simkit import DEMO_WAV, Sim, provision, write_config
+
+    state, _ = provision(tmp_path / "device")
+    other = make_kit(tmp_path / "insider")
+    planted = _open(other, 1)
+    shutil.copytree(planted.path, state.recordings_dir / planted.id)
+    cfg = write_config(tmp_path / "c.toml", "[audio]\nsample_rate = 16000\n")
+    sim = Sim(state, "--config", str(cfg), "--audio-file", str(DEMO_WAV))
+    try:
+        event = sim.wait_for("recovered", recording_id=planted.id)
+        assert event["action"] == "quarantined"
+        sim.wait_for("ready")
+    finally:
+        sim.send("quit")
+        sim.finish()
+        sim.kill()
+    moved = state.quarantine_dir / planted.id
+    assert moved.is_dir() and not (moved / MANIFEST_FILE).exists()
+    assert not (state.recordings_dir / planted.id).exists()

@@ -1,4 +1,4 @@
-"""tests/vectors/refused/: what every verifier must refuse (issue 8 §3–§5), verdict by
+"""tests/vectors/store-refusals/: what every verifier must refuse (issue 8 §3–§5), verdict by
 verdict; and the generator still produces the same verdicts."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from vectors_store import _custody, _verify
 
-REFUSED = Path(__file__).parent / "vectors" / "refused"
+REFUSED = Path(__file__).parent / "vectors" / "store-refusals"
 RECORDINGS = sorted(p.name for p in REFUSED.iterdir() if (p / "recording").is_dir())
 STATES = sorted(p.name for p in REFUSED.iterdir() if (p / "state").is_dir())
 
@@ -52,5 +52,5 @@ def test_generator_reproduces_the_refusals(tmp_path):
     script = Path(__file__).parent.parent / "scripts" / "make_vectors.py"
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     for case in RECORDINGS + STATES:
-        fresh = json.loads((tmp_path / "refused" / case / "expected.json").read_text())
+        fresh = json.loads((tmp_path / "store-refusals" / case / "expected.json").read_text())
         assert fresh == json.loads((REFUSED / case / "expected.json").read_text()), case

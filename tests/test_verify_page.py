@@ -487,6 +487,10 @@ def test_interrupted_recording_verifies_and_says_so(page, kit, tmp_path):
     res = load(page, m.folder / "verify.html")
     assert res["recording_status"] == "interrupted"
     assert "onderbroken" in verdict_text(page)
+    # The frames recovered after the last signed checkpoint are disclosed (FORMAT.md §11.2).
+    tail = json.loads((m.folder / "manifest.json").read_text())["unsigned_tail"]
+    assert tail["frames"] > 0 and res["unsigned_tail_seconds"] == tail["seconds"]
+    assert "niet ondertekend" in verdict_text(page)
     assert "onderbroken door stroomuitval" in page.inner_text("#timeline")
     assert "Onderbroken door stroomuitval" in page.inner_text("#recording")
     res = check_wav(page, m.wav)

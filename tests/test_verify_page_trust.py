@@ -347,3 +347,32 @@ def test_chromium_itself_plays_the_second_data_chunk(page, published, made, tmp_
     (folder / AUDIO).write_bytes(wav)
     res = run(page, published, folder)
     assert (res["status"], res["findings"]) == ("changed", ["wav_not_canonical"])
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "Kamer \"2\" \\ noord",
+        "tab\there, newline\nthere, \x01\x1f\x7f",
+        "emoji 🎙️ and U+2028 \u2028 U+2029 \u2029 and é",
+        "</script><script>alert(1)</script>",
+    ],
+    ids=["quotes", "controls", "unicode", "script"],
+)
+def test_canonical_json_is_the_same_in_python_and_the_page(page, published, kit, made,
+                                                          tmp_path, label):
+    """The page re-serialises a certificate to check its signature (FORMAT.md §10.2): any
+    difference from Python's canonical JSON would turn an honest certificate red."""
+    from akkoord.trust import device_certificate
+
+    folder = clone(made.folder, tmp_path / "label")
+    doc = json.loads((folder / "manifest.json").read_bytes())
+    now = int(kit.clock.t)
+    doc["device"]["certificate"] = device_certificate(
+        SIGNING, "ed25519", kit.identity.public.raw, label, now - 10**8, now + 10**8, now)
+    (folder / "manifest.json").write_bytes(manifest_bytes(doc))
+    resign(folder, kit.identity, name_signer=False)
+    res = run(page, published, folder)
+    assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
+    assert python(folder) == ("unchanged", True)
+    assert label[:3] in page.inner_text("#organisation")  # shown as text, never HTML

@@ -216,7 +216,11 @@ def _print_copy_report(report: Any) -> None:
         "not_signed": "NOT OK: not signed by the device it names",
         "wrong_device": "NOT OK: not signed by this device",
     }
-    print(f"{report.path}: {verdict.get(report.status, report.status)}")
+    head = verdict.get(report.status, report.status)
+    if report.ok and not report.anchored:
+        head = ("NOT ANCHORED: unchanged and consistently signed, but nothing ties the signing "
+                "key to a trusted organisation: who made this cannot be told")
+    print(f"{report.path}: {head}")
     print(f"  recording  {report.recording_id} (copy {report.copy_number}, "
           f"made by the {report.made_by})")
     print(f"  duration   {report.duration_seconds} s, recording {report.recording_status}")

@@ -41,7 +41,9 @@ Certificates and revocation
   check_device(certificate, device_alg, device_raw, trusted, revocations, at) -> Chain
   check_admin(certificate, admin_alg, admin_raw, trusted, revocations, at, role) -> Chain
   Chain: .status (one of CHAIN_STATUSES) .anchored .finding .organisation
-         .org_fingerprint .serial .label .message .to_json()
+         .org_fingerprint .serial .label .message .to_json(); organisation and
+         org_fingerprint name a TRUSTED organisation only; .claimed_organisation and
+         .claimed_fingerprint are what an uncheckable certificate says of itself
 
 Verdict mapping (FORMAT.md §10.6): `anchored` -> exit 0 possible; `finding` (forged, wrong
 key, expired, revoked) -> exit 1; otherwise (no anchors, no certificate, unknown
@@ -53,7 +55,6 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
-import functools
 import json
 import os
 import re
@@ -159,52 +160,58 @@ _SQRT_M1 = pow(2, (_P - 1) // 4, _P)
 
 
 def _decode_point(raw: bytes) -> tuple[int, int] | None:
-    """RFC 8032 §5.1.3 decoding (one exponentiation: the square root and the division
-    together); None for anything non-canonical or off the curve."""
+    """RFC 8032 §5.1.3 decoding; None for anything non-canonical or off the curve."""
     if len(raw) != 32:
         return None
     n = int.from_bytes(raw, "little")
     sign, y = n >> 255, n & ((1 << 255) - 1)
     if y >= _P:
         return None
-    u = (y * y - 1) % _P
-    v = (_D * y * y + 1) % _P
-    v3 = v * v * v % _P
-    x = u * v3 * pow(u * v3 * v3 * v % _P, (_P - 5) // 8, _P) % _P
-    vx2 = v * x * x % _P
-    if vx2 != u:
-        if vx2 != (-u) % _P:
-            return None
-        x = x * _SQRT_M1 % _P
-    if x == 0:
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    if x2 == 0:
         return None if sign else (0, y)
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return None
     if x & 1 != sign:
         x = _P - x
     return x, y
 
 
-def _small_order(pt: tuple[int, int]) -> bool:
-    """8·P is the identity: three doublings in extended coordinates (no inversions)."""
-    x, y, z = pt[0], pt[1], 1
+def _double(pt: tuple[int, int]) -> tuple[int, int]:
+    x, y = pt
+    t = _D * x * x * y * y % _P
+    return (
+        2 * x * y * pow(1 + t, _P - 2, _P) % _P,
+        (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P,
+    )
+
+
+def _order_divides_8(pt: tuple[int, int]) -> bool:
     for _ in range(3):
-        a, b, c = x * x % _P, y * y % _P, 2 * z * z % _P
-        e = ((x + y) * (x + y) - a - b) % _P
-        g = (b - a) % _P  # a = -1: G = -A + B
-        f = (g - c) % _P
-        h = (-a - b) % _P
-        x, y, z = e * f % _P, g * h % _P, f * g % _P
-    return x == 0 and y == z
+        pt = _double(pt)
+    return pt == (0, 1)
+
+
+# The 8 points of small order have y in {1, -1 (orders 1, 2), 0 (order 4), ±Y8 (order 8)};
+# x = 0 with the sign bit set (the other non-canonical spelling) only occurs for y = ±1. So
+# "canonical and not of small order" is a test on y alone: no curve arithmetic per signature.
+_Y8 = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y8, _P - _Y8})
+_pt8 = _decode_point(_Y8.to_bytes(32, "little"))
+assert _pt8 is not None and _order_divides_8(_pt8) and _double(_double(_pt8)) != (0, 1)
 
 
 def ed25519_point_ok(raw: bytes) -> bool:
-    """A canonical encoding of a curve point that is not of small order."""
-    return _point_ok(bytes(raw))
-
-
-@functools.lru_cache(maxsize=256)  # a verifier checks one device key for every checkpoint
-def _point_ok(raw: bytes) -> bool:
-    pt = _decode_point(raw)
-    return pt is not None and not _small_order(pt)
+    """A canonical encoding that is not one of the 8 small-order points. (Whether it is on
+    the curve at all is checked by `check_public_key` for keys, and by OpenSSL when it
+    verifies; both refuse a point off the curve.)"""
+    if len(raw) != 32:
+        return False
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    return y < _P and y not in _SMALL_ORDER_Y
 
 
 def _ed25519_verify(pub: bytes, sig: bytes, message: bytes) -> bool:
@@ -259,6 +266,8 @@ def check_public_key(algorithm: str, raw: bytes) -> None:
         )
     if algorithm == ED25519 and not ed25519_point_ok(raw):
         raise TrustError("a weak Ed25519 public key (small order or non-canonical) is refused")
+    if algorithm == ED25519 and _decode_point(raw) is None:
+        raise TrustError("not a point on Ed25519")
     if algorithm == ECDSA_P256 and _p256_key(raw) is None:
         raise TrustError("not a point on P-256 (uncompressed SEC1 encoding expected)")
 
@@ -799,6 +808,8 @@ class Chain:
     valid_from: str | None = None
     valid_until: str | None = None
     notes: list[str] = field(default_factory=list)
+    claimed_organisation: str | None = None  # what an uncheckable certificate says
+    claimed_fingerprint: str | None = None
 
     @property
     def anchored(self) -> bool:
@@ -819,6 +830,8 @@ class Chain:
             "label": self.label,
             "valid_from": self.valid_from,
             "valid_until": self.valid_until,
+            "claimed_organisation": self.claimed_organisation,
+            "claimed_signing_key_fingerprint": self.claimed_fingerprint,
         }
 
 
@@ -875,24 +888,29 @@ def _check(
     at: int | None,
 ) -> tuple[Chain, Envelope | None]:
     what = cert_type.removeprefix("akkoord-").replace("-", " ")
-    if not trusted:
-        c = Chain("no_trust", "no organisation key to check against (--trust)")
+    env: Envelope | None = None
+    problem = None
+    if certificate is not None:
         try:
-            env = parse_envelope(certificate, what) if certificate is not None else None
-        except TrustError:
-            env = None
-        if env is not None:
-            org = env.statement.get("organisation")
-            if isinstance(org, dict) and isinstance(org.get("name"), str):
-                c.organisation = org["name"]
-            c.org_fingerprint = env.signer_fingerprint
-        return c, None
+            env = parse_envelope(certificate, what)
+        except TrustError as exc:
+            problem = str(exc)
+    # What the certificate says of itself: shown (as a claim) where it cannot be checked.
+    claimed: dict[str, Any] = {}
+    if env is not None:
+        ob = env.statement.get("organisation")
+        claimed = {
+            "claimed_organisation": ob.get("name") if isinstance(ob, dict)
+            and isinstance(ob.get("name"), str) else None,
+            "claimed_fingerprint": env.signer_fingerprint,
+        }
+    if not trusted:
+        return Chain("no_trust", "no organisation key to check against (--trust)",
+                     **claimed), None
     if certificate is None:
         return Chain("no_certificate", f"no {what}: not vouched for by any organisation"), None
-    try:
-        env = parse_envelope(certificate, what)
-    except TrustError as exc:
-        return Chain("bad_certificate", f"malformed {what}: {exc}"), None
+    if env is None:
+        return Chain("bad_certificate", f"malformed {what}: {problem}"), None
     org = _trusted_match(env, trusted)
     if org is None:
         return (
@@ -900,7 +918,7 @@ def _check(
                 "untrusted_organisation",
                 f"{what} signed by organisation key {env.signer_fingerprint[:16]}, "
                 "which is not among the trusted keys",
-                org_fingerprint=env.signer_fingerprint,
+                **claimed,
             ),
             None,
         )

@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,8 +203,6 @@ def _epoch(t: Any) -> int | None:
     if not isinstance(utc, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", utc):
         return None
     try:
-        import time
-
         return calendar.timegm(time.strptime(utc[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
@@ -319,9 +318,24 @@ def _entry_hash(entry: dict[str, Any]) -> bytes | None:
         return None  # not canonical JSON (a lone surrogate, say): matches no hash
 
 
+def _org_head_signed(
+    head: dict[str, Any], seq: int, digest: bytes, sig: bytes,
+    trust: Sequence[OrgSigningPublicKey],
+) -> bool | None:
+    """An organisation's copy-log head (FORMAT.md §11.5): True/False under a trusted
+    organisation key, None when no trusted key is the one it names."""
+    from akkoord.store.orglog import ORG_LOG_CONTEXT
+
+    signer = head.get("signer") if isinstance(head.get("signer"), dict) else {}
+    for org in trust:
+        if org.fingerprint == signer.get("fingerprint"):
+            return org.key.verify(sig, head_message(seq, digest, ORG_LOG_CONTEXT))
+    return None
+
+
 def _check_custody_head(
     rep: CopyReport, folder: Path, key: DevicePublicKey, manifest: dict[str, Any],
-    copy: dict[str, Any],
+    copy: dict[str, Any], trust: Sequence[OrgSigningPublicKey] = (),
 ) -> None:
     """FORMAT.md §9 step 3: the head the copy carries is the device's signed custody entry for
     this very export; copy number, maker and time are shown as fact only when it is."""
@@ -350,6 +364,14 @@ def _check_custody_head(
         problem = "it holds no custody entry"
     elif problem is None and _entry_hash(entry) != digest:
         problem = "its entry does not match its hash"
+    elif problem is None and head.get("log") == "organisation":
+        signed = entry.get("seq") == seq and _org_head_signed(head, seq, digest, sig, trust)
+        if signed is None:
+            rep.notes.append("copy number, maker and time are signed by the organisation's copy "
+                             "log; not checked without its signing key (--trust)")
+            return
+        if not signed:
+            problem = "not signed by the organisation's copy log it names"
     elif problem is None and (entry.get("seq") != seq or not key.verify(
             sig, head_message(seq, digest))):
         problem = "not signed by the device that signed the manifest"
@@ -362,7 +384,9 @@ def _check_custody_head(
         elif detail.get("copy_number") != copy.get("copy_number"):
             problem = (f"it records copy {detail.get('copy_number')!r}, copy.json claims "
                        f"copy {copy.get('copy_number')!r}")
-        elif copy.get("made_by") != "device" or entry.get("time") != copy.get("made"):
+        elif copy.get("made_by") != (
+            "organisation" if head.get("log") == "organisation" else "device"
+        ) or entry.get("time") != copy.get("made"):
             problem = "copy.json's maker or time differ from the signed record"
     if problem is not None:
         rep.findings.append(Finding("custody_head", f"{CUSTODY_HEAD_FILE}: {problem}"))
@@ -453,16 +477,18 @@ def verify_copy(
         rep.findings.append(Finding("certificate", rep.chain.message))
         rep.status = "wrong_device"
     elif not rep.chain.anchored:
-        rep.notes.append(
-            f"not anchored ({rep.chain.message}): cannot tell who made this; compare the "
-            "device fingerprint with the one the organisation publishes"
-        )
+        c = rep.chain
+        claim = (f"; the copy claims to be from {c.claimed_organisation!r} (signing key "
+                 f"{c.claimed_fingerprint[:32]}): compare that fingerprint with the one the "
+                 "organisation publishes" if c.claimed_fingerprint else
+                 "; compare the device fingerprint with the one the organisation publishes")
+        rep.notes.append(f"not anchored ({c.message}): cannot tell who made this{claim}")
     rep.notes += rep.chain.notes
     if copy.get("recording_id") != manifest.get("recording_id"):
         rep.findings.append(
             Finding("wrong_recording", "copy.json and the manifest name different recordings")
         )
-    _check_custody_head(rep, folder, key, manifest, copy)
+    _check_custody_head(rep, folder, key, manifest, copy, trust)
     name = copy.get("audio_file") or AUDIO_FILE
     if not isinstance(name, str) or "/" in name or "\0" in name or name in (".", ".."):
         raise FormatError(f"{folder / COPY_FILE}: audio_file must be a plain file name")

@@ -185,7 +185,12 @@ def decrypt_recording(
     directory, out = Path(directory), Path(out)
     signed = read_manifest(directory, segments=False)
     doc = signed.doc if signed is not None else {}
-    audio = doc.get("audio") if isinstance(doc.get("audio"), dict) else {}
+    audio = doc.get("audio") or {}
+    # Checked once the verdict is in (a failing recording is refused first, as always).
+    pcm16 = isinstance(audio, dict) and audio.get("sample_width", 2) == 2 and audio.get(
+        "channels", 1) in (1, 2)
+    if not isinstance(audio, dict):
+        audio = {}
     try:
         rate = int(audio.get("sample_rate", 48000))
         channels = int(audio.get("channels", 1))
@@ -210,6 +215,10 @@ def decrypt_recording(
             fd = -1
             os.unlink(tmp)
             return DecryptResult(report, sink.problems, False, total)
+        if not pcm16:
+            raise FormatError(
+                f"{directory}: the manifest's audio is not 16-bit mono or stereo PCM"
+            )
         data_len = total * channels * width
         os.pwrite(fd, wav_header(data_len, rate, channels, width), 0)
         os.ftruncate(fd, WAV_HEADER_LEN + data_len)  # silence wherever no frame wrote

@@ -28,8 +28,9 @@ from akkoord.clock import Clock
 from akkoord.errors import StorageError
 from akkoord.fsutil import fsync_dir, fsync_fd, write_all
 from akkoord.store.format import CUSTODY_SIG_CONTEXT, canonical_json
-from akkoord.store.keys import DeviceIdentity
+from akkoord.store.keys import DeviceIdentity, DevicePublicKey
 from akkoord.store.safeio import read_regular
+from akkoord.store.sigcheck import signature_checker
 
 __all__ = [
     "CustodyHead",
@@ -120,6 +121,8 @@ def _check_lines(
     findings = []
     prev = ZERO_HASH
     good = None
+    # One key, thousands of entries: validate the key once (store/sigcheck.py).
+    verify = signature_checker(key) if isinstance(key, DevicePublicKey) else key.verify
     for i, ln in enumerate(lines):
         where = f"{path}: entry {i} (byte {ln.offset})"
         before = len(findings)
@@ -129,7 +132,7 @@ def _check_lines(
             findings.append(f"{where}: does not chain to the entry before it")
         if entry_hash(ln.entry) != ln.hash:
             findings.append(f"{where}: content does not match its hash")
-        if not key.verify(ln.sig, head_message(i, ln.hash, context)):
+        if not verify(ln.sig, head_message(i, ln.hash, context)):
             findings.append(f"{where}: signature invalid for key {key.fingerprint[:16]}")
         if good is None and len(findings) > before:
             good = i

@@ -14,6 +14,8 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +88,12 @@ def fingerprint_display(fingerprint: str) -> str:
 
 def _read_json_key(path: Path, expected_type: str) -> dict[str, Any]:
     try:
-        raw = Path(path).read_bytes()
+        # O_NONBLOCK and a regular-file check: a FIFO given as a key must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KeyMaterialError(f"{path}: not a regular file")
+            raw = f.read(1 << 20)
     except FileNotFoundError:
         raise KeyMaterialError(f"{path}: no such key file") from None
     except OSError as exc:

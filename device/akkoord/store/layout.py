@@ -2,6 +2,7 @@
 
 <state>/keys/device.key, device.pub     device identity (Ed25519)
 <state>/keys/recipients/<fp>.pub         organisation public keys new recordings wrap to
+<state>/keys/stick-id.key                device secret stick ids are keyed with (FORMAT.md §6)
 <state>/keys/device.cert.json            the organisation's certificate for the device key
 <state>/keys/trust/<fp>.pub              organisation signing keys the device trusts
 <state>/recordings/<id>/                 one folder per recording (see FORMAT.md)

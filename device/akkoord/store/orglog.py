@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 ORG_LOG_CONTEXT = b"akkoord/v2/org-custody-head\n"
-HEAD_FORMAT = "akkoord-custody-head/1"
+HEAD_FORMAT = "akkoord-custody-head/2"
 
 
 class _Signer:
@@ -62,7 +62,9 @@ class OrgLog:
 
     def append(self, kind: str, recording_id: str | None = None, **detail: Any) -> dict[str, Any]:
         head = self._log.append(kind, recording_id, **detail)
-        return org_head_json(head.seq, head.hash, head.sig, self.key.public)
+        doc = org_head_json(head.seq, head.hash, head.sig, self.key.public)
+        doc["entry"] = head.entry  # the copy shows its number/maker/time from this, signed
+        return doc
 
 
 def read_org_log(path: Path, key: OrgSigningPublicKey) -> CustodyView:

@@ -51,6 +51,7 @@ from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE, StateDir
 from akkoord.store.manifest import MANIFEST_FILE, FrameRecord, build_manifest, write_manifest
 from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
 from akkoord.store.safeio import open_regular
+from akkoord.store.sigcheck import signature_checker
 
 __all__ = ["RecoveryResult", "recover_all", "recover_recording"]
 
@@ -298,11 +299,12 @@ def _not_the_devices(
     if len(prefix) < 2 or prefix[1].header.kind != Kind.CHECKPOINT:
         return "frame 1 is not the device's signed start checkpoint"
     checkpoint_at = 0
+    check = signature_checker(identity.public)
     for n, p in enumerate(prefix):
         h = p.header
         if h.kind == Kind.CHECKPOINT:
             sig = signatures.get(p.offset, b"")
-            if len(sig) != SIGNATURE_LEN or not identity.public.verify(
+            if len(sig) != SIGNATURE_LEN or not check(
                 sig, checkpoint_message(p.header_bytes, p.meta_bytes)
             ):
                 return f"checkpoint frame {h.index} is not signed by this device"

@@ -122,6 +122,15 @@ def check_state(state: StateDir, key: DevicePublicKey) -> StateReport:
     rep.recordings = len(present)
     for rid in present:
         _check_recording(state, rid, view, rep, points_at)
+    try:
+        held = sorted(os.listdir(state.quarantine_dir))
+    except FileNotFoundError:
+        held = []
+    if held:
+        rep.notes.append(
+            f"{len(held)} folder(s) in {state.quarantine_dir} that recovery refused to close "
+            f"or sign, kept whole for a person to look at: {', '.join(held[:10])}"
+        )
     for rid, h in sorted(view.recordings.items()):
         if h.started is None or h.gone is not None or rid in present:
             continue

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from akkoord.store.manifest import (
 )
 from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
 from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
+from akkoord.store.sigcheck import signature_checker
 
 __all__ = ["Finding", "FrameSink", "Report", "load_content_keys", "verify_recording"]
 
@@ -303,7 +304,7 @@ class _Verifier:
         self.rate = 48000
         self.frame_bytes = 2
         self._manifest_key: DevicePublicKey | None = None
-        self._header_key: DevicePublicKey | None = None
+        self._checkpoint_check: Callable[[bytes, bytes], bool] | None = None
         self._pending_crypto: dict[int, str | None] = {}
         self._checkpoint_sigs: dict[int, tuple[bytes, bytes]] = {}
         self._damaged = _Damaged()
@@ -459,7 +460,9 @@ class _Verifier:
                 raise ValueError
             rep.simulated = bool(hm.get("simulated"))
             rep.device_fingerprint = str(hm["device"]["fingerprint"])
-            self._header_key = DevicePublicKey.from_json(hm["device"], "header device")
+            self._checkpoint_check = signature_checker(
+                DevicePublicKey.from_json(hm["device"], "header device")
+            )
         except (KeyError, TypeError, ValueError, KeyMaterialError):
             self.rate, self.frame_bytes = 48000, 2
             self.add("bad_frame", "the header frame's parameters are unreadable", 0, 0)
@@ -755,11 +758,11 @@ class _Verifier:
                      h.index, h.start_sample, off)
         if h.kind != Kind.CHECKPOINT:
             return
-        key = self._header_key
+        check = self._checkpoint_check
         if h.body_len != SIGNATURE_LEN or s.signed_bytes is None:
             self.add("bad_frame", "a checkpoint's body is not one signature",
                      h.index, h.start_sample, off)
-        elif key is not None and not key.verify(s.signed_bytes[1], s.signed_bytes[0]):
+        elif check is not None and not check(s.signed_bytes[1], s.signed_bytes[0]):
             self.add("bad_checkpoint", "the checkpoint's signature does not verify",
                      h.index, h.start_sample, off)
 

@@ -272,14 +272,14 @@ class RecordingWriter:
             "simulated": simulated,
             "software": f"akkoord {__version__}",
         }
+        certificate = state.device_certificate()
+        if certificate is not None:  # the organisation's word for this key (FORMAT.md §10)
+            header["device"]["certificate"] = certificate
         if custody is not None:
             # The log's head before this recording: the folder then vouches for the log up to
             # here, so a log cut back to before it is detectable (FORMAT.md §11.3).
             before = custody.head()
             header["custody"] = {"seq": before.seq, "hash": before.hash} if before else None
-        certificate = state.device_certificate()
-        if certificate is not None:  # the organisation's word for this key (FORMAT.md §10)
-            header["device"]["certificate"] = certificate
         if extra_header:
             header.update(extra_header)
         frame, seal, record = writer._build(Kind.HEADER, meta=header)

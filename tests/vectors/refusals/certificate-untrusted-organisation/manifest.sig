@@ -1,1 +1,1 @@
-7HCbYtskgZOPollRlUFRxICXc3cO/m9BIBg7cwvmdGrLCeRNXyFGQlyxK3Fie9SmOue9gtzn7aZv+VghnKNSDA==
+dwEcgIbQkEQC25icf1WiPxcFC6OsZpfOS7M6BlKQgfoAyQVKl6zkncljHZ+SrfgRpnEQLaq1dsssB/bhhbWUAA==

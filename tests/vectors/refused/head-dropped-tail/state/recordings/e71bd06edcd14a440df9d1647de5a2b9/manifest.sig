@@ -1,1 +1,0 @@
-YPG6vhaxmmxnofUvlHcW0up7WCX3J3pW8gd9fwk80wfZ0Xc9hz/7zMx/pvFrcQ07LAsZXupSWYopgGzfSGe+AA==

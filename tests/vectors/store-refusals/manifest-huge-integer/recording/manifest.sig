@@ -1,0 +1,1 @@
+ulwsvm4yvZ6LJIG1RWO95OnTwh61IbA8expJmccqHGTXmZS90Mt8juZXYqX3UjZhIzS/ngJ0eg4+qtpcgfi2AQ==
