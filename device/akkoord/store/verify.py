@@ -183,6 +183,7 @@ class _NeedFullView(Exception):
 # Findings are kept by phase, so the streaming pass (which meets them interleaved) reports
 # them in the order the whole-file analysis always did.
 _HEADER, _FOREIGN, _DAMAGE, _ORDER, _RULES, _MANIFEST, _KEYS, _CRYPTO, _EXPORTS = range(9)
+_FINAL = int(Flag.FINAL)  # a plain int: IntFlag arithmetic is slow, and this runs per frame
 
 
 class FrameSink:
@@ -796,7 +797,7 @@ class _Verifier:
                 h.start_sample,
                 off,
             )
-        if (k == Kind.END) != bool(h.flags & Flag.FINAL):
+        if (k == Kind.END) != bool(h.flags & _FINAL):
             self.add(
                 "bad_frame",
                 "only the END frame carries the final flag",
