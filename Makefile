@@ -17,6 +17,7 @@ lint:
 
 bench:
 	@scripts/bootstrap.sh
+	@scripts/bench_peer.sh
 	.venv/bin/akkoord bench
 
 vectors:

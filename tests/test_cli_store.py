@@ -98,7 +98,7 @@ def test_inspect_lists_every_frame(recorded, capsys):
     code, out, _ = run(capsys, "inspect", str(w.path), "--json")
     doc = json.loads(out)
     assert code == 0
-    assert [f["index"] for f in doc["frames"]] == list(range(len(w.records)))
+    assert [f["index"] for f in doc["frames"]] == list(range(w.frame_count))
     first = doc["frames"][0]
     assert first["kind"] == "HEADER" and first["file"] == CONTAINER_FILE and first["offset"] == 0
     for a, b in zip(doc["frames"], doc["frames"][1:], strict=False):

@@ -256,7 +256,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from akkoord.store.verify import Finding, verify_recording
 
     report = verify_recording(path, _org_key(args), _trusted_key(args))
-    signed = read_manifest(path) if path.is_dir() else None
+    signed = read_manifest(path, segments=False) if path.is_dir() else None
     chain = cli_trust.anchor_manifest(signed.doc if signed else None, trust, revocations)
     if chain.finding:
         report.findings.append(Finding("certificate", chain.message))
@@ -305,7 +305,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("refusing to make a copy of a recording that fails verification",
               file=sys.stderr)
         return EXIT_FINDINGS
-    signed = read_manifest(directory)
+    signed = read_manifest(directory, segments=False)
     assert signed is not None
     device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
     Path(args.to).mkdir(parents=True, exist_ok=True)
@@ -365,13 +365,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from akkoord.store.audio_out import decrypt_to_wav
-    from akkoord.store.verify import load_content_keys, verify_recording
+    from akkoord.store.audio_out import decrypt_recording
 
-    directory = Path(args.path)
-    org = _org_key(args)
-    report = verify_recording(directory, org, _trusted_key(args))
-    if not report.ok and not args.force:
+    # One pass: the WAV is written while the frames are verified, and published only once
+    # the whole recording verified (or with --force).
+    done = decrypt_recording(Path(args.path), _org_key(args), Path(args.out),
+                             trusted_key=_trusted_key(args), force=args.force)
+    report = done.report
+    if not done.written:
         _print_report(report)
         print(
             "refusing to write audio that fails verification; use --force to write it "
@@ -379,46 +380,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FINDINGS
-    from akkoord.store.manifest import read_manifest
-
-    signed = read_manifest(directory)
-    audio = (signed.doc.get("audio") if signed else None) or {}
-    if not isinstance(audio, dict) or audio.get("sample_width", 2) != 2 or audio.get(
-        "channels", 1
-    ) not in (1, 2):
-        from akkoord.errors import FormatError
-
-        raise FormatError(f"{directory}: the manifest's audio is not 16-bit mono or stereo PCM")
-    total = int(signed.doc.get("duration_samples", 0)) if signed else _scan_duration(directory)
-    problems = decrypt_to_wav(
-        directory,
-        load_content_keys(directory, org),
-        Path(args.out),
-        rate=int(audio.get("sample_rate", 48000)),
-        channels=int(audio.get("channels", 1)),
-        width=int(audio.get("sample_width", 2)),
-        total_samples=total,
-    )
-    print(f"wrote {args.out}: {total} samples ({report.status})")
+    print(f"wrote {args.out}: {done.total_samples} samples ({report.status})")
     if not report.ok:
         _print_report(report)
-    for p in problems:
+    for p in done.problems:
         print(f"  problem: {p}")
-    return EXIT_OK if report.ok and not problems else EXIT_FINDINGS
-
-
-def _scan_duration(directory: Path) -> int:
-    from akkoord.store.format import Kind
-    from akkoord.store.layout import CONTAINER_FILE
-    from akkoord.store.reader import ParsedFrame, scan
-
-    end = 0
-    path = directory / CONTAINER_FILE
-    with open(path, "rb") as f:
-        for item in scan(f, path.stat().st_size):
-            if isinstance(item, ParsedFrame) and item.header.kind in (Kind.AUDIO, Kind.GAP):
-                end = max(end, item.header.start_sample + item.header.samples)
-    return end
+    return EXIT_OK if report.ok and not done.problems else EXIT_FINDINGS
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -427,7 +394,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     state = _state(args)
     rows = []
     for rid in state.recording_ids():
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
         doc = signed.doc if signed else {}
         rows.append(
             {

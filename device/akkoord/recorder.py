@@ -134,29 +134,64 @@ class Recorder:
         self._reason = None
         self._outcome = None
         self._closed = None
-        writer = RecordingWriter.create(
-            self.state,
-            self.identity,
-            recipients,
-            self.audio,
-            self.clock,
-            simulated=self.simulated,
-            custody=self.custody,
-        )
-        try:
-            for party, wall, before in consents:
-                writer.add_event(
-                    "press", time=wall, party=party.upper(), before_start_seconds=round(before, 3)
+        # The microphone opens while the recording is created, not after: creating it costs
+        # a key wrap and ~10 fsyncs (folder, keys, reserve, custody entry, header, signed
+        # checkpoint, the presses), which on an SD card under load is most of the time from
+        # the second press to the first sample. Samples wait in the capture queue (seconds
+        # deep) until the pump starts; if anything fails, nothing of them is kept.
+        made: dict[str, Any] = {}
+
+        def create() -> None:
+            try:
+                writer = made["writer"] = RecordingWriter.create(
+                    self.state,
+                    self.identity,
+                    recipients,
+                    self.audio,
+                    self.clock,
+                    simulated=self.simulated,
+                    custody=self.custody,
                 )
-            writer.add_event("start")
+            except BaseException as exc:  # handed to start()'s thread below
+                made["error"] = exc
+                return
+            try:
+                for party, wall, before in consents:
+                    writer.add_event("press", time=wall, party=party.upper(),
+                                     before_start_seconds=round(before, 3))
+                writer.add_event("start")
+            except BaseException as exc:
+                made["event_error"] = exc
+
+        maker = threading.Thread(target=create, name="akkoord-create", daemon=True)
+        maker.start()
+        source: AudioSource | None = None
+        mic_error: Exception | None = None
+        try:
             source = self.backend.open_capture(callback_hook=self._callback_hook)
         except Exception as exc:
+            mic_error = exc
+        maker.join()
+        if "error" in made:
+            if source is not None:
+                _stop_quietly(source)
+            raise made["error"]
+        writer: RecordingWriter = made["writer"]
+        try:
+            # The store's failure first: in the order of old, the presses came before the mic.
+            failed = made.get("event_error") or mic_error
+            if failed is not None:
+                raise failed
+        except Exception as exc:
             # Close what was begun: an empty, honest recording beats a dangling one.
+            if source is not None:
+                _stop_quietly(source)
             reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
             with self._lock:
                 if not writer.closed:
                     writer.close(reason, detail=str(exc)[:200])
             raise
+        assert source is not None
         with self._lock:
             self._writer = writer
             self._source = source
@@ -278,7 +313,7 @@ class Recorder:
             try:
                 result = writer.close(reason, **detail)
             except (StorageError, OSError) as exc:
-                result = CloseResult("left_for_recovery", None, str(exc), writer.records)
+                result = CloseResult("left_for_recovery", None, str(exc))
             outcome = StopOutcome(writer.id, reason, result)
             if result.status != "complete":
                 writer.keys.wipe()  # no export window for a recording left for recovery
@@ -299,3 +334,10 @@ class Recorder:
         Handed over once: the daemon owns (and wipes) the keys from then on."""
         closed, self._closed = self._closed, None
         return closed
+
+
+def _stop_quietly(source: AudioSource) -> None:
+    try:
+        source.stop()
+    except Exception as exc:  # already failing: the first error is the one to report
+        log.warning("stopping the audio source failed: %s", exc)

@@ -119,7 +119,11 @@ def _open_regular(path: Path) -> BinaryIO:
 def _read(path: Path, limit: int) -> bytes:
     with _open_regular(path) as f:
         try:
-            data = f.read(limit + 1)
+            # fstat's size (+1 to see growth), not `limit + 1`: read(n) allocates n up front.
+            size = min(os.fstat(f.fileno()).st_size, limit)
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(limit + 1 - len(data))
         except OSError as exc:
             raise FormatError(f"{path}: cannot read: {exc.strerror}") from None
     if len(data) > limit:
@@ -204,7 +208,7 @@ def _epoch(t: Any) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
     start: int
     samples: int
@@ -224,11 +228,17 @@ def compare_audio(
     items.sort(key=lambda i: i.start)
     have = data_len // fb
 
+    buf = bytearray(1 << 17)  # every segment is read into this one buffer (readinto)
+
     def matches(item: _Item, at: int) -> bool:
+        nonlocal buf
         if at < 0 or at + item.samples > have:
             return False
+        n = item.samples * fb
+        if len(buf) < n:
+            buf = bytearray(n)
         f.seek(data_offset + at * fb)
-        chunk = f.read(item.samples * fb)
+        chunk = memoryview(buf)[: f.readinto(memoryview(buf)[:n]) or 0]
         if item.mac is None:
             return chunk == bytes(len(chunk))
         return hmac.compare_digest(hmac.digest(mac_key, chunk, "sha256"), item.mac)

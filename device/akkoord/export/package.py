@@ -29,12 +29,18 @@ from akkoord.clock import Clock
 from akkoord.errors import FormatError, StorageError
 from akkoord.export.copycheck import AUDIO_FILE, COPY_FILE, COPY_FORMAT, verify_copy
 from akkoord.export.texts import notice_en, notice_nl
-from akkoord.export.verifypage import render_verify_page
+from akkoord.export.verifypage import render_verify_page_chunks
 from akkoord.store.audio_out import wav_header
 from akkoord.store.format import Kind, canonical_json, nonce_for
 from akkoord.store.keys import ContentKeys, DevicePublicKey
 from akkoord.store.layout import CONTAINER_FILE
-from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, read_manifest
+from akkoord.store.manifest import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    SignedManifest,
+    iter_segments,
+    read_manifest,
+)
 from akkoord.store.reader import Damage, scan
 
 __all__ = ["CopyResult", "CopyTarget", "write_copy"]
@@ -126,40 +132,52 @@ class _Writer:
 def _audio_chunks(
     directory: Path,
     keys: ContentKeys,
-    manifest: dict[str, Any],
+    signed: SignedManifest,
     progress: Callable[[int], None] | None,
 ) -> Any:
     """The WAV, streamed: header, then each segment decrypted and checked against the signed
-    manifest, gaps as silence. Raises FormatError rather than write audio that fails."""
+    manifest, gaps as silence. Raises FormatError rather than write audio that fails.
+
+    Memory does not follow the recording's length: the manifest's segment list is walked in
+    step with the frames (both are in frame order), and every segment is decrypted into one
+    reused buffer that the caller writes out before the next frame is read."""
+    manifest = signed.doc
     audio = manifest["audio"]
     rate, channels, width = audio["sample_rate"], audio["channels"], audio["sample_width"]
     fb = channels * width
     total = manifest["duration_samples"]
     yield wav_header(total * fb, rate, channels, width)
-    expected = {s[0]: (s[1], s[2], bytes.fromhex(s[3])) for s in manifest["segments"]}
+    expected = iter_segments(signed)
     rid = bytes.fromhex(manifest["recording_id"])
     aead = ChaCha20Poly1305(keys.seal_key)
     position = 0
     container = directory / CONTAINER_FILE
-    pending: list[bytes] = []
+    buf = bytearray(1 << 17)
+    pending: list[memoryview] = []  # at most one segment: yielded before the next is read
 
     def on_body(frame: Any, body: memoryview) -> None:
+        nonlocal buf
         h = frame.header
         if h.kind != Kind.AUDIO:
             return
+        n = max(0, len(body) - 16)
+        if len(buf) < n:
+            buf = bytearray(n)
+        pcm = memoryview(buf)[:n]
         try:
-            pcm = aead.decrypt(
-                nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes
+            aead.decrypt_into(
+                nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes, pcm
             )
-        except InvalidTag:
+        except (InvalidTag, ValueError):
             raise FormatError(f"{container}: frame {h.index} does not decrypt") from None
         # The AEAD tag proves the plaintext is what the device sealed under this header, and
         # the header's MAC must be the signed manifest's; that the bytes on the stick hash
         # to it is checked once, on the read-back.
-        if h.recording_id != rid or expected.get(h.index) != (
+        if h.recording_id != rid or next(expected, None) != (
+            h.index,
             h.start_sample,
             h.samples,
-            h.audio_mac,
+            h.audio_mac.hex(),
         ):
             raise FormatError(f"{container}: frame {h.index} does not match the manifest")
         pending.append(pcm)
@@ -170,7 +188,7 @@ def _audio_chunks(
                 raise FormatError(f"{container}: damaged at byte {item.offset}; verify it")
             h = item.header
             if h.kind == Kind.GAP:
-                pending.append(bytes(h.samples * fb))
+                pending.append(memoryview(bytes(h.samples * fb)))
             if h.kind not in (Kind.AUDIO, Kind.GAP):
                 continue
             if h.start_sample != position:
@@ -180,7 +198,7 @@ def _audio_chunks(
             pending.clear()
             if progress is not None:
                 progress(position)
-    if position != total:
+    if position != total or next(expected, None) is not None:
         raise FormatError(f"{container}: holds {position} samples, the manifest {total}")
 
 
@@ -205,7 +223,7 @@ def write_copy(
 ) -> CopyResult:
     """Write, read back, verify, then publish one copy folder under `target`."""
     directory = Path(directory)
-    signed = read_manifest(directory)
+    signed = read_manifest(directory, segments=False)  # the segment list is walked, not built
     if signed is None or signed.signature is None:
         raise FormatError(f"{directory}: not closed and signed; nothing to copy")
     manifest = signed.doc
@@ -234,7 +252,7 @@ def write_copy(
         pdfd = os.open(partial, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=tgt.dfd)
         try:
             w = _Writer(pdfd, f"{target}/{partial}")
-            w.file(AUDIO_FILE, _audio_chunks(directory, keys, manifest, progress))
+            w.file(AUDIO_FILE, _audio_chunks(directory, keys, signed, progress))
             w.file(MANIFEST_FILE, [signed.data])
             w.file(SIGNATURE_FILE, [sig_text.encode()])
             w.file(COPY_FILE, [canonical_json(copy) + b"\n"])
@@ -245,8 +263,8 @@ def write_copy(
             w.file("README.txt", [notice_en(manifest, copy).encode()])
             w.file(
                 "verify.html",
-                [render_verify_page(signed.data, signed.signature, copy, device_key,
-                                    custody_head).encode()],
+                render_verify_page_chunks(signed.data, signed.signature, copy, device_key,
+                                          custody_head),
             )
             os.fsync(pdfd)
         finally:

@@ -32,7 +32,7 @@ def delete_recording(
     directory = state.recording_dir(recording_id)
     if not directory.is_dir():
         raise UsageError(f"no recording {recording_id} in {state.recordings_dir}")
-    signed = read_manifest(directory)
+    signed = read_manifest(directory, segments=False)
     if signed is None:
         raise UsageError(
             f"recording {recording_id} is still open (no manifest): let recovery close it "

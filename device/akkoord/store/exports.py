@@ -42,7 +42,7 @@ class ExportRecord:
 
 
 def _chain_start(directory: Path) -> tuple[bytes, int, int, bytes]:
-    signed = read_manifest(directory)
+    signed = read_manifest(directory, segments=False)
     if signed is None:
         raise FormatError(f"{directory}: no manifest — copies are made of closed recordings only")
     doc = signed.doc

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from akkoord.errors import FormatError
 from akkoord.fsutil import atomic_write
 from akkoord.store.format import MANIFEST_FORMAT, MANIFEST_SIG_CONTEXT, Kind, canonical_json
 from akkoord.store.keys import DeviceIdentity, DevicePublicKey
-from akkoord.store.safeio import read_regular, strict_json
+from akkoord.store.safeio import read_regular, strict_decoder, strict_json
 
 __all__ = [
     "MANIFEST_FILE",
@@ -53,86 +55,158 @@ class FrameRecord:
     seal: bytes
 
 
+class ManifestBuilder:
+    """The manifest of a closed recording, built one frame record at a time.
+
+    The segment list — a manifest's bulk, one entry per second of audio — is not kept: each
+    entry goes to `on_segment` as it is made (the writer keeps its canonical bytes, a
+    verifier compares them with the stored manifest as they come), so holding a builder
+    costs the same at minute one and at hour twelve."""
+
+    __slots__ = ("_after_checkpoint", "_checkpoint", "_count", "_gaps", "_head", "_last",
+                 "_on_segment", "_position", "_rate", "_timeline")
+
+    def __init__(self, on_segment: Callable[[int, int, int, bytes], None]) -> None:
+        self._on_segment = on_segment
+        self._head: dict[str, Any] | None = None
+        self._rate = 1
+        self._position = 0
+        self._count = 0
+        self._last: FrameRecord | None = None
+        self._checkpoint: FrameRecord | None = None
+        self._after_checkpoint = 0  # frames since the last checkpoint
+        self._gaps: list[list[Any]] = []
+        self._timeline: list[dict[str, Any]] = []
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def last(self) -> FrameRecord | None:
+        return self._last
+
+    def add(self, r: FrameRecord) -> None:
+        self._count += 1
+        self._last = r
+        if self._head is None:
+            if r.kind != Kind.HEADER or r.meta is None:
+                raise FormatError("a manifest needs the recording's header frame first")
+            self._head = r.meta
+            self._rate = int(r.meta["audio"]["sample_rate"])
+            return
+        if r.kind == Kind.CHECKPOINT:
+            # Not on the timeline (one every 10 s); the container keeps them, signed.
+            self._checkpoint, self._after_checkpoint = r, 0
+            return
+        self._after_checkpoint += 1
+        if r.kind == Kind.AUDIO:
+            self._on_segment(r.index, r.start_sample, r.samples, r.audio_mac)
+            self._position = r.start_sample + r.samples
+            return
+        entry: dict[str, Any] = {"frame": r.index, "at_sample": r.start_sample}
+        entry["at_seconds"] = round(r.start_sample / self._rate, 3)
+        entry.update(r.meta or {})
+        if r.kind == Kind.GAP:
+            self._gaps.append([r.index, r.start_sample, r.samples])
+            entry["samples"] = r.samples
+            self._position = r.start_sample + r.samples
+        self._timeline.append(entry)
+
+    def finish(self) -> dict[str, Any]:
+        """Everything but "segments" (which went to `on_segment`)."""
+        head, last = self._head, self._last
+        if head is None or last is None:
+            raise FormatError("a manifest needs the recording's header frame first")
+        if last.kind not in (Kind.END, Kind.RECOVERY):
+            raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
+        rate, position, checkpoint = self._rate, self._position, self._checkpoint
+        end_meta = last.meta or {}
+        tail = None
+        if last.kind == Kind.RECOVERY:
+            # Frames recovery found after the device's last signed checkpoint: chained, but
+            # never signed by the device while it recorded (FORMAT.md §11.2).
+            cp_at = checkpoint.start_sample if checkpoint is not None else 0
+            tail = {
+                "after_frame": checkpoint.index if checkpoint is not None else None,
+                "frames": self._after_checkpoint - 1,
+                "samples": position - cp_at,
+                "seconds": round((position - cp_at) / rate, 3),
+            }
+        return {
+            "format": MANIFEST_FORMAT,
+            "recording_id": head["recording_id"],
+            "status": COMPLETE if last.kind == Kind.END else INTERRUPTED,
+            "simulated": bool(head.get("simulated", False)),
+            "device": head["device"],
+            "audio": head["audio"],
+            "recipients": [r["fingerprint"] for r in head.get("recipients", [])],
+            "created": head.get("created"),
+            "ended": end_meta.get("time"),
+            "stop": end_meta if last.kind == Kind.END else None,
+            "interruption": end_meta if last.kind == Kind.RECOVERY else None,
+            "duration_samples": position,
+            "duration_seconds": round(position / rate, 3),
+            "frame_count": self._count,
+            "chain_head": last.seal.hex(),
+            "unsigned_tail": tail,
+            "gaps": self._gaps,
+            "timeline": self._timeline,
+        }
+
+
+def segment_entry(index: int, start: int, samples: int, mac: bytes) -> bytes:
+    """One entry of the segment list, spelled as canonical_json spells it."""
+    return b'[%d,%d,%d,"%s"]' % (index, start, samples, mac.hex().encode())
+
+
+class SegmentBytes:
+    """The segment list as canonical JSON bytes, appended to as segments come: ~90 bytes
+    a second of audio instead of a Python list of lists (~10 times that)."""
+
+    __slots__ = ("buf", "count")
+
+    def __init__(self) -> None:
+        self.buf = bytearray(b"[")
+        self.count = 0
+
+    def __call__(self, index: int, start: int, samples: int, mac: bytes) -> None:
+        if self.count:
+            self.buf += b","
+        self.buf += segment_entry(index, start, samples, mac)
+        self.count += 1
+
+    def closed(self) -> bytearray:
+        return self.buf + b"]"
+
+
+def manifest_frame(head: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The canonical bytes of a manifest around its segment list: (before, after), so that
+    `before + segments + after` is `manifest_bytes` of the whole manifest."""
+    marker = "\x00segments-" + os.urandom(8).hex()
+    data = manifest_bytes({**head, "segments": marker})
+    spelled = canonical_json(marker)
+    at = data.index(spelled)
+    return data[:at], data[at + len(spelled):]
+
+
 def build_manifest(records: Iterable[FrameRecord]) -> dict[str, Any]:
     """Manifest of a closed recording: frame 0 is HEADER, the last frame END or RECOVERY.
 
-    One pass over any iterable, so a verifier can stream a long recording's records."""
-    it = iter(records)
-    first = next(it, None)
-    if first is None or first.kind != Kind.HEADER or first.meta is None:
-        raise FormatError("a manifest needs the recording's header frame first")
-    head = first.meta
-    rate = int(head["audio"]["sample_rate"])
+    One pass over any iterable; the segment list is built as a list here (recovery, tests):
+    the writer and the verifier use ManifestBuilder directly and never hold it."""
     segments: list[list[Any]] = []
-    gaps: list[list[Any]] = []
-    timeline: list[dict[str, Any]] = []
-    position = 0
-    count = 1
-    last = first
-    checkpoint: FrameRecord | None = None
-    after_checkpoint = 0  # frames since the last checkpoint
-    for r in it:
-        count += 1
-        last = r
-        if r.kind == Kind.CHECKPOINT:
-            # Not on the timeline (one every 10 s); the container keeps them, signed.
-            checkpoint, after_checkpoint = r, 0
-            continue
-        after_checkpoint += 1
-        if r.kind == Kind.AUDIO:
-            segments.append([r.index, r.start_sample, r.samples, r.audio_mac.hex()])
-            position = r.start_sample + r.samples
-            continue
-        entry: dict[str, Any] = {"frame": r.index, "at_sample": r.start_sample}
-        entry["at_seconds"] = round(r.start_sample / rate, 3)
-        entry.update(r.meta or {})
-        if r.kind == Kind.GAP:
-            gaps.append([r.index, r.start_sample, r.samples])
-            entry["samples"] = r.samples
-            position = r.start_sample + r.samples
-        timeline.append(entry)
-    if last.kind not in (Kind.END, Kind.RECOVERY):
-        raise FormatError("a manifest needs a closed recording (END or RECOVERY last)")
-    end_meta = last.meta or {}
-    tail = None
-    if last.kind == Kind.RECOVERY:
-        # Frames recovery found after the device's last signed checkpoint: chained, but
-        # never signed by the device while it recorded (FORMAT.md §11.2).
-        cp_at = checkpoint.start_sample if checkpoint is not None else 0
-        tail = {
-            "after_frame": checkpoint.index if checkpoint is not None else None,
-            "frames": after_checkpoint - 1,
-            "samples": position - cp_at,
-            "seconds": round((position - cp_at) / rate, 3),
-        }
-    return {
-        "format": MANIFEST_FORMAT,
-        "recording_id": head["recording_id"],
-        "status": COMPLETE if last.kind == Kind.END else INTERRUPTED,
-        "simulated": bool(head.get("simulated", False)),
-        "device": head["device"],
-        "audio": head["audio"],
-        "recipients": [r["fingerprint"] for r in head.get("recipients", [])],
-        "created": head.get("created"),
-        "ended": end_meta.get("time"),
-        "stop": end_meta if last.kind == Kind.END else None,
-        "interruption": end_meta if last.kind == Kind.RECOVERY else None,
-        "duration_samples": position,
-        "duration_seconds": round(position / rate, 3),
-        "frame_count": count,
-        "chain_head": last.seal.hex(),
-        "unsigned_tail": tail,
-        "segments": segments,
-        "gaps": gaps,
-        "timeline": timeline,
-    }
+    builder = ManifestBuilder(lambda i, s, n, mac: segments.append([i, s, n, mac.hex()]))
+    for r in records:
+        builder.add(r)
+    return {**builder.finish(), "segments": segments}
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return canonical_json(manifest) + b"\n"
 
 
-def sign_manifest(data: bytes, identity: DeviceIdentity) -> bytes:
+def sign_manifest(data: bytes | bytearray, identity: DeviceIdentity) -> bytes:
     return identity.sign(MANIFEST_SIG_CONTEXT + data)
 
 
@@ -142,7 +216,12 @@ def verify_manifest_signature(data: bytes, signature: bytes, key: DevicePublicKe
 
 def write_manifest(directory: Path, manifest: dict[str, Any], identity: DeviceIdentity) -> bytes:
     """Signature first, then the manifest: a manifest file on disk always has its signature."""
-    data = manifest_bytes(manifest)
+    return write_manifest_bytes(directory, manifest_bytes(manifest), identity)
+
+
+def write_manifest_bytes(
+    directory: Path, data: bytes | bytearray, identity: DeviceIdentity
+) -> bytes | bytearray:
     sig = sign_manifest(data, identity)
     atomic_write(Path(directory) / SIGNATURE_FILE, base64.b64encode(sig) + b"\n")
     atomic_write(Path(directory) / MANIFEST_FILE, data)
@@ -154,16 +233,27 @@ class SignedManifest:
     data: bytes
     signature: bytes | None  # None: no signature file, or not decodable
     doc: dict[str, Any]
+    # read_manifest(segments=False): byte range of the top-level segment list in `data`
+    # (its "[" to after its "]"), which `doc` then leaves out; None if there is none.
+    segments_span: tuple[int, int] | None = None
 
 
-def read_manifest(directory: Path) -> SignedManifest | None:
-    """None if there is no manifest; FormatError if it is there but not a manifest."""
+def read_manifest(directory: Path, *, segments: bool = True) -> SignedManifest | None:
+    """None if there is no manifest; FormatError if it is there but not a manifest.
+
+    `segments=False` parses everything but the segment list, which is only located (its
+    entries are checked as JSON, one at a time, and dropped): memory then holds the
+    manifest's bytes — which its signature needs whole — and not a list ten times bigger."""
     path = Path(directory) / MANIFEST_FILE
     try:
         data = read_regular(path, MAX_MANIFEST, "manifest")
     except FileNotFoundError:
         return None
-    doc = strict_json(data, str(path))
+    span = None
+    if segments:
+        doc = strict_json(data, str(path))
+    else:
+        doc, span = _parse_without_segments(data, str(path))
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
         raise FormatError(f"{path}: not an {MANIFEST_FORMAT} manifest")
     sig: bytes | None = None
@@ -176,4 +266,144 @@ def read_manifest(directory: Path) -> SignedManifest | None:
         sig = None
     except (binascii.Error, ValueError):  # FormatError is a ValueError too
         sig = None
-    return SignedManifest(data, sig, doc)
+    return SignedManifest(data, sig, doc, span)
+
+
+_WS = re.compile(rb"[ \t\n\r]*")
+_SEGMENT_BYTES = re.compile(rb'\[(\d{1,19}),(\d{1,19}),(\d{1,19}),"([0-9a-f]{64})"\]')
+_WINDOW = 1 << 16
+
+
+class _Bytes:
+    """A JSON reader over bytes that decodes only the value it is asked for: the text of
+    a manifest is never decoded whole (a 12-hour manifest is megabytes)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.where, self.dec = data, where, strict_decoder()
+
+    def ws(self, i: int) -> int:
+        return _WS.match(self.data, i).end()  # type: ignore[union-attr]
+
+    def value(self, i: int) -> tuple[Any, int]:
+        """The JSON value at byte offset `i`, and the offset after it."""
+        size = _WINDOW
+        while True:
+            chunk = self.data[i : i + size]
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(chunk) - 3 or i + size >= len(self.data):
+                    raise
+                text = chunk[: exc.start].decode("utf-8")  # a character cut at the window
+            whole = i + size >= len(self.data)
+            try:
+                value, end = self.dec.raw_decode(text)
+            except ValueError:
+                if whole:
+                    raise
+                size *= 4  # the value may go on past the window
+                continue
+            if end >= len(text) and not whole:
+                size *= 4  # a number or literal cut at the window's edge: read on
+                continue
+            return value, i + len(text[:end].encode("utf-8"))
+
+
+def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, int] | None]:
+    """strict_json of a manifest, walking its top-level object key by key, so the segment
+    list is only located and checked entry by entry, never built nor decoded whole."""
+    r = _Bytes(data, where)
+    span: tuple[int, int] | None = None
+    doc: dict[str, Any] = {}
+    try:
+        i = r.ws(0)
+        if data[i : i + 1] != b"{":
+            return strict_json(data, where), None  # not an object: say so as strict_json does
+        i = r.ws(i + 1)
+        if data[i : i + 1] == b"}":
+            i += 1
+        else:
+            while True:
+                if data[i : i + 1] != b'"':
+                    raise ValueError("object key is not a string")
+                key, i = r.value(i)
+                i = r.ws(i)
+                if data[i : i + 1] != b":":
+                    raise ValueError("expected ':'")
+                i = r.ws(i + 1)
+                if key == "segments" and data[i : i + 1] == b"[":
+                    start = i
+                    i = _skip_array(r, i)
+                    span = (start, i)
+                    doc.pop(key, None)
+                else:
+                    doc[key], i = r.value(i)
+                    if key == "segments":
+                        span = None
+                i = r.ws(i)
+                c = data[i : i + 1]
+                i += 1
+                if c == b"}":
+                    break
+                if c != b",":
+                    raise ValueError("expected ',' or '}'")
+                i = r.ws(i)
+        if r.ws(i) != len(data):
+            raise ValueError("extra data after the manifest")
+    except (UnicodeDecodeError, RecursionError, ValueError, IndexError):
+        # Refused: let strict_json say why, in the very words it always used.
+        whole = strict_json(data, where)
+        if isinstance(whole, dict):
+            whole.pop("segments", None)
+        return whole, None
+    return doc, span
+
+
+def _skip_array(r: _Bytes, i: int) -> int:
+    data = r.data
+    i = r.ws(i + 1)
+    if data[i : i + 1] == b"]":
+        return i + 1
+    while True:
+        m = _SEGMENT_BYTES.match(data, i)
+        if m is not None:
+            i = m.end()
+        else:
+            _, i = r.value(i)  # any JSON value, checked strictly and dropped
+        i = r.ws(i)
+        c = data[i : i + 1]
+        i += 1
+        if c == b"]":
+            return i
+        if c != b",":
+            raise ValueError("expected ',' or ']'")
+        i = r.ws(i)
+
+
+def iter_segments(signed: SignedManifest) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """The stored segment list, one entry at a time, from a manifest read with
+    `segments=False`. Canonical entries are matched in the bytes; anything else is
+    parsed strictly (then the list is built — a manifest like that fails anyway)."""
+    if signed.segments_span is None:
+        segs = signed.doc.get("segments")
+        yield from (tuple(s) if isinstance(s, list) else (s,) for s in segs or [])
+        return
+    a, b = signed.segments_span
+    data = signed.data
+    done, i = 0, a + 1
+    if data[i:b] == b"]":
+        return
+    while True:
+        m = _SEGMENT_BYTES.match(data, i)
+        if m is None:
+            break
+        yield int(m[1]), int(m[2]), int(m[3]), m[4].decode()
+        done, i = done + 1, m.end()
+        if i + 1 == b and data[i : i + 1] == b"]":
+            return
+        if data[i : i + 1] != b",":
+            break
+        i += 1
+    # Not canonical: parse the list strictly (a manifest like that fails anyway).
+    for s in strict_json(data[a:b], "manifest segments")[done:]:
+        yield tuple(s) if isinstance(s, list) else (s,)

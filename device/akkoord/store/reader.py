@@ -70,8 +70,23 @@ def _plausible(raw: bytes) -> FrameHeader | None:
     return h
 
 
+class _Buffer:
+    """One read buffer for a whole scan: frames are read into it (readinto), never into a
+    fresh 96 kB object per frame. It grows to the largest frame seen (≤ MAX_BODY_LEN)."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray(1 << 17)
+
+    def view(self, n: int) -> memoryview:
+        if len(self.buf) < n:
+            self.buf = bytearray(n)
+        return memoryview(self.buf)[:n]
+
+
 def _read_frame_at(
-    f: BinaryIO, offset: int, size: int, candidate: bool = False
+    f: BinaryIO, offset: int, size: int, candidate: bool = False, buf: _Buffer | None = None
 ) -> tuple[ParsedFrame | None, memoryview | None, str]:
     """A whole frame with a matching seal at `offset`, or (None, None, why not).
 
@@ -93,12 +108,16 @@ def _read_frame_at(
         if after != FRAME_MAGIC[: len(after)]:
             return None, None, "not followed by a frame"
         f.seek(offset + HEADER_LEN)
-    # One read for meta, body and seal; slices are views, so the body is copied only once.
+    # One read for meta, body and seal, into the scan's buffer; the body is a view of it,
+    # valid until the next frame is read (hooks copy what they keep).
     rest_len = h.meta_len + h.body_len + SEAL_LEN
-    rest = f.read(rest_len)
-    if len(rest) < rest_len:
-        return None, None, "incomplete frame"
-    view = memoryview(rest)
+    view = (buf or _Buffer()).view(rest_len)
+    got = 0
+    while got < rest_len:
+        n = f.readinto(view[got:])
+        if not n:
+            return None, None, "incomplete frame"
+        got += n
     meta = bytes(view[: h.meta_len])
     body = view[h.meta_len : h.meta_len + h.body_len]
     seal = bytes(view[h.meta_len + h.body_len :])
@@ -109,7 +128,7 @@ def _read_frame_at(
 
 
 def _next_valid(
-    f: BinaryIO, start: int, size: int, budget: list[int], thorough: bool
+    f: BinaryIO, start: int, size: int, budget: list[int], thorough: bool, buf: _Buffer
 ) -> int | None:
     """Offset of the next whole, self-consistent frame at or after `start`.
 
@@ -126,7 +145,7 @@ def _next_valid(
             return None
         i = chunk.find(FRAME_MAGIC)
         while i >= 0 and budget[0] > 0:
-            frame, body, _ = _read_frame_at(f, pos + i, size, candidate=not thorough)
+            frame, body, _ = _read_frame_at(f, pos + i, size, not thorough, buf)
             if body is not None:
                 budget[0] -= len(body)
             if frame is not None:
@@ -159,15 +178,16 @@ def scan(
     work cap, so no good frame after damage is ever missed and cut away."""
     pos = 0
     budget = [1 << 62] if thorough else [4 * size + (64 << 20)]
+    buf = _Buffer()
     while pos < size:
-        frame, body, why = _read_frame_at(f, pos, size)
+        frame, body, why = _read_frame_at(f, pos, size, False, buf)
         if frame is not None and body is not None:
             if on_body is not None:
                 on_body(frame, body)
             yield frame
             pos += frame.length
             continue
-        nxt = _next_valid(f, pos + 1, size, budget, thorough)
+        nxt = _next_valid(f, pos + 1, size, budget, thorough, buf)
         if nxt is None:
             yield Damage(pos, size - pos, why, at_end=True)
             return

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from akkoord.errors import FormatError
 
-__all__ = ["MAX_INT", "check_name", "open_regular", "read_regular", "strict_json"]
+__all__ = ["MAX_INT", "check_name", "open_regular", "read_regular", "strict_decoder", "strict_json"]
 
 MAX_INT = 2**63 - 1
 
@@ -57,7 +57,11 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise FormatError(f"{path}: implausibly large for a {what} ({size} bytes)")
-        data = f.read(limit + 1)
+        # Read what fstat says is there (+1 to see growth), not `limit + 1`: read(n) allocates
+        # n bytes up front, and a 256 MB limit is half a Pi Zero's memory.
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew while we read: read on, up to the limit
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise FormatError(f"{path}: implausibly large for a {what} (grew while read)")
     return data
@@ -97,6 +101,13 @@ def _parse_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def strict_decoder() -> json.JSONDecoder:
+    """The decoder strict_json uses, for readers that walk a document piece by piece."""
+    return json.JSONDecoder(
+        parse_int=_parse_int, parse_float=_parse_float, parse_constant=_no_constant
+    )
 
 
 def strict_json(data: bytes | str, where: str) -> Any:

@@ -166,7 +166,7 @@ def _check_recording(
         if isinstance(pointer, dict):
             points_at(pointer.get("seq"), pointer.get("hash"), f"recording {rid}'s header", rid)
     try:
-        signed = read_manifest(directory)
+        signed = read_manifest(directory, segments=False)
     except FormatError as exc:
         rep.add("unreadable", f"recording {rid}: {exc}", rid)
         signed = None

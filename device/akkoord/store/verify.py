@@ -8,6 +8,7 @@ anything with findings is ``tampered``. An unreadable folder raises FormatError 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
@@ -39,17 +40,18 @@ from akkoord.store.format import (
 from akkoord.store.keys import ContentKeys, DevicePublicKey, OrgPrivateKey, unwrap_content_key
 from akkoord.store.layout import CONTAINER_FILE, WRAPPED_KEYS_FILE
 from akkoord.store.manifest import (
-    FrameRecord,
-    build_manifest,
-    manifest_bytes,
+    ManifestBuilder,
+    SegmentBytes,
+    manifest_frame,
     read_manifest,
+    segment_entry,
     verify_manifest_signature,
 )
 from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
 from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
 from akkoord.store.sigcheck import signature_checker
 
-__all__ = ["Finding", "Report", "load_content_keys", "verify_recording"]
+__all__ = ["Finding", "FrameSink", "Report", "load_content_keys", "verify_recording"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,112 @@ def _manifest_rid(signed: Any) -> bytes | None:
     return rid if len(rid) == 16 else None
 
 
+class _NeedFullView(Exception):
+    """The streaming pass met something only a view of every frame can place: frames out of
+    order or twice, a recording id the frames outvote, a manifest that differs (its diff
+    names segments). The verifier then starts again holding every frame's header — the
+    memory a tampered file costs; a genuine one never gets here."""
+
+
+# Findings are kept by phase, so the streaming pass (which meets them interleaved) reports
+# them in the order the whole-file analysis always did.
+_HEADER, _FOREIGN, _DAMAGE, _ORDER, _RULES, _MANIFEST, _KEYS, _CRYPTO, _EXPORTS = range(9)
+_FINAL = int(Flag.FINAL)  # a plain int: IntFlag arithmetic is slow, and this runs per frame
+
+
+class FrameSink:
+    """Receives every good frame of a verification as it is read (decrypt writes the WAV
+    from it: one pass). `pcm` is the decrypted audio of an AUDIO frame, a view valid only
+    during the call; `error` is "bad_tag" or "audio_mac" when it failed."""
+
+    def frame(self, frame: ParsedFrame, pcm: memoryview | None, error: str | None) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """The verifier starts its pass again: forget everything received."""
+        raise NotImplementedError
+
+
+class _SegmentCompare:
+    """The rebuilt segment list against the stored manifest's bytes, entry by entry as the
+    frames come: nothing of either list is held."""
+
+    __slots__ = ("data", "end", "n", "ok", "pos")
+
+    def __init__(self, data: bytes, span: tuple[int, int] | None) -> None:
+        self.data = data
+        self.ok = span is not None
+        self.pos, self.end = (span[0] + 1, span[1]) if span is not None else (0, 0)
+        self.n = 0
+
+    def __call__(self, index: int, start: int, samples: int, mac: bytes) -> None:
+        if not self.ok:
+            return
+        entry = segment_entry(index, start, samples, mac)
+        if self.n:
+            entry = b"," + entry
+        self.n += 1
+        if self.data.startswith(entry, self.pos):
+            self.pos += len(entry)
+        else:
+            self.ok = False
+
+    def matches(self, before: bytes, after: bytes, span: tuple[int, int]) -> bool:
+        """Stored bytes == before + [entries] + after, exactly."""
+        d, (a, b) = self.data, span
+        return (
+            self.ok
+            and self.pos == b - 1
+            and len(before) == a
+            and d.startswith(before)
+            and len(d) - b == len(after)
+            and d.endswith(after)
+        )
+
+
+class _Damaged:
+    """Frame index ranges lost to damage, disjoint and sorted: which missing indices the
+    damage explains, without a set of every index (a hostile index jump is 2^32 wide)."""
+
+    def __init__(self) -> None:
+        self.lo: list[int] = []
+        self.hi: list[int] = []
+
+    def add(self, lo: int, hi: int) -> None:
+        self.lo.append(lo)
+        self.hi.append(hi)
+
+    def normalise(self) -> None:
+        pairs = sorted(zip(self.lo, self.hi, strict=True))
+        lo: list[int] = []
+        hi: list[int] = []
+        for a, b in pairs:
+            if lo and a <= hi[-1]:
+                hi[-1] = max(hi[-1], b)
+            else:
+                lo.append(a)
+                hi.append(b)
+        self.lo, self.hi = lo, hi
+
+    def lost(self, a: int, b: int) -> tuple[int, int, int] | None:
+        """(first, last, how many) of the indices in [a, b) no damage covers; None if none."""
+        first = last = None
+        count = 0
+        pos = a
+        j = bisect.bisect_right(self.hi, a)
+        while pos < b:
+            lo = self.lo[j] if j < len(self.lo) else b
+            hi = self.hi[j] if j < len(self.hi) else b
+            if lo > pos:
+                end = min(lo, b)
+                first = pos if first is None else first
+                last = end - 1
+                count += end - pos
+            pos = max(pos, hi)
+            j += 1
+        return None if first is None or last is None else (first, last, count)
+
+
 class _Verifier:
     def __init__(
         self,
@@ -178,18 +286,31 @@ class _Verifier:
         org_key: OrgPrivateKey | None,
         trusted_key: DevicePublicKey | None,
         keys_deleted: bool = False,
+        sink: FrameSink | None = None,
     ) -> None:
         self.dir = Path(directory)
         self.keys_deleted = keys_deleted
         self.org_key = org_key
         self.trusted_key = trusted_key
-        self.report = Report(str(directory))
+        self.sink = sink
         self.keys: ContentKeys | None = None
         self.aead: ChaCha20Poly1305 | None = None
+        self._pcm = bytearray()  # one plaintext buffer for every frame (decrypt_into)
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.report = Report(str(self.dir))
+        self._phases: list[list[Finding]] = [[] for _ in range(_EXPORTS + 1)]
+        self._phase = _HEADER
         self.rate = 48000
         self.frame_bytes = 2
         self._manifest_key: DevicePublicKey | None = None
         self._checkpoint_check: Callable[[bytes, bytes], bool] | None = None
+        self._pending_crypto: dict[int, str | None] = {}
+        self._checkpoint_sigs: dict[int, tuple[bytes, bytes]] = {}
+        self._damaged = _Damaged()
+        self._damage_at_end = False
+        self._rid: bytes | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -210,7 +331,10 @@ class _Verifier:
         if offset is not None:
             where.append(f"byte {offset}")
         text = f"{message} [{', '.join(where)}]" if where else message
-        self.report.findings.append(Finding(code, text, frame, second, offset))
+        self._phases[self._phase].append(Finding(code, text, frame, second, offset))
+
+    def _findings(self) -> list[Finding]:
+        return [f for phase in self._phases for f in phase]
 
     def _check_body(self, frame: ParsedFrame, body: memoryview) -> None:
         """AEAD + audio MAC, while the body is in hand (streaming: bodies are not kept)."""
@@ -220,22 +344,36 @@ class _Verifier:
                 checkpoint_message(frame.header_bytes, frame.meta_bytes),
                 bytes(body),
             )
+            if self.sink is not None:
+                self.sink.frame(frame, None, None)
             return
         if self.aead is None or h.kind in (Kind.RECOVERY, Kind.EXPORT):
+            if self.sink is not None:
+                self.sink.frame(frame, None, None)
             return
         error = None
-        try:
-            pcm = self.aead.decrypt(
-                nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes
-            )
-        except InvalidTag:
+        n = len(body) - AEAD_TAG_LEN
+        if n < 0:
             error = "bad_tag"
+            pcm = None
         else:
-            if h.kind == Kind.AUDIO:
-                assert self.keys is not None
-                if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
-                    error = "audio_mac"
+            if len(self._pcm) < n:
+                self._pcm = bytearray(n)
+            pcm = memoryview(self._pcm)[:n]
+            try:
+                self.aead.decrypt_into(
+                    nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes, pcm
+                )
+            except InvalidTag:
+                error, pcm = "bad_tag", None
+            else:
+                if h.kind == Kind.AUDIO:
+                    assert self.keys is not None
+                    if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
+                        error = "audio_mac"
         self._pending_crypto[frame.offset] = error
+        if self.sink is not None:
+            self.sink.frame(frame, pcm if h.kind == Kind.AUDIO else None, error)
 
     # -- main ----------------------------------------------------------------------------
 
@@ -250,25 +388,36 @@ class _Verifier:
                 f"{self.dir}: no {CONTAINER_FILE} here — not an akkoord recording folder"
             ) from None
         with f:
-            self._scan(f, container)
+            try:
+                self._scan(f, container, streaming=True)
+            except _NeedFullView:
+                self._fresh()
+                if self.sink is not None:
+                    self.sink.reset()
+                self._scan(f, container, streaming=False)
+        self.report.findings = self._findings()
+        self._verdict()
         return self.report
 
-    def _scan(self, f: Any, container: Path) -> None:
+    def _scan(self, f: Any, container: Path, *, streaming: bool) -> None:
         size = os.fstat(f.fileno()).st_size
-        signed = read_manifest(self.dir)
+        # The segment list, a manifest's bulk, is located but not built (see _manifest).
+        signed = read_manifest(self.dir, segments=False)
         if signed is not None:
-            # The segment list is a manifest's bulk; the rebuilt manifest is compared as
-            # bytes, and a diff re-reads it. Memory stays near one copy of the manifest.
             signed.doc.pop("segments", None)
-        if self.org_key is not None:
+        if self.org_key is not None and self.keys is None:
             self.keys = load_content_keys(self.dir, self.org_key)
             self.aead = ChaCha20Poly1305(self.keys.seal_key)
-            self.report.checked_audio = True
-        self._pending_crypto: dict[int, str | None] = {}
-        self._checkpoint_sigs: dict[int, tuple[bytes, bytes]] = {}
+        self.report.checked_audio = self.keys is not None
+        self._signed = signed
+        f.seek(0)
+        items = scan(f, size, self._check_body)
+        if streaming:
+            self._rules_pass(self._stream(items, container, signed), signed, streaming=True)
+            return
         seen: list[_Seen] = []
         damage: list[tuple[int, Damage]] = []  # (number of good frames before it, damage)
-        for item in scan(f, size, self._check_body):
+        for item in items:
             if isinstance(item, Damage):
                 damage.append((len(seen), item))
                 continue
@@ -278,118 +427,265 @@ class _Verifier:
             seen.append(s)
         if not seen and not damage:
             raise FormatError(f"{container}: empty — the recording never started")
-        self._analyse(seen, damage, signed, size)
+        canonical = self._analyse(seen, damage, signed)
+        self._rules_pass(iter(canonical), signed, streaming=False)
 
-    def _analyse(
-        self, seen: list[_Seen], damage: list[tuple[int, Damage]], signed: Any, size: int
-    ) -> None:
-        rep = self.report
-        # The recording's id is the one most frames carry (a spliced-in frame, even a
-        # header, cannot outvote the recording it was spliced into); ties go to the manifest.
-        votes = Counter(s.header.recording_id for s in seen)
+    def _elect(self, votes: Counter[bytes], signed: Any) -> bytes:
+        """The recording's id is the one most frames carry (a spliced-in frame, even a
+        header, cannot outvote the recording it was spliced into); ties go to the manifest."""
         signed_rid = _manifest_rid(signed)
         if votes:
             top = max(votes.values())
             leaders = [r for r, n in votes.items() if n == top]
-            rid = signed_rid if signed_rid in leaders else leaders[0]
-        elif signed_rid is not None:
-            rid = signed_rid
-        else:
-            try:
-                rid = bytes.fromhex(self.dir.name)
-            except ValueError:
-                rid = b""
-        header = next(
-            (
-                s
-                for s in seen
-                if s.header.kind == Kind.HEADER
-                and s.header.index == 0
-                and s.meta is not None
-                and s.header.recording_id == rid
-            ),
-            None,
+            return signed_rid if signed_rid in leaders else leaders[0]
+        if signed_rid is not None:
+            return signed_rid
+        try:
+            return bytes.fromhex(self.dir.name)
+        except ValueError:
+            return b""
+
+    def _take_header(self, s: _Seen | None) -> None:
+        if s is None:
+            return
+        rep = self.report
+        hm = s.meta or {}
+        if hm.get("format") != CONTAINER_FORMAT:
+            raise FormatError(f"{self.dir}: unsupported container format {hm.get('format')!r}")
+        self._phase = _HEADER
+        try:
+            audio = hm["audio"]
+            self.rate = int(audio["sample_rate"])
+            self.frame_bytes = int(audio["channels"]) * int(audio["sample_width"])
+            if not 1 <= self.rate <= 10**6 or not 1 <= self.frame_bytes <= 64:
+                raise ValueError
+            rep.simulated = bool(hm.get("simulated"))
+            rep.device_fingerprint = str(hm["device"]["fingerprint"])
+            self._checkpoint_check = signature_checker(
+                DevicePublicKey.from_json(hm["device"], "header device")
+            )
+        except (KeyError, TypeError, ValueError, KeyMaterialError):
+            self.rate, self.frame_bytes = 48000, 2
+            self.add("bad_frame", "the header frame's parameters are unreadable", 0, 0)
+
+    @staticmethod
+    def _is_header(s: _Seen, rid: bytes) -> bool:
+        h = s.header
+        return h.kind == Kind.HEADER and h.index == 0 and s.meta is not None and (
+            h.recording_id == rid
         )
-        if header is not None:
-            hm = header.meta or {}
-            if hm.get("format") != CONTAINER_FORMAT:
-                raise FormatError(f"{self.dir}: unsupported container format {hm.get('format')!r}")
-            try:
-                audio = hm["audio"]
-                self.rate = int(audio["sample_rate"])
-                self.frame_bytes = int(audio["channels"]) * int(audio["sample_width"])
-                if not 1 <= self.rate <= 10**6 or not 1 <= self.frame_bytes <= 64:
-                    raise ValueError
-                rep.simulated = bool(hm.get("simulated"))
-                rep.device_fingerprint = str(hm["device"]["fingerprint"])
-                self._checkpoint_check = signature_checker(
-                    DevicePublicKey.from_json(hm["device"], "header device")
-                )
-            except (KeyError, TypeError, ValueError, KeyMaterialError):
-                self.rate, self.frame_bytes = 48000, 2
-                self.add("bad_frame", "the header frame's parameters are unreadable", 0, 0)
-        rep.recording_id = rid.hex() if rid else None
+
+    def _foreign(self, s: _Seen, last_ours: _Seen | None) -> None:
+        self._phase = _FOREIGN
+        prev_i = last_ours.header.index if last_ours is not None else -1
+        self.add(
+            "foreign_frame",
+            f"frame from another recording ({s.header.recording_id.hex()}) "
+            f"spliced in after frame {prev_i}",
+            prev_i + 1,
+            self._pos_after(last_ours),
+            s.offset,
+        )
+
+    def _damage(self, d: Damage, prev_good: _Seen | None, next_good: _Seen | None) -> None:
+        """A damaged byte range, located by the good frames of ours around it."""
+        self._phase = _DAMAGE
+        idx = prev_good.header.index + 1 if prev_good is not None else 0
+        hi = next_good.header.index if next_good is not None else idx + 1
+        self._damaged.add(idx, max(hi, idx + 1))
+        if d.at_end:
+            self._damage_at_end = True
+            self.add(
+                "truncated" if d.reason.startswith("incomplete") else "damaged",
+                f"last {d.length} bytes are not a whole frame ({d.reason}): "
+                "the recording is cut off or damaged here",
+                idx,
+                self._pos_after(prev_good),
+                d.offset,
+            )
+        else:
+            self.add(
+                "damaged",
+                f"{d.length} damaged bytes ({d.reason})",
+                idx,
+                self._pos_after(prev_good),
+                d.offset,
+            )
+
+    def _stream(self, items: Iterator[ParsedFrame | Damage], container: Path,
+                signed: Any) -> Iterator[_Seen]:
+        """Frames of ours in canonical order as they are read, holding none of them: the
+        recording id is the manifest's (else the first frame's), and every check that needs
+        to see all frames at once turns out trivial while frames come in order; when one
+        does not, _NeedFullView."""
+        votes: Counter[bytes] = Counter()
+        self._rid = _manifest_rid(signed)
+        last_ours: _Seen | None = None
+        pending: list[tuple[Damage, _Seen | None]] = []
+        highest = -1
+        any_frame = False
+        order = 0
+        for item in items:
+            if isinstance(item, Damage):
+                pending.append((item, last_ours))
+                continue
+            any_frame = True
+            meta, err = parse_meta(item)
+            s = _Seen(order, item, meta, err, self._pending_crypto.pop(item.offset, None))
+            s.signed_bytes = self._checkpoint_sigs.pop(item.offset, None)
+            order += 1
+            rid = item.header.recording_id
+            votes[rid] += 1
+            if self._rid is None:
+                self._rid = rid
+            if rid != self._rid:
+                self._foreign(s, last_ours)
+                continue
+            for d, prev in pending:
+                self._damage(d, prev, s)
+            pending.clear()
+            if item.header.index <= highest:
+                raise _NeedFullView  # twice, or out of order
+            if last_ours is None and self._is_header(s, rid):
+                self._take_header(s)
+            highest = item.header.index
+            last_ours = s
+            yield s
+        for d, prev in pending:
+            self._damage(d, prev, None)
+        if not any_frame and not pending:
+            raise FormatError(f"{container}: empty — the recording never started")
+        rid = self._elect(votes, signed)
+        if self._rid is not None and rid != self._rid:
+            raise _NeedFullView
+        self._rid = rid
+        self.report.recording_id = rid.hex() if rid else None
+
+    def _analyse(
+        self, seen: list[_Seen], damage: list[tuple[int, Damage]], signed: Any
+    ) -> list[_Seen]:
+        """The whole-file view: every frame's header in memory (tampered files only)."""
+        rid = self._elect(Counter(s.header.recording_id for s in seen), signed)
+        self._rid = rid
+        self._take_header(next((s for s in seen if self._is_header(s, rid)), None))
+        self.report.recording_id = rid.hex() if rid else None
 
         # Frames from elsewhere are set aside first; their index says nothing about ours.
         ours: list[_Seen] = []
         for s in seen:
             if s.header.recording_id != rid:
-                prev_i = ours[-1].header.index if ours else -1
-                self.add(
-                    "foreign_frame",
-                    f"frame from another recording ({s.header.recording_id.hex()}) "
-                    f"spliced in after frame {prev_i}",
-                    prev_i + 1,
-                    self._pos_after(ours),
-                    s.offset,
-                )
+                self._foreign(s, ours[-1] if ours else None)
             else:
                 ours.append(s)
 
         # Damaged byte ranges, located by the good frames around them.
-        damaged_slots: set[int] = set()
         for before, d in damage:
-            prev_good = [s for s in seen[:before] if s.header.recording_id == rid]
-            next_good = [s for s in seen[before:] if s.header.recording_id == rid]
-            idx = prev_good[-1].header.index + 1 if prev_good else 0
-            hi = next_good[0].header.index if next_good else idx + 1
-            damaged_slots.update(range(idx, max(hi, idx + 1)))
-            if d.at_end:
-                self.add(
-                    "truncated" if d.reason.startswith("incomplete") else "damaged",
-                    f"last {d.length} bytes are not a whole frame ({d.reason}): "
-                    "the recording is cut off or damaged here",
-                    idx,
-                    self._pos_after(prev_good),
-                    d.offset,
-                )
-            else:
-                self.add(
-                    "damaged",
-                    f"{d.length} damaged bytes ({d.reason})",
-                    idx,
-                    self._pos_after(prev_good),
-                    d.offset,
-                )
+            prev_good = next(
+                (s for s in reversed(seen[:before]) if s.header.recording_id == rid), None
+            )
+            next_good = next((s for s in seen[before:] if s.header.recording_id == rid), None)
+            self._damage(d, prev_good, next_good)
+        self._damaged.normalise()
+        self._phase = _ORDER
+        return self._order_and_duplicates(ours)
 
-        canonical = self._order_and_duplicates(ours)
-        self._chain_and_rules(canonical, rid, damage, damaged_slots)
-        rep.frames = len(canonical)
-        self._manifest(canonical, signed)
-        self._wrapped_keys(canonical)
-        self._crypto(canonical)
+    def _rules_pass(self, frames: Iterator[_Seen], signed: Any, *, streaming: bool) -> None:
+        """Chain, per-frame rules, checkpoints and the rebuilt manifest, one frame at a time
+        in canonical order, with one frame of look-ahead (is this the last?)."""
+        rep = self.report
+        if signed is not None and streaming:
+            segments: Any = _SegmentCompare(signed.data, signed.segments_span)
+        else:
+            segments = SegmentBytes()
+        builder: ManifestBuilder | None = ManifestBuilder(segments)
+        prev_seal = b""
+        expected = position = checkpoint_at = n = 0
+        first: _Seen | None = None
+        prev: _Seen | None = None
+        cp_n, cp_s = 0, None  # the last checkpoint (frame 0 if none): the unsigned tail's start
+        cur = next(frames, None)
+        while cur is not None:
+            nxt = next(frames, None)
+            self._phase = _RULES
+            h = cur.header
+            if first is None:
+                first, cp_s = cur, cur
+                prev_seal = genesis_hash(self._rid or b"")
+            if h.index != expected:
+                lost = self._damaged.lost(expected, h.index)
+                if lost:
+                    a, b, count = lost
+                    span = f"{a}" if count == 1 else f"{a}–{b}"
+                    self.add("missing_frame", f"frame {span} missing (cut out)", a, position)
+                # What the missing frames held is unknown: resume the timeline here.
+                position = h.start_sample
+            elif h.prev != prev_seal:
+                self.add(
+                    "chain_break",
+                    "frame does not chain to the frame before it",
+                    h.index,
+                    h.start_sample,
+                    cur.offset,
+                )
+            self._rules(cur, n, nxt is None, position)
+            self._checkpoint_rules(cur, n, prev, checkpoint_at)
+            if h.kind == Kind.CHECKPOINT:
+                checkpoint_at = h.start_sample
+                cp_n, cp_s = n, cur
+            position = h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
+            prev_seal = cur.seal
+            expected = h.index + 1
+            self._crypto(cur)
+            if builder is not None:
+                try:
+                    builder.add(record_of(cur, cur.meta))  # type: ignore[arg-type]
+                except Exception:
+                    builder = None
+            n += 1
+            prev, cur = cur, nxt
+        self._phase = _RULES
+        if prev is not None and prev.header.kind not in (Kind.END, Kind.RECOVERY):
+            last_h = prev.header
+            if not self._damage_at_end:
+                self.add(
+                    "truncated",
+                    f"the recording ends after frame {last_h.index} without a final frame",
+                    last_h.index + 1,
+                    position,
+                )
+        rep.frames = n
+        self._phase = _MANIFEST
+        self._manifest(first, prev, signed, builder, segments, streaming)
+        self._phase = _KEYS
+        self._wrapped_keys(first)
         if signed is not None:
+            self._phase = _EXPORTS
             self._exports()
+        self._last, self._tail = prev, None
+        if prev is not None and prev.header.kind == Kind.RECOVERY and first is not None:
+            assert cp_s is not None
+            end = prev.header.start_sample
+            start = cp_s.header.start_sample
+            self._tail = {
+                "after_frame": cp_s.header.index,
+                "frames": max(0, n - cp_n - 2),
+                "samples": end - start,
+                "seconds": round((end - start) / _rate_of(first), 3),
+            }
+
+    def _verdict(self) -> None:
+        rep = self.report
+        last = getattr(self, "_last", None)
         if rep.findings:
             rep.status = "tampered"
-        elif canonical and canonical[-1].header.kind == Kind.RECOVERY:
+        elif last is not None and last.header.kind == Kind.RECOVERY:
             rep.status = "interrupted"
             rep.notes.append(
                 "interrupted: the device lost power or stopped while recording; "
                 "the recording was closed afterwards with a signed note"
             )
-            tail = unsigned_tail(canonical)
-            if tail["frames"]:
+            tail = self._tail
+            if tail and tail["frames"]:
                 rep.unsigned_tail = tail
                 rep.notes.append(
                     f"unsigned tail: the last {tail['seconds']:g} s ({tail['frames']} frames, "
@@ -401,10 +697,11 @@ class _Verifier:
         if rep.simulated:
             rep.notes.append("simulated: made by the simulator, not at a real meeting")
 
-    def _pos_after(self, frames: list[_Seen]) -> int | None:
-        if not frames:
+    @staticmethod
+    def _pos_after(frame: _Seen | None) -> int | None:
+        if frame is None:
             return 0
-        h = frames[-1].header
+        h = frame.header
         return h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
 
     def _order_and_duplicates(self, ours: list[_Seen]) -> list[_Seen]:
@@ -443,60 +740,16 @@ class _Verifier:
             by_index[h.index] = s
         return [by_index[i] for i in sorted(by_index)]
 
-    def _chain_and_rules(
-        self,
-        frames: list[_Seen],
-        rid: bytes,
-        damage: list[tuple[int, Damage]],
-        damaged_slots: set[int],
+    def _checkpoint_rules(
+        self, s: _Seen, n: int, prev: _Seen | None, checkpoint_at: int
     ) -> None:
-        prev_seal = genesis_hash(rid)
-        expected = 0
-        position = 0
-        checkpoint_at = 0
-        for n, s in enumerate(frames):
-            h = s.header
-            if h.index != expected:
-                lost = [i for i in range(expected, h.index) if i not in damaged_slots]
-                if lost:
-                    span = f"{lost[0]}" if len(lost) == 1 else f"{lost[0]}–{lost[-1]}"
-                    self.add("missing_frame", f"frame {span} missing (cut out)", lost[0], position)
-                # What the missing frames held is unknown: resume the timeline here.
-                position = h.start_sample
-            elif h.prev != prev_seal:
-                self.add(
-                    "chain_break",
-                    "frame does not chain to the frame before it",
-                    h.index,
-                    h.start_sample,
-                    s.offset,
-                )
-            last = n == len(frames) - 1
-            self._rules(s, n, last, position)
-            self._checkpoint_rules(s, n, frames, checkpoint_at)
-            if h.kind == Kind.CHECKPOINT:
-                checkpoint_at = h.start_sample
-            position = h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
-            prev_seal = s.seal
-            expected = h.index + 1
-        if frames and frames[-1].header.kind not in (Kind.END, Kind.RECOVERY):
-            last_h = frames[-1].header
-            if not any(d.at_end for _, d in damage):
-                self.add(
-                    "truncated",
-                    f"the recording ends after frame {last_h.index} without a final frame",
-                    last_h.index + 1,
-                    position,
-                )
-
-    def _checkpoint_rules(self, s: _Seen, n: int, frames: list[_Seen], checkpoint_at: int) -> None:
         """FORMAT.md §11.1: frame 1 and the frame before END are signed checkpoints, one is
         never more than 10 s of timeline away, and each one's signature is the device's."""
         h, off = s.header, s.offset
         if n == 1 and h.kind != Kind.CHECKPOINT:
             self.add("checkpoint", "frame 1 is not the signed start checkpoint",
                      h.index, h.start_sample, off)
-        if h.kind == Kind.END and (n == 0 or frames[n - 1].header.kind != Kind.CHECKPOINT):
+        if h.kind == Kind.END and (prev is None or prev.header.kind != Kind.CHECKPOINT):
             self.add("checkpoint", "the END frame does not follow a signed checkpoint",
                      h.index, h.start_sample, off)
         if h.kind in (Kind.AUDIO, Kind.GAP) and checkpoint_due(
@@ -544,7 +797,7 @@ class _Verifier:
                 h.start_sample,
                 off,
             )
-        if (k == Kind.END) != bool(h.flags & Flag.FINAL):
+        if (k == Kind.END) != bool(h.flags & _FINAL):
             self.add(
                 "bad_frame",
                 "only the END frame carries the final flag",
@@ -583,17 +836,21 @@ class _Verifier:
                 "bad_frame", "event frame body is not one AEAD tag", h.index, h.start_sample, off
             )
 
-    def _records(self, frames: list[_Seen]) -> Iterator[FrameRecord]:
-        return (record_of(s, s.meta) for s in frames)  # type: ignore[arg-type]
-
-    def _manifest(self, frames: list[_Seen], signed: Any) -> None:
+    def _manifest(
+        self,
+        first: _Seen | None,
+        last: _Seen | None,
+        signed: Any,
+        builder: ManifestBuilder | None,
+        segments: Any,
+        streaming: bool,
+    ) -> None:
         rep = self.report
         if signed is None:
-            last = frames[-1].header if frames else None
             self.add(
                 "missing_signature",
                 "no signed manifest: the recording was never closed, or its manifest was removed",
-                last.index if last else None,
+                last.header.index if last is not None else None,
             )
             return
         doc = signed.doc
@@ -621,7 +878,7 @@ class _Verifier:
                 "device key not anchored: compare the fingerprint with the one "
                 "the organisation publishes"
             )
-        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
+        header = first if first is not None and first.header.kind == Kind.HEADER else None
         if header is not None and header.meta is not None:
             hdev = (header.meta.get("device") or {}).get("public_key")
             if hdev != (doc.get("device") or {}).get("public_key"):
@@ -636,12 +893,20 @@ class _Verifier:
                 "manifest_mismatch",
                 f"the manifest is for recording {doc.get('recording_id')}, not {rep.recording_id}",
             )
-        if any(f.code in _STRUCTURAL for f in rep.findings):
+        if any(f.code in _STRUCTURAL for f in self._findings()):
             return  # located findings above already say what the manifest would
-        try:
-            rebuilt = manifest_bytes(build_manifest(self._records(frames)))
-        except Exception:
+        if builder is None:
             return  # structure findings above already explain why
+        try:
+            before, after = manifest_frame(builder.finish())
+        except Exception:
+            return
+        if streaming:
+            span = signed.segments_span
+            if span is not None and segments.matches(before, after, span):
+                return
+            raise _NeedFullView  # the diff below names segments: it needs both lists
+        rebuilt = before + segments.closed() + after
         if rebuilt != signed.data:
             self._manifest_diff(json.loads(rebuilt), json.loads(signed.data))
 
@@ -675,9 +940,9 @@ class _Verifier:
             if r.problem:
                 self.add("export_record", f"export record {r.problem}", r.index, None, r.offset)
 
-    def _wrapped_keys(self, frames: list[_Seen]) -> None:
+    def _wrapped_keys(self, first: _Seen | None) -> None:
         """keys.json against the header's commitment, without any key (FORMAT.md §11.4)."""
-        header = frames[0] if frames and frames[0].header.kind == Kind.HEADER else None
+        header = first if first is not None and first.header.kind == Kind.HEADER else None
         if header is None or header.meta is None:
             return
         want = header.meta.get("wrapped_keys_sha256")
@@ -699,45 +964,33 @@ class _Verifier:
         self.add("keys_changed", f"content keys changed or missing: can no longer be "
                  f"decrypted (keys.json is {what})")
 
-    def _crypto(self, frames: list[_Seen]) -> None:
+    def _crypto(self, s: _Seen) -> None:
         if self.aead is None:
             return
-        for s in frames:
-            h = s.header
-            if s.crypto_error == "bad_tag":
-                self.add(
-                    "bad_tag",
-                    "the frame does not decrypt (authentication tag invalid)",
-                    h.index,
-                    h.start_sample,
-                    s.offset,
-                )
-            elif s.crypto_error == "audio_mac":
-                self.add(
-                    "audio_mismatch",
-                    "the audio does not match its MAC",
-                    h.index,
-                    h.start_sample,
-                    s.offset,
-                )
+        h = s.header
+        self._phase = _CRYPTO
+        if s.crypto_error == "bad_tag":
+            self.add(
+                "bad_tag",
+                "the frame does not decrypt (authentication tag invalid)",
+                h.index,
+                h.start_sample,
+                s.offset,
+            )
+        elif s.crypto_error == "audio_mac":
+            self.add(
+                "audio_mismatch",
+                "the audio does not match its MAC",
+                h.index,
+                h.start_sample,
+                s.offset,
+            )
 
 
-def unsigned_tail(frames: list[_Seen]) -> dict[str, Any]:
-    """Frames between the last CHECKPOINT and the final RECOVERY frame (FORMAT.md §11.2)."""
-    rate = 48000
-    head = frames[0].meta if frames and frames[0].meta else {}
+def _rate_of(header: _Seen) -> int:
     with contextlib.suppress(KeyError, TypeError, ValueError):
-        rate = int(head["audio"]["sample_rate"]) or rate
-    last_cp = max((i for i, s in enumerate(frames) if s.header.kind == Kind.CHECKPOINT), default=0)
-    tail = frames[last_cp + 1 : -1]
-    start = frames[last_cp].header.start_sample if frames else 0
-    end = frames[-1].header.start_sample if frames else 0
-    return {
-        "after_frame": frames[last_cp].header.index if frames else None,
-        "frames": len(tail),
-        "samples": end - start,
-        "seconds": round((end - start) / rate, 3),
-    }
+        return int((header.meta or {})["audio"]["sample_rate"]) or 48000
+    return 48000
 
 
 def verify_recording(
@@ -746,7 +999,9 @@ def verify_recording(
     trusted_key: DevicePublicKey | None = None,
     *,
     keys_deleted: bool = False,
+    sink: FrameSink | None = None,
 ) -> Report:
     """`keys_deleted`: the custody log records the recording's deletion, so a missing
-    keys.json is the shredding, not a finding."""
-    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted).run()
+    keys.json is the shredding, not a finding. `sink` receives every good frame, decrypted,
+    as it is read (decrypt: one pass)."""
+    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink).run()

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from akkoord.store.format import (
     CONTAINER_FORMAT,
     FRAME_HEADER,
     FRAME_MAGIC,
+    HEADER_LEN,
+    SEAL_LEN,
     SIGNATURE_LEN,
     ZERO32,
     Flag,
@@ -39,9 +41,9 @@ from akkoord.store.format import (
     canonical_json,
     checkpoint_due,
     checkpoint_message,
-    finish_frame,
     genesis_hash,
     nonce_for,
+    seal_of,
 )
 from akkoord.store.keys import (
     ContentKeys,
@@ -52,7 +54,13 @@ from akkoord.store.keys import (
     wrap_content_key,
 )
 from akkoord.store.layout import CONTAINER_FILE, RESERVE_FILE, WRAPPED_KEYS_FILE, StateDir
-from akkoord.store.manifest import FrameRecord, build_manifest, write_manifest
+from akkoord.store.manifest import (
+    FrameRecord,
+    ManifestBuilder,
+    SegmentBytes,
+    manifest_frame,
+    write_manifest_bytes,
+)
 
 __all__ = ["AudioParams", "CloseResult", "FileOps", "RecordingFailed", "RecordingWriter"]
 
@@ -121,9 +129,10 @@ class RecordingFailed(StorageError):
 @dataclass
 class CloseResult:
     status: str  # "complete" | "left_for_recovery"
+    # The signed manifest without its segment list (read it from manifest.json if needed):
+    # the writer never holds the list as Python objects.
     manifest: dict[str, Any] | None
     error: str | None = None
-    records: list[FrameRecord] = field(default_factory=list)
 
 
 class RecordingWriter:
@@ -152,15 +161,28 @@ class RecordingWriter:
         self._sync = sync
         self._ops = ops
         self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(keys.seal_key)
+        self._frame_buf = bytearray(1 << 17)  # every frame is built here; see _build
         self._container_name = str(path / CONTAINER_FILE)  # for messages; built once
         self._prev = genesis_hash(recording_id)
         self._index = 0
         self._end = 0  # bytes acknowledged (written and synced)
         self.position = 0  # samples on the timeline: audio + gaps
         self._checkpoint_at = 0  # position of the last CHECKPOINT
-        self.records: list[FrameRecord] = []
+        # One record per frame goes into the manifest builder, not a list: the segment list
+        # is kept as its canonical bytes (~90 B per second of audio), the rest is O(events).
+        self._segments = SegmentBytes()
+        self._manifest = ManifestBuilder(self._segments)
         self._failure: RecordingFailed | None = None
         self.closed = False
+
+    @property
+    def frame_count(self) -> int:
+        return self._manifest.count
+
+    @property
+    def chain_head(self) -> bytes:
+        """The last frame's seal (the genesis hash before any frame)."""
+        return self._prev
 
     @property
     def id(self) -> str:
@@ -308,7 +330,7 @@ class RecordingWriter:
         final: bool = False,
         aead: bool = True,
         signed: bool = False,
-    ) -> tuple[bytes, bytes, FrameRecord]:
+    ) -> tuple[memoryview, bytes, FrameRecord]:
         """The next frame's bytes, seal and record; nothing is written yet."""
         if self._failure is not None:
             raise self._failure
@@ -324,26 +346,36 @@ class RecordingWriter:
             FRAME_MAGIC, kind, flags, len(meta_bytes), self._index, samples, self.position,
             body_len, self.recording_id, self._prev, mac,
         )
+        # Built in one reused buffer (header | meta | body | seal): the ciphertext is written
+        # in place by encrypt_into, and nothing of the frame is copied to be joined.
+        m, frame_len = len(meta_bytes), HEADER_LEN + len(meta_bytes) + body_len + SEAL_LEN
+        if len(self._frame_buf) < frame_len:
+            self._frame_buf = bytearray(frame_len)
+        frame = memoryview(self._frame_buf)[:frame_len]
+        frame[:HEADER_LEN] = header
+        frame[HEADER_LEN : HEADER_LEN + m] = meta_bytes
+        body = frame[HEADER_LEN + m : HEADER_LEN + m + body_len]
         if signed:
-            body = self._identity.sign(checkpoint_message(header, meta_bytes))
+            body[:] = self._identity.sign(checkpoint_message(header, meta_bytes))
         elif aead:
             assert self._aead is not None
-            body = self._aead.encrypt(nonce_for(self._index, final), plaintext, header + meta_bytes)
-        else:
-            body = b""
-        frame, seal = finish_frame(header, meta_bytes, body)
+            self._aead.encrypt_into(
+                nonce_for(self._index, final), plaintext, frame[: HEADER_LEN + m], body
+            )
+        seal = seal_of(header, meta_bytes, hashlib.sha256(body).digest())
+        frame[frame_len - SEAL_LEN :] = seal
         return frame, seal, FrameRecord(
             self._index, kind, flags, self.position, samples, mac, meta, seal
         )
 
-    def _commit(self, frame: bytes, seal: bytes, record: FrameRecord) -> None:
+    def _commit(self, frame: memoryview, seal: bytes, record: FrameRecord) -> None:
         self._store(frame)
-        self.records.append(record)
+        self._manifest.add(record)
         self._prev = seal
         self._index += 1
         self._end += len(frame)
 
-    def _store(self, frame: bytes) -> None:
+    def _store(self, frame: memoryview) -> None:
         assert self._fd is not None
         where = f"{self._container_name} (frame {self._index}, byte {self._end})"
         try:
@@ -435,7 +467,7 @@ class RecordingWriter:
             self.closed = True
             self._close_fd()
             self._log("recording_failed", error=str(failure))
-            return CloseResult("left_for_recovery", None, str(failure), self.records)
+            return CloseResult("left_for_recovery", None, str(failure))
         if failure is not None:
             self._failure = None
             self._release_reserve()
@@ -460,13 +492,19 @@ class RecordingWriter:
                 self._close_frames(meta)
             self._close_fd()
             self._release_reserve()
-            manifest = build_manifest(self.records)
-            write_manifest(self.path, manifest, self._identity)
+            manifest = self._manifest.finish()
+            before, after = manifest_frame(manifest)
+            data = bytearray(before)
+            data += self._segments.buf
+            self._segments.buf = bytearray()  # one copy of the list at a time
+            data += b"]"
+            data += after
+            write_manifest_bytes(self.path, data, self._identity)
         except OSError as exc:
             self.closed = True
             self._close_fd()
             self._log("recording_failed", error=str(exc))
-            return CloseResult("left_for_recovery", None, str(exc), self.records)
+            return CloseResult("left_for_recovery", None, str(exc))
         self.closed = True
         self._log(
             "recording_closed",
@@ -474,12 +512,13 @@ class RecordingWriter:
             reason=reason,
             chain_head=manifest["chain_head"],
         )
-        return CloseResult("complete", manifest, None, self.records)
+        return CloseResult("complete", manifest, None)
 
     def _close_frames(self, meta: dict[str, Any]) -> None:
         """A checkpoint right before END (unless the last frame is one), then END: a
         recording recovery finds ending in END has no unsigned tail (§11.1)."""
-        if not self.records or self.records[-1].kind != Kind.CHECKPOINT:
+        last = self._manifest.last
+        if last is None or last.kind != Kind.CHECKPOINT:
             self.checkpoint()
         self._append(Kind.END, meta=meta, final=True)
 

@@ -1,1 +1,1 @@
-Jrf/Nqln7BCjkeSSbH3Gl5iP0IEHFBw8GxrWhNNNFqLjvG5nn6V52XWvf4LCD3yejjszgkUt1swJQzNMsvf/Bw==
+REmQr9XXOUskc09nJBmvbZx4BQMA8/mtkSNt+S/mx3XUafFuxt2LMZkMGvZk0mDAgUvus1J2HJyFbTlLlkasBA==

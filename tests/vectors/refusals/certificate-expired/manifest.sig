@@ -1,1 +1,1 @@
-+eG7sGgVHWu6VWp6v5z5HMsre/XmfKWyLRt6rz9qam+AKzWwP59fYJspmTSoE6wr1GqfO/jjKbGVzjEScnJgBQ==
+EEmznVCdIPfZsSGBRAYGb+kXGBcaGQgzlWLBSFcp1fArcExF8zqN0Jiuozn1mXoxszEo1FFohNFAyz/BOK7CBw==

@@ -1,1 +1,1 @@
-LzHqVspfFhqFv38dV8+XUoyKwbKsyhtba2E2NaMMOOahKUCfD48dgr0b4PHdqfjeLd8Pql9C8FH3AX+SblkTCA==
+dwEcgIbQkEQC25icf1WiPxcFC6OsZpfOS7M6BlKQgfoAyQVKl6zkncljHZ+SrfgRpnEQLaq1dsssB/bhhbWUAA==

@@ -1,1 +1,1 @@
-bnSfdmlSBLoIRpOEXwPK0rkzOcB3DFu/sLSRnpPW94wcLwNwveC0JEF/5FZI3jkShFc/c4pcZkXTt+cVZzDJCw==
+j/dAa6WLTTYjC/jab1shmOCWojk0gjNpgg4vQPDyVniqKAUj08mg21hTo1BvKdhbYNZ66+dCjxD0O1zG1YQ2BA==

@@ -1,1 +1,1 @@
-xs8E1pk7tkHdjbnT05l/PGAnpaIgHjgQ3Bz4/4VHwDh/Agu0qmCG+SkR4C5phoK58k3eltnFuu+8MyzG/rYxBQ==
+qM6CN/H4Vkc/HzMbXvs1NZKedpI9a0Qqsg1bGzrbIde5ASyA0B4oz+ppqGARuxSe5f4wpUeGRUXbpfF7n21UBQ==
