@@ -749,3 +749,38 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     run(ExportWindowClosed(91.0))  # STOPPED -> READY
     edges = {(a.old, a.new) for a in of(run.all, Log) if a.old is not a.new}
     assert edges == ALLOWED
+
+
+# --------------------------------------------------------------------------- a held button never consents
+# Deterministic cases for what test_consent_properties.py finds only on some seeds: a button
+# still down from an earlier press (here: the stop press) gives Pressed again without a
+# release - no edge, so it is not the second party's consent, nor a copy confirmation.
+
+
+def test_a_held_button_is_not_the_second_consent() -> None:
+    run = recording(1.0)
+    run(Pressed(B, 10.0))  # B stops the recording and keeps the button down
+    assert run.state is State.STOPPED
+    run.tap(A, 11.0)  # A asks for a new recording, after the refractory interval
+    assert run.state is State.WAITING
+    out = run(Pressed(B, 12.0))  # B still held (2 s, under the hold limit): no edge
+    assert run.state is State.WAITING and run.m.presses == ((A, 11.0),)
+    assert of(out, StartRecording) == [] and not capture_allowed(run.m)
+    assert of(out, TimelineEvent) == []
+    run(Released(B, 12.5))
+    run(Pressed(B, 13.0))  # a real press of B: now both consent
+    assert run.state is State.RECORDING
+
+
+def test_a_held_button_is_not_a_copy_confirmation() -> None:
+    run = recording(1.0)
+    run(Pressed(B, 10.0))  # stop; B keeps the button down
+    run(StickInserted(10.1), Tick(10.7))  # offered once out of the refractory interval
+    assert run.state is State.COPY_CONFIRM
+    out = run(Pressed(B, 11.0))  # still the stop press: no edge
+    assert run.m.presses == () and of(out, TimelineEvent) == []
+    out = run.tap(A, 11.5)
+    assert run.state is State.COPY_CONFIRM and of(out, MakeCopy) == []
+    run(Released(B, 12.0))
+    out = run(Pressed(B, 12.5))
+    assert run.state is State.COPYING and len(of(out, MakeCopy)) == 1
