@@ -751,7 +751,7 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     assert edges == ALLOWED
 
 
-# --------------------------------------------------------------------------- a held button never consents
+# --------------------------------------------------------------------------- held buttons
 # Deterministic cases for what test_consent_properties.py finds only on some seeds: a button
 # still down from an earlier press (here: the stop press) gives Pressed again without a
 # release - no edge, so it is not the second party's consent, nor a copy confirmation.
