@@ -2,7 +2,8 @@
 # Set up everything `make demo` / `make test` need on a fresh Debian or Raspberry Pi OS machine:
 # Debian packages (only when missing), then a .venv with akkoord installed in editable mode.
 #   scripts/bootstrap.sh          runtime (demo)
-#   scripts/bootstrap.sh --test   runtime + test tools (pytest, hypothesis, headless Chromium)
+#   scripts/bootstrap.sh --test   runtime + test tools (pytest, hypothesis, headless Chromium,
+#                                 Firefox ESR, FUSE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,10 @@ command -v gcc >/dev/null 2>&1 || pkgs+=(gcc)
     || pkgs+=(python3-dev)
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+    # The verify page is also checked in Firefox; the export read-back on a FUSE stick.
+    command -v firefox-esr >/dev/null 2>&1 || pkgs+=(firefox-esr)
+    command -v fusermount3 >/dev/null 2>&1 || pkgs+=(fuse3)
+    command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)  # unit checks, tmpfiles
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

@@ -356,7 +356,8 @@ def test_service_stop_post_unmounts_left_over_sticks(service: dict, tmp_path: Pa
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(left)],
                        capture_output=True, text=True, check=False)  # fmt: skip
     if r.returncode:
-        pytest.skip(f"cannot mount tmpfs ({r.stderr.strip()}); needs root")
+        pytest.skip(f"needs CAP_SYS_ADMIN: mount -t tmpfs refused ({r.stderr.strip()}); "
+                    "run as root")
     try:
         value = one(service, "Service", "ExecStopPost")
         # A lone $ would be expanded (to nothing) by systemd itself, not by the shell.
@@ -648,7 +649,7 @@ def test_tmpfiles_creates_the_directories(tmp_path: Path) -> None:
     if exe is None:
         pytest.skip("systemd-tmpfiles is not installed (Debian package systemd)")
     if os.geteuid() != 0:
-        pytest.skip("the lines name owner root; only root can create them as such")
+        pytest.skip("needs root: the lines name owner root; only root can create them as such")
     r = subprocess.run([exe, "--create", f"--root={tmp_path}", str(TMPFILES)],
                        capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert r.returncode == 0 and not r.stderr.strip(), r.stderr
