@@ -28,3 +28,11 @@ prompts:
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis demo-out
+
+# Mutation testing of the guarantee-carrying modules (slow: not part of `make test`; see
+# docs/TESTING.md). One target: `make mutation TARGETS=consent`.
+.PHONY: mutation
+mutation:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
+	.venv/bin/python scripts/mutation.py $(TARGETS)
