@@ -10,6 +10,7 @@ import pytest
 from akkoord.consent import (
     ALLOWED,
     BLINK,
+    DIM,
     EVENT_TYPES,
     FAST_BLINK,
     FAULT_SIGNALS,
@@ -429,7 +430,7 @@ def test_recording_ended_outside_a_recording_is_ignored() -> None:
     run = Run()
     assert run(RecordingEnded(StopReason.SHUTDOWN, 1.0)) == []
     with pytest.raises(ValueError):
-        RecordingEnded(StopReason.PARTY_A, 1.0)
+        RecordingEnded(StopReason.PARTY_A, 1.0)  # the message is checked below
 
 
 def test_press_in_stopped_starts_a_new_flow_and_expiry_returns_to_stopped() -> None:
@@ -463,9 +464,9 @@ def test_fault_blocks_start_with_low_tone_and_clears() -> None:
 
 @pytest.mark.parametrize("fault", [f for f in Fault if f.value.startswith("stuck")])
 def test_stuck_faults_are_not_raised_from_outside(fault: Fault) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{fault}.*not raised"):
         FaultRaised(fault, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{fault}.*released"):
         FaultCleared(fault, 0.0)
 
 
@@ -701,6 +702,34 @@ def test_timing_validation() -> None:
         Timing(refractory_s=-1)
     with pytest.raises(ValueError):
         Timing(refractory_s=6.0)  # longer than the hold limit
+    with pytest.raises(ValueError, match="refractory_s must be >= 0 and shorter"):
+        Timing(refractory_s=5.0)  # as long as the hold limit: not shorter
+    with pytest.raises(ValueError, match="copy_confirm_s must be > 0"):
+        Timing(copy_confirm_s=0)
+    assert Timing(copy_confirm_s=0.5, window_s=0.7, hold_limit_s=0.8).copy_confirm_s == 0.5
+
+
+def test_a_party_stop_is_not_a_daemon_stop() -> None:
+    with pytest.raises(ValueError, match="a party's stop is a Pressed event, not RecordingEnded"):
+        RecordingEnded(StopReason.PARTY_B, 1.0)
+
+
+def test_pattern_validation_and_shape() -> None:
+    with pytest.raises(ValueError, match=r"'zero': steps need levels 0\.\.1, durations > 0"):
+        Pattern("zero", ((1.0, 0.0),))
+    # a three-step smooth pattern glides from each level towards the NEXT one
+    p = Pattern("three", ((0.0, 1.0), (1.0, 1.0), (0.5, 1.0)), smooth=True)
+    assert p.level(0.5) == pytest.approx(0.5)  # halfway from 0.0 to 1.0
+    assert p.level(1.5) == pytest.approx(0.75)  # halfway from 1.0 to 0.5
+    assert p.level(2.5) == pytest.approx(0.25)  # halfway from 0.5 back to 0.0
+    # float rounding can leave the remainder past the last step: it holds the last level
+    odd = Pattern("odd", ((1.0, 0.1), (0.5, 0.1), (0.25, 0.35)))
+    assert odd.level(0.5499999999999999) == 0.25
+    # a fault code: flashes of 0.2 s, 0.3 s apart, then a 1.5 s pause
+    assert blink_code(3).steps == (
+        (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 1.5)
+    )
+    assert StatusLight(Colour.AMBER, DIM).rgb(0.0) == pytest.approx((0.15, 0.045, 0.0))
 
 
 def test_patterns() -> None:

@@ -12,8 +12,11 @@ from akkoord.consent import (
     BLINK,
     BREATHE,
     DIM,
+    FAST_BLINK,
+    INDICATOR,
     OFF,
     ON,
+    SLOW_PULSE,
     Chime,
     Colour,
     CopyFinished,
@@ -26,11 +29,13 @@ from akkoord.consent import (
     Pressed,
     RecordingEnded,
     Say,
+    StartRecording,
     State,
     StatusLight,
     StickInserted,
     StickRemoved,
     StopReason,
+    StopRecording,
     Tick,
     TimelineEvent,
     TimelineKind,
@@ -190,3 +195,76 @@ def test_press_in_the_refractory_interval_is_recorded_not_acted_on() -> None:
     assert run.state is S.RECORDING
     out = run(Pressed(B, 3.6))  # exactly at the end of the interval: a stop
     assert run.state is S.STOPPED and out[0] == TimelineEvent(K.STOP, B, 3.6, "party_b")
+
+
+def test_consent_start_and_stop_transcripts() -> None:
+    run = Run()
+    assert run.tap(A, 1.0) == [
+        TimelineEvent(K.CONSENT, A, 1.0),
+        Log(S.READY, S.WAITING, "party a pressed"),
+        Chime(ChimeName.CONSENT),
+        Say(PromptId.WAITING_FOR_OTHER),
+        Leds(ON, BLINK, StatusLight(Colour.GREEN, ON)),
+    ]
+    assert run.tap(B, 3.0) == [
+        TimelineEvent(K.CONSENT, B, 3.0),
+        Log(S.WAITING, S.RECORDING, "party b pressed: both parties consented"),
+        Leds(SLOW_PULSE, SLOW_PULSE, INDICATOR),
+        StartRecording(((A, 1.0), (B, 3.0)), 3.0),
+        TimelineEvent(K.START, None, 3.0),
+        Chime(ChimeName.RECORDING_START),
+        Say(PromptId.RECORDING_STARTED),
+    ]
+    assert run.tap(B, 10.0) == [
+        TimelineEvent(K.STOP, B, 10.0, "party_b"),
+        StopRecording(StopReason.PARTY_B, 10.0),
+        Log(S.RECORDING, S.STOPPED, "party b pressed: stop"),
+        Chime(ChimeName.RECORDING_STOP),
+        Say(PromptId.RECORDING_STOPPED),
+        STOPPED_LEDS,
+    ]
+    # A fresh press exactly at the end of the refractory interval opens a new flow.
+    out = run(Pressed(A, 10.6))
+    assert run.state is S.WAITING and out[:2] == [
+        TimelineEvent(K.CONSENT, A, 10.6),
+        Log(S.STOPPED, S.WAITING, "party a pressed"),
+    ]
+
+
+def test_holding_ones_own_pending_press_withdraws_it() -> None:
+    run = Run()
+    run(Pressed(A, 1.0))
+    assert run(Tick(6.0)) == [
+        Log(S.WAITING, S.WAITING, "fault raised: stuck_button_a (held 5 s)"),
+        Chime(ChimeName.FAULT),
+        TimelineEvent(K.CONSENT_WITHDRAWN, A, 6.0, "button held"),
+        Log(S.WAITING, S.READY, "consent cancelled: button a held"),
+        Leds(FAST_BLINK, OFF, StatusLight(Colour.RED, FAST_BLINK)),
+    ]
+    assert run.m.presses == ()
+
+
+def test_the_other_button_held_cancels_the_pending_consent_as_a_fault() -> None:
+    run = recording(1.0)
+    run(Pressed(B, 10.0))  # stop; B stays down
+    run.tap(A, 11.0)
+    assert run(Tick(15.0)) == [
+        Log(S.WAITING, S.WAITING, "fault raised: stuck_button_b (held 5 s)"),
+        Chime(ChimeName.FAULT),
+        TimelineEvent(K.CONSENT_WITHDRAWN, A, 15.0, "fault stuck_button_b"),
+        Log(S.WAITING, S.STOPPED, "consent cancelled: button b held"),
+        Leds(OFF, FAST_BLINK, StatusLight(Colour.RED, FAST_BLINK)),
+    ]
+
+
+def test_holding_a_copy_press_withdraws_that_press_and_keeps_the_offer() -> None:
+    run = copy_confirm(1.0)
+    run(Pressed(A, 22.0))
+    assert run(Tick(27.0)) == [
+        Log(S.COPY_CONFIRM, S.COPY_CONFIRM, "fault raised: stuck_button_a (held 5 s)"),
+        Chime(ChimeName.FAULT),
+        TimelineEvent(K.CONSENT_WITHDRAWN, A, 27.0, "button held"),
+        Log(S.COPY_CONFIRM, S.COPY_CONFIRM, "press of party a withdrawn: button held"),
+        Leds(FAST_BLINK, BLINK, StatusLight(Colour.BLUE, BLINK)),
+    ]
+    assert run.m.presses == ()
