@@ -130,8 +130,6 @@ def main() -> int:
         worst = min(worst, score if score is not None else 0.0)
         print(f"{name}: {score}% killed ({s['stats']}) in {s['seconds']} s; "
               f"{len(s['survivors'])} survivors, listed in build/mutation/{name}.json")
-        for m in s["survivors"]:
-            print(f"  survived: {m}   (build/mutation/{name}: mutmut show {m})")
     return 0
 
 

@@ -39,7 +39,9 @@ from akkoord.consent import (
     Tick,
     TimelineEvent,
     TimelineKind,
+    Timing,
     blink_code,
+    start,
 )
 from akkoord.prompts import PromptId
 from akkoord.sounds import ChimeName
@@ -268,3 +270,47 @@ def test_holding_a_copy_press_withdraws_that_press_and_keeps_the_offer() -> None
         Leds(FAST_BLINK, BLINK, StatusLight(Colour.BLUE, BLINK)),
     ]
     assert run.m.presses == ()
+
+
+def test_button_held_at_boot_transcript_and_a_repeated_pressed_is_silent() -> None:
+    m, actions = start(Timing(), 0.0, a_down=True)
+    assert actions == [
+        Log(S.READY, S.READY, "boot"),
+        Log(S.READY, S.READY, "fault raised: stuck_button_a (held at boot)"),
+        Chime(ChimeName.FAULT),
+        Leds(FAST_BLINK, OFF, StatusLight(Colour.RED, FAST_BLINK)),
+    ]
+    run = Run(m)
+    assert run(Pressed(A, 1.0)) == []  # still the same press: no edge, not even a fault tone
+
+
+def test_window_expiry_and_copy_offer_timeout_transcripts() -> None:
+    run = Run()
+    run.tap(A, 1.0)
+    assert run(Tick(21.0)) == [
+        TimelineEvent(K.WINDOW_EXPIRED, A, 21.0),
+        Log(S.WAITING, S.READY, "window expired"),
+        Chime(ChimeName.WINDOW_EXPIRED),
+        Say(PromptId.WINDOW_EXPIRED),
+        IDLE_LEDS,
+    ]
+    assert run.m.presses == ()
+    run = copy_confirm(1.0)  # offered at 21.0
+    run.tap(B, 22.0)
+    assert run(Tick(81.0)) == [
+        Log(S.COPY_CONFIRM, S.STOPPED, "copy offer timed out"),
+        Chime(ChimeName.WINDOW_EXPIRED),
+        STOPPED_LEDS,
+    ]
+    assert run.m.presses == ()
+
+
+def test_copy_press_of_b_lights_b() -> None:
+    run = copy_confirm(1.0)
+    assert run.tap(B, 22.0)[-1] == Leds(BLINK, ON, StatusLight(Colour.BLUE, BLINK))
+
+
+def test_an_event_stamped_before_boot_is_handled_at_boot_time() -> None:
+    m, _ = start(Timing(), 100.0)
+    run = Run(m)
+    assert run.tap(A, 50.0)[0] == TimelineEvent(K.CONSENT, A, 100.0)
