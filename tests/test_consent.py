@@ -730,6 +730,7 @@ def test_pattern_validation_and_shape() -> None:
         (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 1.5)
     )
     assert StatusLight(Colour.AMBER, DIM).rgb(0.0) == pytest.approx((0.15, 0.045, 0.0))
+    assert StatusLight(Colour.BLUE, DIM).rgb(0.0) == pytest.approx((0.0, 0.0, 0.15))
 
 
 def test_patterns() -> None:
