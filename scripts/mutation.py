@@ -33,7 +33,8 @@ MUTMUT = Path(sys.executable).parent / "mutmut"
 
 # target -> (files to mutate under akkoord/, test files that guard them)
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
-    "consent": (["consent.py"], ["test_consent.py", "test_consent_properties.py"]),
+    "consent": (["consent.py"], ["test_consent.py", "test_consent_properties.py",
+                                 "test_consent_transcripts.py"]),
     "store": (
         ["store/*"],
         [
