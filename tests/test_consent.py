@@ -710,7 +710,8 @@ def test_timing_validation() -> None:
 
 
 def test_a_party_stop_is_not_a_daemon_stop() -> None:
-    with pytest.raises(ValueError, match="a party's stop is a Pressed event, not RecordingEnded"):
+    why = r"^a party's stop is a Pressed event, not RecordingEnded$"
+    with pytest.raises(ValueError, match=why):
         RecordingEnded(StopReason.PARTY_B, 1.0)
 
 

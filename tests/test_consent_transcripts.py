@@ -8,6 +8,8 @@ dropping or changing any one action fails a test (the mutation run found such ga
 
 from __future__ import annotations
 
+import pytest
+
 from akkoord.consent import (
     BLINK,
     BREATHE,
@@ -32,6 +34,7 @@ from akkoord.consent import (
     StartRecording,
     State,
     StatusLight,
+    Stick,
     StickInserted,
     StickRemoved,
     StopReason,
@@ -151,6 +154,7 @@ def test_stick_without_a_recording() -> None:
         Chime(ChimeName.NO_RECORDING),
         Say(PromptId.NO_RECORDING),
     ]
+    assert run.m.stick is Stick.SPENT  # reinsert to try again
     assert run(StickRemoved(2.0)) == [Log(S.READY, S.READY, "stick removed")]
 
 
@@ -160,20 +164,20 @@ def test_export_window_closing_transcripts() -> None:
         Log(S.STOPPED, S.READY, "export window closed"),
         IDLE_LEDS,
     ]
-    assert not run.m.copy_available
+    assert run.m.copy_available is False
     run = copy_confirm(1.0)
     run.tap(A, 22.0)
     assert run(ExportWindowClosed(30.0)) == [
         Log(S.COPY_CONFIRM, S.READY, "export window closed: copy offer withdrawn"),
         IDLE_LEDS,
     ]
-    assert run.m.presses == () and not run.m.copy_available
+    assert run.m.presses == () and run.m.copy_available is False
     run = stopped(1.0)  # a new recording while the last one is still exportable
     run.tap(A, 15.0)
     run.tap(B, 16.0)
     assert run.state is S.RECORDING and run.m.copy_available
     assert run(ExportWindowClosed(20.0)) == [Log(S.RECORDING, S.RECORDING, "export window closed")]
-    assert not run.m.copy_available
+    assert run.m.copy_available is False
 
 
 def test_fault_while_waiting_withdraws_the_consent() -> None:
@@ -314,3 +318,16 @@ def test_an_event_stamped_before_boot_is_handled_at_boot_time() -> None:
     m, _ = start(Timing(), 100.0)
     run = Run(m)
     assert run.tap(A, 50.0)[0] == TimelineEvent(K.CONSENT, A, 100.0)
+
+
+def test_boot_with_faults_transcript() -> None:
+    _, actions = start(Timing(), 0.0, faults=[Fault.NO_KEYS])
+    assert actions == [
+        Log(S.READY, S.READY, "boot"),
+        Log(S.READY, S.READY, "fault raised: no_keys"),
+        Chime(ChimeName.FAULT),
+        Leds(OFF, OFF, StatusLight(Colour.RED, blink_code(4))),
+    ]
+    why = r"^stuck_button_a is derived from button levels, not raised$"
+    with pytest.raises(ValueError, match=why):
+        start(Timing(), 0.0, faults=[Fault.STUCK_BUTTON_A])
