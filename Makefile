@@ -36,3 +36,9 @@ mutation:
 	@scripts/bootstrap.sh --test
 	.venv/bin/python -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
 	.venv/bin/python scripts/mutation.py $(TARGETS)
+
+# Each guarantee's guard switched off (in a scratch copy) must fail its test: docs/TESTING.md.
+.PHONY: guards
+guards:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python scripts/check_guards.py
