@@ -8,6 +8,7 @@ on a real small file system is in test_daemon_sim.py (where mounting is allowed)
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,11 @@ def state(tmp_path):
 
 def _press_both(state, free: int, monkeypatch) -> tuple[list[dict], bool]:
     """Boot a daemon with `free` bytes free, press A then B; (what it reported, recording?)."""
-    monkeypatch.setattr(recorder_mod, "free_bytes", lambda path: free)
+    def free_bytes(path):
+        assert Path(path) == state.recordings_dir  # the disk that holds the recordings
+        return free
+
+    monkeypatch.setattr(recorder_mod, "free_bytes", free_bytes)
     config = parse_config(
         {"audio": {"sample_rate": RATE}, "store": {"min_free_minutes": 10,
                                                    "stop_free_minutes": 1}},

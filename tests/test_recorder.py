@@ -69,8 +69,12 @@ def _recorder(kit, stop_free_seconds: float, on_stopped) -> Recorder:
 
 
 def test_free_seconds_counts_what_free_bytes_reports(kit, monkeypatch):
-    monkeypatch.setattr(recorder_mod, "free_bytes", lambda path: 10 * BYTES_PER_SECOND)
+    asked = []
+    monkeypatch.setattr(recorder_mod, "free_bytes",
+                        lambda path: asked.append(path) or 10 * BYTES_PER_SECOND)
     assert free_seconds(kit.state.recordings_dir, RATE) == pytest.approx(10 / 1.02)
+    assert free_seconds(kit.state.recordings_dir, RATE, channels=2) == pytest.approx(5 / 1.02)
+    assert asked == [kit.state.recordings_dir] * 2
 
 
 def test_real_free_bytes_agrees_with_df(kit):
@@ -82,12 +86,11 @@ def test_real_free_bytes_agrees_with_df(kit):
     assert abs(got - int(df[-1])) <= 1 << 20  # other writers on the machine meanwhile
 
 
-def test_guard_stops_the_recording_before_the_disk_is_full(kit, monkeypatch):
+def test_guard_stops_the_recording_before_the_disk_is_full(kit, monkeypatch, caplog):
     # Room for the writer's reserve file and ~6 s of audio.
     disk = _used(kit.state.recordings_dir) + DEFAULT_RESERVE + 6 * BYTES_PER_SECOND
-    monkeypatch.setattr(
-        recorder_mod, "free_bytes", lambda path: disk - _used(kit.state.recordings_dir)
-    )
+    # The fake disk is the recordings folder: asked about anything else, it fails the test.
+    monkeypatch.setattr(recorder_mod, "free_bytes", lambda path: disk - _used(Path(path)))
     done: list[StopOutcome] = []
     ended = threading.Event()
     rec = _recorder(kit, 2.0, lambda out: (done.append(out), ended.set()))
@@ -104,3 +107,5 @@ def test_guard_stops_the_recording_before_the_disk_is_full(kit, monkeypatch):
     assert disk - _used(kit.state.recordings_dir) > 0
     rep = verify_recording(kit.state.recording_dir(rid))
     assert rep.ok and rep.status == "complete"
+    assert any("s of space left: stopping the recording (disk full)" in r.getMessage()
+               for r in caplog.records)
