@@ -10,7 +10,18 @@ import pytest
 
 from akkoord.export.copycheck import verify_copy
 from akkoord.store.keys import DeviceIdentity
-from copykit import AUDIO, at, clone, pcm, record_copy, resign, samples, tampered_copy
+from copykit import (
+    AUDIO,
+    at,
+    clone,
+    flip_sample,
+    pcm,
+    python_verdict,
+    record_copy,
+    resign,
+    samples,
+    tampered_copy,
+)
 from storekit import make_kit
 
 
@@ -69,3 +80,59 @@ def test_copy_resigned_by_another_device_fails_the_trusted_key(kit, gapped, stra
     assert (folder / AUDIO).exists()
     rep = verify_copy(folder, kit.identity.public)
     assert not rep.ok and rep.findings
+
+
+# --- changed audio, located (the same cases the page is held to in test_verify_page.py) ----
+
+@pytest.fixture(scope="module")
+def made(kit):
+    return record_copy(kit, 5, seed=10)  # five 1 s segments
+
+
+TAMPER = {
+    # name: (change to the data chunk, status, changed seconds, finding codes)
+    "cut_1s": (lambda d: d[: at(2)] + d[at(3):], "changed", [[2, 3]],
+               {"audio_changed", "length_changed"}),
+    "duplicated_1s": (lambda d: d[: at(2)] + d[at(1): at(2)] + d[at(2):], "changed", [[2, 3]],
+                      {"length_changed"}),
+    "silenced_1s": (lambda d: d[: at(2)] + bytes(at(1)) + d[at(3):], "changed", [[2, 3]],
+                    {"audio_changed"}),
+    "one_sample": (lambda d: flip_sample(d, samples(2.5)), "changed", [[2, 3]],
+                   {"audio_changed"}),
+    "two_places": (lambda d: flip_sample(flip_sample(d, samples(0.5)), samples(3.5)), "changed",
+                   [[0, 1], [3, 4]], {"audio_changed"}),
+    "neighbours_merge": (lambda d: flip_sample(flip_sample(d, samples(1.5)), samples(2.5)),
+                         "changed", [[1, 3]], {"audio_changed"}),
+    "end_cut_off": (lambda d: d[: at(4.5)], "changed", [[4, 5]],
+                    {"audio_changed", "length_changed"}),
+    "appended": (lambda d: d + pcm(99, samples(0.5)), "changed", [], {"length_changed"}),
+    "half_sample": (lambda d: d + b"\x01", "changed", [], {"length_changed"}),
+    "all_replaced": (lambda d: pcm(7, len(d) // 2), "wrong_recording", [[0, 5]],
+                     {"audio_changed", "wrong_recording"}),
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPER))
+def test_changed_audio_is_located_to_the_second(kit, made, tmp_path, name):
+    change, status, seconds, codes = TAMPER[name]
+    folder = tampered_copy(made, tmp_path / "copy", change)
+    assert python_verdict(folder, kit.identity.public) == (status, seconds)
+    rep = verify_copy(folder, kit.identity.public)
+    assert not rep.ok and {f.code for f in rep.findings} == codes
+
+
+def test_cut_and_insertion_say_where_and_how_much(kit, made, tmp_path):
+    cut = verify_copy(tampered_copy(made, tmp_path / "cut", TAMPER["cut_1s"][0]))
+    (msg,) = [f for f in cut.findings if f.code == "length_changed"]
+    assert msg.second == 2 and "1 s shorter" in msg.message and "cut out at second 2" in msg.message
+    dup = verify_copy(tampered_copy(made, tmp_path / "dup", TAMPER["duplicated_1s"][0]))
+    (msg,) = [f for f in dup.findings if f.code == "length_changed"]
+    assert msg.second == 2 and "1 s longer" in msg.message and "inserted at second 2" in msg.message
+
+
+def test_unchanged_copy_reports_what_it_checked(kit, made):
+    rep = verify_copy(made.wav, kit.identity.public)  # the WAV's path works like the folder's
+    assert rep.ok and rep.status == "unchanged" and rep.changed_seconds == []
+    assert rep.device_trusted is True and rep.copy_number == 1 and rep.made_by == "device"
+    assert rep.recording_status == "complete" and rep.duration_seconds == 5
+    assert rep.device_fingerprint == kit.identity.fingerprint
