@@ -50,3 +50,16 @@ system-test:
 pi-smoke:
 	@scripts/bootstrap.sh --test
 	.venv/bin/python tests/system/pi_smoke.py
+# Mutation testing of the guarantee-carrying modules (slow: not part of `make test`; see
+# docs/TESTING.md). One target: `make mutation TARGETS=consent`.
+.PHONY: mutation
+mutation:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
+	.venv/bin/python scripts/mutation.py $(TARGETS)
+
+# Each guarantee's guard switched off (in a scratch copy) must fail its test: docs/TESTING.md.
+.PHONY: guards
+guards:
+	@scripts/bootstrap.sh --test
+	.venv/bin/python scripts/check_guards.py

@@ -3,7 +3,7 @@
 # Debian packages (only when missing), then a .venv with akkoord installed in editable mode.
 #   scripts/bootstrap.sh          runtime (demo)
 #   scripts/bootstrap.sh --test   runtime + test tools (pytest, hypothesis, headless Chromium,
-#                                 PostgreSQL for the archive index tests)
+#                                 Firefox ESR, FUSE, PostgreSQL for the archive index tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +36,10 @@ if [ "$want_test" = 1 ]; then
     command -v ffmpeg >/dev/null 2>&1 || pkgs+=(ffmpeg)  # the reference decoder (tests)
     # the archive tests start a throw-away PostgreSQL server (initdb/pg_ctl as `nobody`)
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || pkgs+=(postgresql)
+    # The verify page is also checked in Firefox; the export read-back on a FUSE stick.
+    command -v firefox-esr >/dev/null 2>&1 || pkgs+=(firefox-esr)
+    command -v fusermount3 >/dev/null 2>&1 || pkgs+=(fuse3)
+    command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)  # unit checks, tmpfiles
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

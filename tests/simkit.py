@@ -11,13 +11,15 @@ import threading
 import time
 from pathlib import Path
 
+import akkoord
 from akkoord.clock import SystemClock
 from akkoord.store.custody import CustodyLog
 from akkoord.store.keys import DeviceIdentity, generate_org_key
 from akkoord.store.layout import StateDir
 from storekit import provision as certify
 
-ASSETS = Path(__file__).resolve().parent.parent / "device" / "akkoord" / "assets"
+# The assets of the package under test (the one imported, also in a mutation run's copy).
+ASSETS = Path(akkoord.__file__).resolve().parent / "assets"
 DEMO_WAV = ASSETS / "demo" / "gesprek.wav"
 
 

@@ -20,3 +20,14 @@ def test_capture_bench_reports_latency_cpu_and_rss() -> None:
     assert result["capture_lost_samples"] == 0
     assert 0 < result["capture_cpu_percent_of_core"] < 100
     assert 10 < result["capture_peak_rss_mb"] < 500
+
+
+@pytest.mark.alsa
+def test_peak_rss_is_the_benchmark_process_own_not_its_parents() -> None:
+    """Whatever ran before in this pytest process (test_daemon_alsa.py peaks near 1.2 GB),
+    the benchmark reports the memory of its own subprocess."""
+    ballast = bytearray(300 << 20)
+    ballast[::4096] = bytes([1]) * len(range(0, len(ballast), 4096))  # touch every page
+    result = capture_bench(runs=1, seconds=0.2)
+    del ballast
+    assert 10 < result["capture_peak_rss_mb"] < 200

@@ -10,6 +10,7 @@ import pytest
 from akkoord.consent import (
     ALLOWED,
     BLINK,
+    DIM,
     EVENT_TYPES,
     FAST_BLINK,
     FAULT_SIGNALS,
@@ -431,7 +432,7 @@ def test_recording_ended_outside_a_recording_is_ignored() -> None:
     run = Run()
     assert run(RecordingEnded(StopReason.SHUTDOWN, 1.0)) == []
     with pytest.raises(ValueError):
-        RecordingEnded(StopReason.PARTY_A, 1.0)
+        RecordingEnded(StopReason.PARTY_A, 1.0)  # the message is checked below
 
 
 def test_press_in_stopped_starts_a_new_flow_and_expiry_returns_to_stopped() -> None:
@@ -465,9 +466,9 @@ def test_fault_blocks_start_with_low_tone_and_clears() -> None:
 
 @pytest.mark.parametrize("fault", [f for f in Fault if f.value.startswith("stuck")])
 def test_stuck_faults_are_not_raised_from_outside(fault: Fault) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{fault}.*not raised"):
         FaultRaised(fault, 0.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"{fault}.*released"):
         FaultCleared(fault, 0.0)
 
 
@@ -703,6 +704,36 @@ def test_timing_validation() -> None:
         Timing(refractory_s=-1)
     with pytest.raises(ValueError):
         Timing(refractory_s=6.0)  # longer than the hold limit
+    with pytest.raises(ValueError, match="refractory_s must be >= 0 and shorter"):
+        Timing(refractory_s=5.0)  # as long as the hold limit: not shorter
+    with pytest.raises(ValueError, match="copy_confirm_s must be > 0"):
+        Timing(copy_confirm_s=0)
+    assert Timing(copy_confirm_s=0.5, window_s=0.7, hold_limit_s=0.8).copy_confirm_s == 0.5
+
+
+def test_a_party_stop_is_not_a_daemon_stop() -> None:
+    why = r"^a party's stop is a Pressed event, not RecordingEnded$"
+    with pytest.raises(ValueError, match=why):
+        RecordingEnded(StopReason.PARTY_B, 1.0)
+
+
+def test_pattern_validation_and_shape() -> None:
+    with pytest.raises(ValueError, match=r"'zero': steps need levels 0\.\.1, durations > 0"):
+        Pattern("zero", ((1.0, 0.0),))
+    # a three-step smooth pattern glides from each level towards the NEXT one
+    p = Pattern("three", ((0.0, 1.0), (1.0, 1.0), (0.5, 1.0)), smooth=True)
+    assert p.level(0.5) == pytest.approx(0.5)  # halfway from 0.0 to 1.0
+    assert p.level(1.5) == pytest.approx(0.75)  # halfway from 1.0 to 0.5
+    assert p.level(2.5) == pytest.approx(0.25)  # halfway from 0.5 back to 0.0
+    # float rounding can leave the remainder past the last step: it holds the last level
+    odd = Pattern("odd", ((1.0, 0.1), (0.5, 0.1), (0.25, 0.35)))
+    assert odd.level(0.5499999999999999) == 0.25
+    # a fault code: flashes of 0.2 s, 0.3 s apart, then a 1.5 s pause
+    assert blink_code(3).steps == (
+        (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 0.3), (1.0, 0.2), (0.0, 1.5)
+    )
+    assert StatusLight(Colour.AMBER, DIM).rgb(0.0) == pytest.approx((0.15, 0.045, 0.0))
+    assert StatusLight(Colour.BLUE, DIM).rgb(0.0) == pytest.approx((0.0, 0.0, 0.15))
 
 
 def test_patterns() -> None:
@@ -756,3 +787,38 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     run(CollectionFinished(True, 97.0))  # COLLECTING -> READY
     edges = {(a.old, a.new) for a in of(run.all, Log) if a.old is not a.new}
     assert edges == ALLOWED
+
+
+# --------------------------------------------------------------------------- held buttons
+# Deterministic cases for what test_consent_properties.py finds only on some seeds: a button
+# still down from an earlier press (here: the stop press) gives Pressed again without a
+# release - no edge, so it is not the second party's consent, nor a copy confirmation.
+
+
+def test_a_held_button_is_not_the_second_consent() -> None:
+    run = recording(1.0)
+    run(Pressed(B, 10.0))  # B stops the recording and keeps the button down
+    assert run.state is State.STOPPED
+    run.tap(A, 11.0)  # A asks for a new recording, after the refractory interval
+    assert run.state is State.WAITING
+    out = run(Pressed(B, 12.0))  # B still held (2 s, under the hold limit): no edge
+    assert run.state is State.WAITING and run.m.presses == ((A, 11.0),)
+    assert of(out, StartRecording) == [] and not capture_allowed(run.m)
+    assert of(out, TimelineEvent) == []
+    run(Released(B, 12.5))
+    run(Pressed(B, 13.0))  # a real press of B: now both consent
+    assert run.state is State.RECORDING
+
+
+def test_a_held_button_is_not_a_copy_confirmation() -> None:
+    run = recording(1.0)
+    run(Pressed(B, 10.0))  # stop; B keeps the button down
+    run(StickInserted(10.1), Tick(10.7))  # offered once out of the refractory interval
+    assert run.state is State.COPY_CONFIRM
+    out = run(Pressed(B, 11.0))  # still the stop press: no edge
+    assert run.m.presses == () and of(out, TimelineEvent) == []
+    out = run.tap(A, 11.5)
+    assert run.state is State.COPY_CONFIRM and of(out, MakeCopy) == []
+    run(Released(B, 12.0))
+    out = run(Pressed(B, 12.5))
+    assert run.state is State.COPYING and len(of(out, MakeCopy)) == 1

@@ -79,3 +79,23 @@ def test_entries_are_json_lines_with_time_and_type(kit):
     doc = json.loads(line)
     assert doc["entry"]["type"] == "recording_started"
     assert doc["entry"]["time"]["clock"] in ("ntp", "rtc", "unsynchronized")
+
+
+def test_entry_spliced_from_another_log_of_the_same_device_is_found(kit):
+    """Same device key, same sequence number: hash and signature of the spliced entry are
+    valid, so only the `prev` chain can tell it does not belong here."""
+    _fill(kit, 4)
+    path = kit.state.custody_path
+    other = CustodyLog(path.with_name("other.log"), kit.identity, kit.clock)
+    for i in range(4):
+        other.append("recording_deleted", f"{i + 100:032x}", reason="retention")
+    assert verify_custody_log(other.path, kit.identity.public)[1] == []
+    ours = path.read_bytes().splitlines(keepends=True)
+    theirs = other.path.read_bytes().splitlines(keepends=True)
+    assert json.loads(theirs[2])["entry"]["seq"] == json.loads(ours[2])["entry"]["seq"] == 2
+    ours[2] = theirs[2]
+    path.write_bytes(b"".join(ours))
+    count, findings = verify_custody_log(path, kit.identity.public)
+    assert count == 4 and findings
+    # Located: the spliced entry (its prev) and the entry after it (whose prev it breaks).
+    assert any("entry 2 " in f for f in findings) and any("entry 3 " in f for f in findings)

@@ -3,6 +3,7 @@ target, and every copy logged."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -11,7 +12,7 @@ import pytest
 
 from akkoord.errors import StorageError
 from akkoord.export import package as package_mod
-from akkoord.export.copycheck import verify_copy
+from akkoord.export.copycheck import AUDIO_FILE, verify_copy
 from akkoord.export.package import write_copy
 from akkoord.export.service import export_copy
 from akkoord.store.exports import read_exports
@@ -143,3 +144,48 @@ def test_export_refuses_a_recording_that_does_not_match(made, tmp_path):
             custody_head=None,
         )
     assert all(n.endswith(".partial") for n in _entries(stick))
+
+
+# --- a stick that lies on read (FUSE) ------------------------------------------------------
+
+
+@pytest.fixture
+def lying_stick(tmp_path):
+    """`lying_stick(flip)`: a FUSE pass-through stick, reads of `flip=(name, offset)` corrupted."""
+    from fusekit import fuse_unavailable, mounted
+
+    why = fuse_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    with contextlib.ExitStack() as stack:
+        n = iter(range(100))
+
+        def make(flip):
+            i = next(n)
+            return stack.enter_context(
+                mounted(tmp_path / f"backing{i}", tmp_path / f"stick{i}", flip)
+            ), tmp_path / f"backing{i}"
+
+        yield make
+
+
+def test_copy_through_an_honest_fuse_stick_is_made(made, lying_stick):
+    """The control: the pass-through alone changes nothing."""
+    kit, w = made
+    stick, backing = lying_stick(None)
+    result = _export(kit, w, stick)
+    assert verify_copy(backing / result.name, kit.identity.public).ok
+
+
+def test_stick_that_flips_a_byte_on_read_gets_no_copy(made, lying_stick):
+    """What was written is intact on the stick's media; what reads back is not. The device
+    must not call that copy made: no published folder, the failure logged, no export frame."""
+    kit, w = made
+    stick, backing = lying_stick((AUDIO_FILE, 4096))
+    with pytest.raises(StorageError):
+        _export(kit, w, stick)
+    assert all(n.endswith(".partial") for n in _entries(backing))
+    (partial,) = _entries(backing)
+    assert verify_copy(backing / partial, kit.identity.public).ok  # the media are fine
+    assert [e["type"] for e in kit.custody.entries()][-1] == "export_failed"
+    assert read_exports(w.path) == []

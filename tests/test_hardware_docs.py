@@ -49,11 +49,6 @@ def shipped_pins() -> dict[str, int]:
         return tomllib.load(fh)["panel"]["pins"]
 
 
-def test_markdown_table_parser() -> None:
-    rows = markdown_tables("x\n| a | b |\n|---:|:--|\n| 1 | 2 |\n| 3 | 4 |\n\ny")
-    assert rows == [[{"a": "1", "b": "2"}, {"a": "3", "b": "4"}]]
-
-
 def test_pinmap_matches_the_shipped_configuration() -> None:
     documented = {row["Config key"].strip("`"): int(row["BCM"]) for row in pinmap_rows()}
     assert documented == shipped_pins()

@@ -102,7 +102,7 @@ def test_real_mount_is_private_and_nosuid_nodev_noexec_noatime(tmp_path):
         stick = mount_stick("tmpfs", root=root, probe=lambda d: "tmpfs",
                             allowed=("tmpfs",), check_device=False)
     except StickError as exc:
-        pytest.skip(f"cannot mount here: {exc}")
+        pytest.skip(f"needs CAP_SYS_ADMIN: the stick mount was refused ({exc}); run as root")
     try:
         assert set(MOUNT_OPTIONS.split(",")) <= mount_options(stick.path)
         assert stat.S_IMODE(root.stat().st_mode) == 0o700

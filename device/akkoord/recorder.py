@@ -30,7 +30,7 @@ from akkoord.store.keys import ContentKeys, DeviceIdentity, OrgPublicKey
 from akkoord.store.layout import StateDir
 from akkoord.store.writer import AudioParams, CloseResult, RecordingFailed, RecordingWriter
 
-__all__ = ["Recorder", "Recording", "StopOutcome", "free_seconds"]
+__all__ = ["Recorder", "Recording", "StopOutcome", "free_bytes", "free_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,17 @@ log = logging.getLogger(__name__)
 _OVERHEAD = 1.02
 
 
+def free_bytes(path: Path) -> int:
+    """Bytes the file system holding `path` still has for us (not the root reserve).
+    The one place free space is measured: tests replace it to run the disk guards without
+    mounting a small file system (which needs CAP_SYS_ADMIN)."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 def free_seconds(path: Path, sample_rate: int, channels: int = 1) -> float:
     """Seconds of audio the file system holding `path` still has room for."""
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize / (sample_rate * channels * 2 * _OVERHEAD)
+    return free_bytes(path) / (sample_rate * channels * 2 * _OVERHEAD)
 
 
 @dataclass

@@ -10,7 +10,7 @@ per process):
   (``frames_per_buffer / rate``) after the stream starts, as it would from a real microphone;
 * CPU time per second of audio captured at 48 kHz, the reader cutting 1 s segments (process CPU
   time of all threads, ``time.process_time``), and the same as a percentage of one core;
-* peak RSS of that process.
+* peak RSS of that process (its own: VmHWM, not the parent's carried over by exec).
 
 Sealing and storage are not included: the daemon's own benchmark adds those.
 """
@@ -76,6 +76,19 @@ def capture_bench(
     return result
 
 
+def _own_peak_rss_kb() -> int:
+    """This process's own peak RSS. Not getrusage's ru_maxrss: Linux carries that across
+    exec, so a child of a large process (a test run) would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: best effort
+
+
 def _child(args: dict[str, Any]) -> dict[str, Any]:
     from akkoord.audio.backend import AudioBackend
     from akkoord.audio.config import AudioConfig
@@ -131,7 +144,7 @@ def _child(args: dict[str, Any]) -> dict[str, Any]:
     lost = capture.health().lost_samples
     backend.close()
     audio_seconds = samples / rate
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = _own_peak_rss_kb()
     return {
         "capture_path": "PyAudio -> PortAudio -> ALSA file plugin (paced to real time)",
         "sample_rate": rate,

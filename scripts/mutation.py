@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Mutation testing of the modules that carry akkoord's guarantees (`make mutation`).
+
+    scripts/mutation.py                 every target below
+    scripts/mutation.py consent         one target (names below)
+    scripts/mutation.py --jobs 2 store
+
+For each target, mutmut (https://github.com/boxed/mutmut) changes the code one small edit at
+a time (a comparison flipped, a constant changed, a call dropped…) and runs the tests that
+reach the changed function; a mutant no test notices "survived". Each target runs only its own
+test files, so one module takes minutes, not the whole suite per mutant.
+
+mutmut only finds code under ./, src/ or source/, and names mutants after the import path, so
+each target runs in a staging folder build/mutation/<target>/ holding src/akkoord (a copy of
+device/akkoord), tests/ and a pyproject.toml with the target's [tool.mutmut] section. The
+summary (killed, survived, score, time, survivors) goes to build/mutation/<target>.json and
+is printed; docs/TESTING.md records the measured figures and which survivors are equivalent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "mutation"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+# target -> (files to mutate under akkoord/, test files that guard them)
+TARGETS: dict[str, tuple[list[str], list[str]]] = {
+    "consent": (["consent.py"], ["test_consent.py", "test_consent_properties.py",
+                                 "test_consent_transcripts.py"]),
+    "store": (
+        ["store/*"],
+        [
+            "test_store_roundtrip.py", "test_store_tamper.py", "test_store_verify.py",
+            "test_store_recovery.py", "test_store_faults.py", "test_store_fuzz.py",
+            "test_store_delete.py", "test_custody.py", "test_cli_store.py", "test_vectors.py",
+        ],
+    ),
+    "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_export_package.py",
+                                            "test_vectors.py"]),
+    "package": (["export/package.py"], ["test_export_package.py", "test_copycheck.py"]),
+    "recorder": (["recorder.py"], ["test_recorder.py", "test_daemon_disk.py"]),
+}
+
+# Tests that start `python -m akkoord` in a subprocess import the unmutated package (the
+# venv's editable install), so they cannot kill a mutant: left out to save time.
+DESELECT = [
+    "-m", "not browser and not alsa",
+    # regenerates the vectors with scripts/make_vectors.py in a subprocess: slow, cannot kill
+    "--deselect", "tests/test_vectors.py::test_generator_reproduces_the_expected_results",
+]
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def stage(name: str) -> Path:
+    files, tests = TARGETS[name]
+    where = BUILD / name
+    if where.exists():
+        shutil.rmtree(where)
+    (where / "src").mkdir(parents=True)
+    shutil.copytree(ROOT / "device" / "akkoord", where / "src" / "akkoord",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "tests", where / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pyproject += f"""
+[tool.mutmut]
+source_paths = ["src/akkoord"]
+only_mutate = {_toml_list([f"src/akkoord/{f}" for f in files])}
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", {", ".join(json.dumps(a) for a in DESELECT)}]
+pytest_add_cli_args_test_selection = {_toml_list([f"tests/{t}" for t in tests])}
+"""
+    (where / "pyproject.toml").write_text(pyproject)
+    return where
+
+
+def run(name: str, jobs: int) -> dict:
+    where = stage(name)
+    t0 = time.monotonic()
+    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs)], cwd=where,
+                          text=True, capture_output=True)
+    elapsed = time.monotonic() - t0
+    (where / "mutmut-run.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr)[-3000:]
+        raise SystemExit(f"mutmut failed for {name} (exit {done.returncode}):\n{tail}")
+    subprocess.run([str(MUTMUT), "export-cicd-stats"], cwd=where, check=True,
+                   capture_output=True)
+    stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
+    listing = subprocess.run([str(MUTMUT), "results"], cwd=where, text=True,
+                             capture_output=True, check=True).stdout
+    survivors = [line.split(":")[0].strip() for line in listing.splitlines()
+                 if line.strip().endswith(("survived", "no tests"))]
+    killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
+    judged = killed + stats.get("survived", 0) + stats.get("no_tests", 0)
+    summary = {
+        "target": name,
+        "modules": TARGETS[name][0],
+        "tests": TARGETS[name][1],
+        "seconds": round(elapsed),
+        "stats": stats,
+        "score_percent": round(100 * killed / judged, 1) if judged else None,
+        "survivors": survivors,
+    }
+    (BUILD / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("targets", nargs="*", metavar="TARGET",
+                    help=f"one or more of: {', '.join(TARGETS)} (default: all)")
+    ap.add_argument("--jobs", type=int, default=2, help="parallel mutants (default 2)")
+    args = ap.parse_args()
+    unknown = sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        ap.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    if not MUTMUT.exists():
+        print(f"mutmut is not installed in {MUTMUT.parent} (make mutation installs it)",
+              file=sys.stderr)
+        return 2
+    worst = 100.0
+    for name in args.targets or list(TARGETS):
+        s = run(name, args.jobs)
+        score = s["score_percent"]
+        worst = min(worst, score if score is not None else 0.0)
+        print(f"{name}: {score}% killed ({s['stats']}) in {s['seconds']} s; "
+              f"{len(s['survivors'])} survivors, listed in build/mutation/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
