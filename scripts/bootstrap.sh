@@ -39,6 +39,7 @@ if [ "$want_test" = 1 ]; then
     # The verify page is also checked in Firefox; the export read-back on a FUSE stick.
     command -v firefox-esr >/dev/null 2>&1 || pkgs+=(firefox-esr)
     command -v fusermount3 >/dev/null 2>&1 || pkgs+=(fuse3)
+    command -v age >/dev/null 2>&1 || pkgs+=(age)  # the bench's peer (tests/test_bench_perf.py)
     command -v systemd-analyze >/dev/null 2>&1 || pkgs+=(systemd)  # unit checks, tmpfiles
 fi
 
