@@ -36,6 +36,7 @@ from akkoord.consent import (
     Pattern,
     Pressed,
     RecordingEnded,
+    StartFailed,
     Released,
     Say,
     StartRecording,
@@ -747,5 +748,8 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     run.tap(B, 81.0)
     run.tap(A, 90.0)
     run(ExportWindowClosed(91.0))  # STOPPED -> READY
+    run.tap(A, 95.0)
+    run.tap(B, 96.0)
+    run(StartFailed(Fault.STORAGE_ERROR, 96.1))  # RECORDING -> READY
     edges = {(a.old, a.new) for a in of(run.all, Log) if a.old is not a.new}
     assert edges == ALLOWED

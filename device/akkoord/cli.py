@@ -199,6 +199,7 @@ def _print_copy_report(report: Any) -> None:
         "changed": "NOT OK: changed",
         "not_signed": "NOT OK: not signed by the device it names",
         "wrong_device": "NOT OK: not signed by this device",
+        "unfinished": "NOT OK: an unfinished copy (interrupted while it was being made)",
     }
     print(f"{report.path}: {verdict.get(report.status, report.status)}")
     print(f"  recording  {report.recording_id} (copy {report.copy_number}, "
@@ -483,8 +484,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = None
+    sim = None
     if args.simulate:
-        sim = Simulator(daemon, wav_backend=wav)
+        sim = Simulator(daemon, wav_backend=wav, keep_going=args.keep_going)
         threading.Thread(target=sim.feed, args=(sys.stdin,), name="akkoord-stdin",
                          daemon=True).start()
     else:
@@ -493,10 +495,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = ControlServer(daemon, mount_root=Path(config.export.mount_root))
         server.start()
     try:
-        return daemon.run()
+        code = daemon.run()
     finally:
         if server is not None:
             server.close()
+    if sim is not None and sim.failures:
+        return EXIT_USAGE
+    return code
 
 
 def cmd_stick(args: argparse.Namespace) -> int:
@@ -634,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true",
                    help="mock GPIO pins, commands on standard input (see akkoord.simulator)")
     p.add_argument("--json", action="store_true", help="with --simulate: JSON lines")
+    p.add_argument("--keep-going", action="store_true",
+                   help="with --simulate: a command that cannot be carried out does not end "
+                   "the run (the exit code is still 2)")
     p.add_argument("--audio-file", metavar="FILE.wav",
                    help="a WAV file stands in for the microphone, paced at real time")
     p.set_defaults(func=cmd_run)

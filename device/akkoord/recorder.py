@@ -11,6 +11,7 @@ lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -97,6 +98,7 @@ class Recorder:
         self._reason: str | None = None
         self._outcome: StopOutcome | None = None
         self._closed: Recording | None = None
+        self._pending: RecordingWriter | None = None
         self._last_progress = time.monotonic()
 
     # -- state ---------------------------------------------------------------------------
@@ -106,8 +108,13 @@ class Recorder:
         return self._writer is not None and not self._done.is_set()
 
     @property
+    def prepared(self) -> bool:
+        return self._pending is not None
+
+    @property
     def recording_id(self) -> str | None:
-        return self._writer.id if self._writer is not None else None
+        writer = self._writer or self._pending
+        return writer.id if writer is not None else None
 
     def health(self) -> SourceHealth | None:
         source = self._source
@@ -124,46 +131,83 @@ class Recorder:
         recipients: list[OrgPublicKey],
         consents: list[tuple[str, WallTime, float]],
     ) -> str:
-        """Create the recording, write the presses and the start, open the microphone.
+        """`prepare` then `begin`: the recording exists and the microphone is open."""
+        rid = self.prepare(recipients, consents)
+        self.begin()
+        return rid
+
+    def prepare(
+        self,
+        recipients: list[OrgPublicKey],
+        consents: list[tuple[str, WallTime, float]],
+    ) -> str:
+        """Create the recording and write the presses and the start; the microphone stays
+        closed. The daemon does this before the indicator goes on, so a recording that cannot
+        be written is never announced.
 
         `consents` are (party, wall time of the press, seconds before now). Raises
-        AkkoordError (nothing left open) when any step fails."""
-        if self.active:
+        AkkoordError (StorageError for anything the file system refused; nothing is left
+        open) when a step fails."""
+        if self.active or self._pending is not None:
             raise AkkoordError("a recording is already running")
         self._done.clear()
         self._reason = None
         self._outcome = None
         self._closed = None
-        writer = RecordingWriter.create(
-            self.state,
-            self.identity,
-            recipients,
-            self.audio,
-            self.clock,
-            simulated=self.simulated,
-            custody=self.custody,
-        )
+        try:
+            writer = RecordingWriter.create(
+                self.state,
+                self.identity,
+                recipients,
+                self.audio,
+                self.clock,
+                simulated=self.simulated,
+                custody=self.custody,
+            )
+        except AkkoordError:
+            raise
+        except (OSError, ValueError) as exc:  # read-only, not writable, bad parameters
+            raise StorageError(f"cannot create a recording in {self.state.recordings_dir}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from exc
         try:
             for party, wall, before in consents:
                 writer.add_event(
                     "press", time=wall, party=party.upper(), before_start_seconds=round(before, 3)
                 )
             writer.add_event("start")
+        except Exception as exc:
+            self._abandon(writer, exc)
+            if isinstance(exc, AkkoordError):
+                raise
+            raise StorageError(f"cannot write the recording {writer.id}: {exc}") from exc
+        self._pending = writer
+        return writer.id
+
+    def begin(self) -> None:
+        """Open the microphone for the prepared recording and start the pump thread."""
+        writer, self._pending = self._pending, None
+        if writer is None:
+            raise AkkoordError("no prepared recording to begin")
+        try:
             source = self.backend.open_capture(callback_hook=self._callback_hook)
         except Exception as exc:
-            # Close what was begun: an empty, honest recording beats a dangling one.
-            reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
-            with self._lock:
-                if not writer.closed:
-                    writer.close(reason, detail=str(exc)[:200])
-            raise
+            self._abandon(writer, exc)
+            if isinstance(exc, AkkoordError):
+                raise
+            raise HardwareError(f"the microphone could not be opened: {exc}") from exc
         with self._lock:
             self._writer = writer
             self._source = source
         self._last_progress = time.monotonic()
         self._pump = threading.Thread(target=self._run, name="akkoord-pump", daemon=True)
         self._pump.start()
-        return writer.id
+
+    def _abandon(self, writer: RecordingWriter, exc: BaseException) -> None:
+        """Close what was begun: an empty, honest recording beats a dangling one."""
+        reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
+        with self._lock, contextlib.suppress(Exception):
+            if not writer.closed:
+                writer.close(reason, detail=str(exc)[:200])
 
     # -- timeline ------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ AUDIO_FILE = "opname.wav"
 @dataclass
 class CopyReport:
     path: str
-    status: str = "changed"  # unchanged | changed | not_signed | wrong_device
+    status: str = "changed"  # unchanged | changed | not_signed | wrong_device | unfinished
     recording_id: str | None = None
     copy_number: int | None = None
     made_by: str | None = None
@@ -189,13 +189,25 @@ def compare_audio(
     return merged, findings
 
 
-def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyReport:
-    """`path` is a copy folder or the WAV inside it."""
+def verify_copy(
+    path: Path, trusted_key: DevicePublicKey | None = None, *, reading_back: bool = False
+) -> CopyReport:
+    """`path` is a copy folder or the WAV inside it. `reading_back`: the writer checks its
+    own `.partial` folder before publishing it (nobody else may pass it)."""
     path = Path(path)
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
         raise FormatError(f"{path}: no such copy")
     rep = CopyReport(str(folder))
+    # `<name>.<random>.partial` is where a copy is written before it is checked and renamed:
+    # one left behind was interrupted (stick pulled, power lost), whatever its files say.
+    unfinished = folder.name.endswith(".partial") and not reading_back
+    if unfinished:
+        rep.findings.append(Finding(
+            "unfinished_copy",
+            "an unfinished copy: it was interrupted before it was checked and completed; "
+            "ask for a new copy",
+        ))
     manifest_bytes = _read(folder / MANIFEST_FILE, 256 << 20)
     manifest = _json(folder / MANIFEST_FILE, manifest_bytes)
     copy = _json(folder / COPY_FILE, _read(folder / COPY_FILE, 1 << 20))
@@ -284,7 +296,9 @@ def verify_copy(path: Path, trusted_key: DevicePublicKey | None = None) -> CopyR
                 raise FormatError(f"{folder / MANIFEST_FILE}: malformed segment list") from exc
             rep.findings += findings
             rep.changed_seconds = [[round(a / rate, 3), round(b / rate, 3)] for a, b in ranges]
-    if rep.findings and rep.status not in ("not_signed", "wrong_device"):
+    if unfinished:
+        rep.status = "unfinished"
+    elif rep.findings and rep.status not in ("not_signed", "wrong_device"):
         rep.status = "changed"
     elif not rep.findings:
         rep.status = "unchanged"

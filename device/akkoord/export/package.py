@@ -4,8 +4,9 @@ Nothing on the target is trusted or followed: every file is created with O_EXCL|
 relative to a directory descriptor, under single-component names we choose. The copy is
 written into `<name>.<random>.partial`, each file fsync'ed and its cached pages dropped, then
 read back *from the stick* and verified against the signed manifest, and only then renamed to
-its final name (never replacing anything) and the stick's directory fsync'ed. A stick pulled
-or full midway leaves at most a `.partial` folder, never something that looks complete.
+its final name (never replacing anything) and the stick's directory fsync'ed. A copy that
+fails is removed where the stick still lets us; a stick pulled midway leaves at most a
+`.partial` folder, which never verifies as a finished copy.
 """
 
 from __future__ import annotations
@@ -184,6 +185,26 @@ def _audio_chunks(
         raise FormatError(f"{container}: holds {position} samples, the manifest {total}")
 
 
+def _remove_partial(dfd: int, name: str) -> None:
+    """Best effort: the stick may be gone, full or read-only by now. Only the plain files
+    we created are unlinked (never followed), then the folder itself."""
+    try:
+        pdfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+    except OSError:
+        return
+    try:
+        for entry in os.listdir(pdfd):
+            with contextlib.suppress(OSError):
+                os.unlink(entry, dir_fd=pdfd)
+    except OSError:
+        pass
+    finally:
+        os.close(pdfd)
+    with contextlib.suppress(OSError):
+        os.rmdir(name, dir_fd=dfd)
+        os.fsync(dfd)
+
+
 def folder_name(manifest: dict[str, Any], copy_number: int) -> str:
     utc = str((manifest.get("created") or {}).get("utc", ""))
     stamp = "".join(ch for ch in utc[:16] if ch.isdigit())
@@ -226,6 +247,8 @@ def write_copy(
     }
     sig_text = base64.b64encode(signed.signature).decode() + "\n"
     tgt = CopyTarget(target)
+    partial: str | None = None
+    published = False
     try:
         final = tgt.fresh_name(folder_name(manifest, copy_number))
         partial = f".{final}.{secrets.token_hex(4)}.partial"
@@ -249,7 +272,7 @@ def write_copy(
             os.fsync(pdfd)
         finally:
             os.close(pdfd)
-        report = verify_copy(Path(target) / partial, device_key)
+        report = verify_copy(Path(target) / partial, device_key, reading_back=True)
         if not report.ok:
             raise StorageError(
                 errno.EIO,
@@ -257,6 +280,7 @@ def write_copy(
                 + "; ".join(f.message for f in report.findings),
             )
         _rename_noreplace(tgt.dfd, partial, final)
+        published = True
         os.fsync(tgt.dfd)
         return CopyResult(Path(target) / final, final, w.total, copy)
     except OSError as exc:
@@ -266,4 +290,6 @@ def write_copy(
             exc.errno or errno.EIO, f"writing the copy to {target} failed: {exc.strerror or exc}"
         ) from exc
     finally:
+        if partial is not None and not published:
+            _remove_partial(tgt.dfd, partial)
         tgt.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from akkoord.clock import Clock
@@ -37,7 +38,10 @@ def export_copy(
     identity: DeviceIdentity,
     clock: Clock,
     custody: CustodyLog,
+    progress: Callable[[int], None] | None = None,
 ) -> CopyResult:
+    """`progress(samples_written)` is called as the audio goes out; it may raise to abandon
+    the copy (the stick was pulled), which is then logged as failed and removed."""
     directory = Path(directory)
     rid = directory.name
     number = len(read_exports(directory)) + 1
@@ -53,6 +57,7 @@ def export_copy(
             clock=clock,
             device_key=identity.public,
             custody_head=head.to_json(),
+            progress=progress,
         )
     except Exception as exc:
         custody.append(
