@@ -185,6 +185,21 @@ def _print_report(report: Any) -> None:
         print(f"  FINDING {f.code}: {f.message}")
 
 
+def _check_wav_given(path: Path) -> None:
+    """A file given to `verify` is a copy's WAV: say so about the file itself, not about a
+    manifest next to it."""
+    from akkoord.errors import UsageError
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if not head:
+        raise UsageError(f"{path}: an empty file (0 bytes), not a copy's audio; give the copy's "
+                         "folder or its opname.wav")
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise UsageError(f"{path}: not a WAV file; give a copy's folder or its opname.wav, or a "
+                         "recording folder")
+
+
 def _is_copy(path: Path) -> bool:
     from akkoord.export.copycheck import COPY_FILE
 
@@ -216,7 +231,12 @@ def _print_copy_report(report: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    path = Path(args.path)
+    from akkoord.cli_support import check_readable, resolve_recording
+
+    path = resolve_recording(args.path, _state(args))
+    check_readable(path)
+    if path.is_file():
+        _check_wav_given(path)
     if _is_copy(path):
         from akkoord.export.copycheck import verify_copy
 
@@ -238,17 +258,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The organisation's copy on request, from its archive, after the export window."""
+    from akkoord.cli_support import resolve_recording
     from akkoord.clock import SystemClock
-    from akkoord.errors import FormatError
+    from akkoord.errors import FormatError, UsageError
     from akkoord.export.package import write_copy
     from akkoord.store.exports import read_exports
     from akkoord.store.keys import DevicePublicKey
     from akkoord.store.manifest import read_manifest
     from akkoord.store.verify import load_content_keys, verify_recording
 
-    directory = Path(args.recording)
-    if not directory.is_dir():
-        directory = _state(args).recording_dir(args.recording)
+    directory = resolve_recording(args.recording, _state(args))
+    target = Path(args.to)
+    if not target.is_dir():
+        # An unmounted /media/stick is an empty folder on the SD card at best: never create it.
+        raise UsageError(f"--to {target}: no such folder; mount the stick (or make the folder) "
+                         "first")
     org = _org_key(args)
     trusted = _trusted_key(args)
     report = verify_recording(directory, org, trusted)
@@ -260,7 +284,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     signed = read_manifest(directory)
     assert signed is not None
     device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
-    Path(args.to).mkdir(parents=True, exist_ok=True)
     number = len(read_exports(directory)) + 1
     try:
         result = write_copy(directory, load_content_keys(directory, org), Path(args.to),
@@ -274,9 +297,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import resolve_recording
     from akkoord.store.inspect import inspect_recording
 
-    doc = inspect_recording(Path(args.path))
+    doc = inspect_recording(resolve_recording(args.path, _state(args)))
     if args.json:
         _print_json(doc)
         return EXIT_OK
@@ -301,10 +325,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import refuse_overwrite, resolve_recording
     from akkoord.store.audio_out import decrypt_to_wav
     from akkoord.store.verify import load_content_keys, verify_recording
 
-    directory = Path(args.path)
+    directory = resolve_recording(args.path, _state(args))
+    refuse_overwrite(Path(args.out), args.force)
     org = _org_key(args)
     report = verify_recording(directory, org, _trusted_key(args))
     if not report.ok and not args.force:
@@ -352,31 +378,15 @@ def _scan_duration(directory: Path) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from akkoord.store.manifest import read_manifest
+    from akkoord.cli_support import ensure_state_exists, list_rows, print_list
 
     state = _state(args)
-    rows = []
-    for rid in state.recording_ids():
-        signed = read_manifest(state.recording_dir(rid))
-        doc = signed.doc if signed else {}
-        rows.append(
-            {
-                "recording_id": rid,
-                "status": doc.get("status", "open"),
-                "created": (doc.get("created") or {}).get("utc"),
-                "duration_seconds": doc.get("duration_seconds"),
-                "simulated": doc.get("simulated"),
-            }
-        )
+    ensure_state_exists(state)
+    rows = list_rows(state)
     if args.json:
         _print_json(rows)
     else:
-        for r in rows:
-            print(
-                f"{r['recording_id']}  {r['status']:<11} {r['created'] or '-':<24} "
-                f"{r['duration_seconds'] if r['duration_seconds'] is not None else '-'} s"
-                + ("  (simulated)" if r["simulated"] else "")
-            )
+        print_list(rows, state)
     return EXIT_OK
 
 
@@ -415,16 +425,28 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_custody(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import (
+        ensure_state_exists,
+        print_custody_entries,
+        read_custody_entries,
+    )
     from akkoord.store.custody import verify_custody_log
 
     state = _state(args)
+    ensure_state_exists(state)
     pub = state.device_public_key()
     if pub is None:
-        raise AkkoordError(f"no device public key in {state.keys_dir}")
+        raise AkkoordError(f"no device public key in {state.keys_dir} (run `akkoord keys init`)")
     count, findings = verify_custody_log(state.custody_path, pub)
+    entries = read_custody_entries(state.custody_path) if args.entries else None
     if args.json:
-        _print_json({"entries": count, "ok": not findings, "findings": findings})
+        doc: dict[str, Any] = {"entries": count, "ok": not findings, "findings": findings}
+        if entries is not None:
+            doc["log"] = entries
+        _print_json(doc)
     else:
+        if entries is not None:
+            print_custody_entries(entries)
         print(
             f"{state.custody_path}: {count} entries, "
             + ("intact" if not findings else f"{len(findings)} findings")
@@ -514,13 +536,13 @@ def cmd_stick(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from akkoord.bench import run_bench
+    from akkoord.bench_targets import judge, print_judged
 
     result = run_bench(quick=args.quick, big_mb=args.big_mb)
     if args.json:
-        print(json.dumps(result, sort_keys=True))
+        print(json.dumps({**result, "verdicts": judge(result)}, sort_keys=True))
     else:
-        for k in sorted(result):
-            print(f"{k:<32} {result[k]}")
+        print_judged(result)
     return EXIT_OK
 
 
@@ -605,7 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="write the audio even if verification fails, and report what failed",
+        help="replace an existing --out file, and write the audio even if verification "
+        "fails (the failures are reported with it)",
     )
     p.add_argument("--device-key", metavar="FILE")
     p.set_defaults(func=cmd_decrypt)
@@ -631,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("custody", parents=[common], help="verify the device's custody log")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--entries", action="store_true",
+                   help="also show every entry: number, local time, what, recording, details")
     p.set_defaults(func=cmd_custody)
 
     p = sub.add_parser("run", parents=[common], help="run the recorder (the systemd service)")
@@ -664,6 +689,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="size of the recording whose verification RSS is measured",
     )
     p.set_defaults(func=cmd_bench)
+    from akkoord.cli_help import apply_help
+
+    apply_help(parser)
     return parser
 
 

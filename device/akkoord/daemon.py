@@ -76,6 +76,14 @@ log = logging.getLogger(__name__)
 # Timeline kinds the recorder writes itself (presses in StartRecording, start, the END frame).
 _WRITTEN_ELSEWHERE = {TimelineKind.CONSENT, TimelineKind.START, TimelineKind.STOP}
 _FAULT_CHECK_S = 1.0
+#: What a technician reads with a fault the daemon finds itself: which part, and what to do.
+_FAULT_DETAIL = {
+    Fault.NO_KEYS: "no organisation key (recipient) installed: recordings cannot be encrypted "
+    "to anyone; install the organisation's public key: akkoord keys add-recipient ORG.pub",
+    Fault.STORAGE_LOW: "less free space than [store] min_free_minutes of audio",
+    Fault.CLOCK_UNSET: "the clock is before [store] clock_floor: set the time (RTC or NTP)",
+    Fault.STORAGE_ERROR: "the state folder cannot be read or written",
+}
 _MIC_PROBE_S = 2.0
 
 
@@ -196,7 +204,8 @@ class Daemon:
         try:
             for fault in sorted(self._check_faults() - self._faults):
                 self._faults.add(fault)
-                self.report("fault", fault=fault.value, detail="at start")
+                self.report("fault", fault=fault.value, detail=_FAULT_DETAIL.get(fault, ""),
+                            at_start=True)
             self.loop = ConsentLoop(
                 self.panel,
                 config.panel.timing,
@@ -366,7 +375,7 @@ class Daemon:
         now = self.panel.now()
         if on:
             self._faults.add(fault)
-            self.report("fault", fault=fault.value, detail=detail)
+            self.report("fault", fault=fault.value, detail=detail or _FAULT_DETAIL.get(fault, ""))
             self.post(FaultRaised(fault, now))
         else:
             self._faults.discard(fault)
