@@ -255,17 +255,19 @@ class Daemon:
 
     def stick_removed(self) -> None:
         stick, self._stick = self._stick, None
-        if self._copy_thread is not None:
+        mid_copy = self._copy_thread is not None
+        if mid_copy:
             # Pulled mid-copy: the copy is lost, whatever the writing thread still thinks.
-            self._copy_token += 1
+            self._copy_token += 1  # its progress callback now abandons the copy
             self._copy_thread = None
-            rid = self._exportable.recording_id if self._exportable else None
-            self.report("copy_failed", recording_id=rid, error="the stick was removed")
-            self.post(CopyFinished(False, self.panel.now(), "the stick was removed"))
         if stick is not None and stick.unmount is not None:
             with contextlib.suppress(AkkoordError):
                 stick.unmount()
         self.report("usb_removed")
+        if mid_copy:
+            rid = self._exportable.recording_id if self._exportable else None
+            self.report("copy_failed", recording_id=rid, error="the stick was removed")
+            self.post(CopyFinished(False, self.panel.now(), "the stick was removed"))
         self.post(StickRemoved(self.panel.now()))
 
     def run(self) -> int:
