@@ -445,7 +445,8 @@ class Daemon:
         # The old recording's export window ends when a new recording begins.
         self._drop_keys("a new recording started")
         try:
-            self.recorder.prepare(self.state.recipients(), consents)
+            self.recorder.prepare(self.state.recipients(), consents,
+                                  roles=self.config.panel.roles())
         except Exception as exc:
             return self._start_failed(exc)
         return None

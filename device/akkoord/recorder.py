@@ -140,6 +140,7 @@ class Recorder:
         self,
         recipients: list[OrgPublicKey],
         consents: list[tuple[str, WallTime, float]],
+        roles: dict[str, Any] | None = None,
     ) -> str:
         """Create the recording and write the presses and the start; the microphone stays
         closed. The daemon does this before the indicator goes on, so a recording that cannot
@@ -174,7 +175,7 @@ class Recorder:
                 writer.add_event(
                     "press", time=wall, party=party.upper(), before_start_seconds=round(before, 3)
                 )
-            writer.add_event("start")
+            writer.add_event("start", **({"roles": roles} if roles else {}))
         except Exception as exc:
             self._abandon(writer, exc)
             if isinstance(exc, AkkoordError):

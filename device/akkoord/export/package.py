@@ -263,8 +263,13 @@ def write_copy(
             w.file("device.pub", [json.dumps(device_key.to_json(), indent=1).encode() + b"\n"])
             if custody_head is not None:
                 w.file("custody-head.json", [canonical_json(custody_head) + b"\n"])
-            w.file("LEESMIJ.txt", [notice_nl(manifest, copy).encode()])
-            w.file("README.txt", [notice_en(manifest, copy).encode()])
+            # The notices list exactly what this copy holds (an organisation's copy has no
+            # custody head).
+            files = [AUDIO_FILE, MANIFEST_FILE, SIGNATURE_FILE, COPY_FILE, "device.pub",
+                     *(["custody-head.json"] if custody_head is not None else []),
+                     "LEESMIJ.txt", "README.txt", "verify.html"]
+            w.file("LEESMIJ.txt", [notice_nl(manifest, copy, files).encode()])
+            w.file("README.txt", [notice_en(manifest, copy, files).encode()])
             w.file(
                 "verify.html",
                 [render_verify_page(signed.data, signed.signature, copy, device_key).encode()],
