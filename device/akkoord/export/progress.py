@@ -35,6 +35,6 @@ class CopyProgress:
         if self.cancelled():
             raise CopyCancelled("the copy was abandoned")
         fraction = min(samples / self.total, 1.0) if self.total else 1.0
-        if fraction - self._shown >= self.step or (fraction >= 1.0 > self._shown):
+        if fraction - self._shown >= self.step - 1e-9 or (fraction >= 1.0 > self._shown):
             self._shown = fraction
             self.report(fraction)
