@@ -157,3 +157,46 @@ def test_bench_marks_each_figure_met_or_not():
               "seal_vs_limit": 0.74, "peak_rss_mb": 52.0}
     assert judge(result) == {"seal_vs_limit": "not met", "peak_rss_mb": "met",
                              "record_cpu_vs_limit": "not measured"}
+
+
+@pytest.mark.root
+def test_a_folder_this_user_may_not_read_is_named_as_given(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv (util-linux) to run as another user")
+    base = Path(tempfile.mkdtemp(prefix="akkoord-perm-"))
+    try:
+        base.chmod(0o755)
+        folder = base / "akkoord-copy"
+        folder.mkdir()
+        (folder / "copy.json").write_text("{}")
+        folder.chmod(0o000)
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-m", "akkoord", "verify", str(folder)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert str(folder) in r.stderr and "may not read this folder" in r.stderr
+        assert "copy.json" not in r.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_each_copy_verdict_says_what_to_do_next(recorded, capsys, tmp_path):
+    kit, w, _ = recorded
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    folder = export_copy(w.path, w.keys, stick, identity=kit.identity, clock=kit.clock,
+                         custody=kit.custody).folder
+    code, out, _ = run(capsys, "verify", str(folder))
+    assert code == 0 and "next: keep this folder as it is" in out
+    data = bytearray((folder / "opname.wav").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "opname.wav").write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", str(folder))
+    assert code == 1 and "next: this is not the original: ask the organisation for a new copy" \
+        in out

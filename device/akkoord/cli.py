@@ -228,6 +228,23 @@ def _print_copy_report(report: Any) -> None:
         print(f"  note: {note}")
     for f in report.findings:
         print(f"  FINDING {f.code}: {f.message}")
+    advice = _COPY_NEXT.get(report.status)
+    if report.status == "unchanged" and report.device_trusted is None:
+        advice = ("compare the device fingerprint above with the one the organisation "
+                  "publishes; if they match, keep this folder as it is")
+    if advice:
+        print(f"  next: {advice}")
+
+
+#: What to do next, for each verdict on a copy (the page says the same).
+_COPY_NEXT = {
+    "unchanged": "keep this folder as it is (all files together); copy it whole to keep a backup",
+    "changed": "this is not the original: ask the organisation for a new copy",
+    "not_signed": "this is not the original: ask the organisation for a new copy",
+    "wrong_device": "compare the device fingerprint with the one the organisation publishes; "
+    "if it is not there, ask the organisation for a new copy",
+    "unfinished": "this copy was never finished: ask for a new copy",
+}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
