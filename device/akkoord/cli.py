@@ -624,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common],
                        help="make a copy package from the archive (organisation key)")
-    p.add_argument("recording", metavar="RECORDING", help="recording folder (or id in --state)")
+    p.add_argument("recording", metavar="RECORDING",
+                   help="recording folder, or its id or first digits of its id in --state")
     p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
     p.add_argument("--to", required=True, metavar="DIR")
     p.add_argument("--device-key", metavar="FILE")

@@ -41,32 +41,51 @@ EXAMPLES: dict[str, list[str]] = {
     ],
     "stick": ["akkoord stick added /dev/sda1          # what the udev rule runs"],
     "bench": ["akkoord bench --quick", "akkoord bench --json"],
+    "keys certify": ["akkoord keys certify device.pub --org-key ~/org/org-signing.key "
+                     "--label 'Noord, kamer 2' --out device.cert.json"],
+    "keys install-certificate": ["akkoord keys install-certificate device.cert.json"],
+    "keys trust": ["akkoord keys trust ~/org/org-signing.pub"],
+    "keys revoke": ["akkoord keys revoke --org-key ~/org/org-signing.key "
+                    "--certificate device.cert.json --reason device_lost --out revoked.json"],
+    "keys publish-page": ["akkoord keys publish-page --org-key ~/org/org-signing.pub "
+                          "--out controle.html"],
 }
 
-#: Argument name -> help, where the parser builder gave none.
+#: Argument name -> help, where the parser builder gave none and the name means the same in
+#: every command.
 _ARG_HELP = {
     "json": "print JSON (one document) instead of text",
-    "path": "a recording folder, its id or the first digits of its id (`akkoord list`), "
-    "or a copy folder or its opname.wav",
-    "recording": "a recording folder, its id or the first digits of its id (`akkoord list`)",
-    "recording_id": "the recording's full id (32 hex digits; `akkoord list`)",
     "key": "the organisation's private key file (org.key)",
-    "out": "where to write (a new file; --force to replace one)",
-    "to": "an existing folder, e.g. a mounted stick; it is never created",
     "device_key": "the device public key file (device.pub) the recording must be signed by",
-    "file": "the organisation's public key file (org.pub)",
     "reason": "why, for the custody log",
-    "change": "added or removed",
     "socket": argparse.SUPPRESS,
 }
 
-
-_RECORDING_ONLY = ("a recording folder, its id or the first digits of its id "
-                   "(`akkoord list`)")
-#: (command, argument) -> help, where the generic text above would say too much.
+_RECORDING = "a recording folder, its id or the first digits of its id (`akkoord list`)"
+#: (command, argument) -> help, where the meaning depends on the command.
 _COMMAND_ARG_HELP = {
-    ("decrypt", "path"): _RECORDING_ONLY,
-    ("inspect", "path"): _RECORDING_ONLY,
+    ("verify", "path"): _RECORDING + ", or a copy folder or its opname.wav",
+    ("decrypt", "path"): _RECORDING,
+    ("inspect", "path"): _RECORDING,
+    ("export", "recording"): _RECORDING,
+    ("export", "to"): "an existing folder, e.g. a mounted stick; it is never created",
+    ("decrypt", "out"): "the WAV file to write (a new file; --force to replace one)",
+    ("delete", "recording_id"): "the recording's full id (32 hex digits; `akkoord list`)",
+    ("keys org-new", "out"): "a folder for the new key files (made if missing)",
+    ("keys add-recipient", "file"): "the organisation's public key file (org.pub)",
+    ("keys trust", "file"): "the organisation's signing public key (org-signing.pub)",
+    ("keys install-certificate", "file"):
+        "the device certificate (made by `akkoord keys certify`)",
+    ("keys certify", "device_pub"): "the device's public key file (device.pub)",
+    ("keys certify", "org_key"): "the organisation's signing key (org-signing.key)",
+    ("keys certify", "out"): "the certificate file to write",
+    ("keys revoke", "org_key"): "the organisation's signing key (org-signing.key)",
+    ("keys revoke", "serial"): "the serial number of the certificate to revoke",
+    ("keys revoke", "certificate"): "the certificate file to revoke",
+    ("keys revoke", "out"): "the new revocation list to write",
+    ("keys publish-page", "revocations"): "the organisation's current revocation list",
+    ("keys publish-page", "out"): "the page to write, for the organisation's website",
+    ("stick", "change"): "added or removed",
 }
 
 
