@@ -200,3 +200,11 @@ def test_each_copy_verdict_says_what_to_do_next(recorded, capsys, tmp_path):
     code, out, _ = run(capsys, "verify", str(folder))
     assert code == 1 and "next: this is not the original: ask the organisation for a new copy" \
         in out
+
+
+def test_verify_of_a_folder_that_is_neither_says_what_it_needs(tmp_path, capsys):
+    stick = tmp_path / "stick"
+    (stick / ".akkoord-x-kopie1.1a2b3c4d.partial").mkdir(parents=True)
+    code, _, err = run(capsys, "verify", str(stick))
+    assert code == 2 and str(stick) in err
+    assert "recording.akr" in err and "copy.json" in err and "unfinished copy" in err

@@ -248,12 +248,13 @@ _COPY_NEXT = {
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from akkoord.cli_support import check_readable, resolve_recording
+    from akkoord.cli_support import check_folder_kind, check_readable, resolve_recording
 
     path = resolve_recording(args.path, _state(args))
     check_readable(path)
     if path.is_file():
         _check_wav_given(path)
+    check_folder_kind(path)
     if _is_copy(path):
         from akkoord.export.copycheck import verify_copy
 

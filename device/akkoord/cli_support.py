@@ -17,6 +17,7 @@ from akkoord.errors import UsageError
 from akkoord.localtime import local_cli
 
 __all__ = [
+    "check_folder_kind",
     "check_readable",
     "ensure_state_exists",
     "list_rows",
@@ -75,6 +76,19 @@ def check_readable(path: Path) -> None:
         )
     if path.is_file() and not os.access(path, os.R_OK):
         raise UsageError(f"{path}: this user may not read this file (permission denied)")
+
+
+def check_folder_kind(path: Path) -> None:
+    """`verify` takes a recording folder or a copy folder; say which files make either."""
+    if path.is_dir() and not (path / "recording.akr").exists() \
+            and not (path / "copy.json").exists():
+        hint = ""
+        if any(p.name.endswith(".partial") for p in path.iterdir()):
+            hint = " (it holds an unfinished copy: a hidden .partial folder)"
+        raise UsageError(
+            f"{path}: neither a recording folder (recording.akr) nor a copy (copy.json){hint}; "
+            "give a recording id from `akkoord list`, or a copy folder on a stick"
+        )
 
 
 def refuse_overwrite(path: Path, force: bool) -> None:
