@@ -208,3 +208,22 @@ def test_verify_of_a_folder_that_is_neither_says_what_it_needs(tmp_path, capsys)
     code, _, err = run(capsys, "verify", str(stick))
     assert code == 2 and str(stick) in err
     assert "recording.akr" in err and "copy.json" in err and "unfinished copy" in err
+
+
+def test_an_edited_manifest_is_explained_not_just_judged(recorded, capsys, tmp_path):
+    """The page on the stick checks its built-in description; the CLI checks manifest.json.
+    When they differ, the CLI says so, so the two verdicts are never unexplained."""
+    kit, w, _ = recorded
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    folder = export_copy(w.path, w.keys, stick, identity=kit.identity, clock=kit.clock,
+                         custody=kit.custody).folder
+    code, out, _ = run(capsys, "verify", str(folder))
+    assert code == 0 and "differs from manifest.json" not in out
+    doc = json.loads((folder / "manifest.json").read_text())
+    doc["duration_seconds"] = 999
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    code, out, _ = run(capsys, "verify", str(folder))
+    assert code == 1 and "differs from manifest.json" in out
+    code, out, _ = run(capsys, "verify", str(folder), "--json")
+    assert any("differs from manifest.json" in n for n in json.loads(out)["notes"])

@@ -248,7 +248,12 @@ _COPY_NEXT = {
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from akkoord.cli_support import check_folder_kind, check_readable, resolve_recording
+    from akkoord.cli_support import (
+        check_folder_kind,
+        check_readable,
+        page_notes,
+        resolve_recording,
+    )
 
     path = resolve_recording(args.path, _state(args))
     check_readable(path)
@@ -259,6 +264,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from akkoord.export.copycheck import verify_copy
 
         report: Any = verify_copy(path, _trusted_key(args))
+        report.notes += page_notes(Path(report.path))
         if args.json:
             _print_json(report.to_json())
         else:

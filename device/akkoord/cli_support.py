@@ -7,6 +7,8 @@ and what to do.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -21,6 +23,7 @@ __all__ = [
     "check_readable",
     "ensure_state_exists",
     "list_rows",
+    "page_notes",
     "print_custody_entries",
     "print_list",
     "read_custody_entries",
@@ -181,3 +184,33 @@ def print_custody_entries(entries: list[dict[str, Any]]) -> None:
         print(f"{e.get('seq', '?')!s:>5}  {local_cli(time.get('utc')):<23}  "
               f"{e.get('type', '?')!s:<22}  {str(e.get('recording_id') or '-')[:8]:<8}  "
               f"{details}")
+
+
+_EMBEDDED = re.compile(rb'<script type="application/json" id="akkoord-copy">(.*?)</script>', re.S)
+
+
+def page_notes(folder: Path) -> list[str]:
+    """Where the copy's own verify.html would check other data than this check did.
+
+    The page on a stick checks the description built into it, not the manifest.json next to
+    it; if the two differ (one of them was edited), the page and `akkoord verify` look at
+    different data, and both must say so rather than disagree without explanation."""
+    try:
+        with open(folder / "verify.html", "rb") as f:
+            html = f.read(64 << 20)
+        manifest = (folder / "manifest.json").read_bytes()
+    except OSError:
+        return []
+    m = _EMBEDDED.search(html)
+    if m is None:
+        return []
+    try:
+        data = json.loads(m.group(1))
+        embedded = base64.b64decode(data["manifest"], validate=True) if data else None
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return ["verify.html in this folder holds unreadable data: do not rely on that page"]
+    if embedded is None or embedded == manifest:
+        return []
+    return ["verify.html in this folder checks the description built into it, and that differs "
+            "from manifest.json here: one of the two was edited. This check used manifest.json; "
+            "the page would use its own copy and say so"]
