@@ -22,8 +22,8 @@ def tour_block() -> str:
     section = readme[readme.index("## A short tour"):]
     section = section[: section.index("\n## ", 1)]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    assert len(blocks) == 1, "the tour is one sh block"
-    return blocks[0]
+    assert blocks, "the tour is an sh block"
+    return blocks[0]  # the tour itself; later blocks (the organisation's side) need more
 
 
 def test_the_tour_names_every_step_a_new_user_needs():
