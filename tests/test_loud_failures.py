@@ -51,7 +51,7 @@ def test_read_only_state_is_a_storage_fault_never_announced(tmp_path, tmpfs):
                        CONFIG + "[store]\nmin_free_minutes = 1\nstop_free_minutes = 0.5\n")
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     rc, events, err = run_script(state, "a\nb\nsleep 1\nquit\n", *_args(cfg))
-    assert rc == 0, err
+    assert rc == 4, err  # storage failure: the run does not pass
     _assert_not_announced(events)
     (error,) = _of(events, "error")
     assert "could not start" in error["message"] and "Read-only" in error["message"]
@@ -69,7 +69,8 @@ def test_a_wav_that_says_zero_hertz_is_a_microphone_fault(tmp_path):
     data[fmt + 12:fmt + 20] = struct.pack("<II", 0, 0)  # sample rate, byte rate
     wav = tmp_path / "zero.wav"
     wav.write_bytes(bytes(data))
-    _, events, _ = run_script(state, "a\nb\nsleep 1\nquit\n", *_args(cfg, wav))
+    rc, events, _ = run_script(state, "a\nb\nsleep 1\nquit\n", *_args(cfg, wav))
+    assert rc == 4
     _assert_not_announced(events)
     assert _of(events, "error")
     assert "no_microphone" in [f["fault"] for f in _of(events, "fault")]

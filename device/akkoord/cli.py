@@ -547,6 +547,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.close()
     if sim is not None and sim.failures:
         return EXIT_USAGE
+    if sim is not None and daemon.failed_starts:
+        return EXIT_FAILURE  # both pressed, nothing recorded: a script must not pass
     return code
 
 

@@ -170,6 +170,8 @@ class Daemon:
         self._announce: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=16)
         self._loop_alive = time.monotonic()
         self._stick_taken: threading.Event | None = None
+        #: Recordings both parties asked for that could not start (the simulator's exit code).
+        self.failed_starts = 0
 
         state.ensure()
         self.identity = state.identity()
@@ -476,6 +478,7 @@ class Daemon:
             log.exception("starting a recording failed")
             fault = Fault.STORAGE_ERROR
         detail = str(exc) or type(exc).__name__
+        self.failed_starts += 1
         self.report("error", message=f"recording could not start: {detail}",
                     state=self.machine_state)
         if fault not in self._faults:

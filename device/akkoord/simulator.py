@@ -17,7 +17,9 @@ Every event and state change is printed as a line (`--json`: one JSON object per
 least `event` and `state`, and `recording_id` where there is one). A command that cannot be
 carried out (unknown, a missing stick folder, `usb-remove` with no stick...) prints an `error`
 line and ends the run with exit code 2; with `--keep-going` the device keeps running and the
-exit code is still 2 at the end, so a script never fails silently.
+exit code is still 2 at the end, so a script never fails silently. A recording both parties
+asked for that could not start (reported as a fault and an `error` event, never announced)
+makes the run exit 4.
 """
 
 from __future__ import annotations
