@@ -30,6 +30,7 @@ command -v gcc >/dev/null 2>&1 || pkgs+=(gcc)
     || pkgs+=(python3-dev)
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+    command -v ffmpeg >/dev/null 2>&1 || pkgs+=(ffmpeg)  # the reference decoder (tests)
 fi
 
 if [ "${#pkgs[@]}" -gt 0 ]; then

@@ -26,8 +26,9 @@ def step(title: str) -> None:
     print(f"\n\033[1m== {title}\033[0m", flush=True)
 
 
-def akkoord(*args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "akkoord", "--state", str(OUT / "device"), *args]
+def akkoord(*args: str, check: bool = True, state: Path | None = None,
+            **kw: object) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "akkoord", "--state", str(state or OUT / "device"), *args]
     print("$ akkoord " + " ".join(str(a).replace(str(ROOT) + "/", "") for a in args),
           flush=True)
     r = subprocess.run(cmd, text=True, **kw)  # type: ignore[call-overload]
@@ -68,10 +69,20 @@ def main() -> None:
     stick_a.mkdir()
     stick_b.mkdir()
 
-    step("1. Keys: the device's identity, and the organisation's key (made off the device)")
+    step("1. Keys: the device's identity, and the organisation's keys (made off the device)")
+    org = OUT / "organisatie"
     akkoord("keys", "init")
-    akkoord("keys", "org-new", "--out", str(OUT / "organisatie"))
-    akkoord("keys", "add-recipient", str(OUT / "organisatie" / "org.pub"))
+    akkoord("keys", "org-new", "--out", str(org), "--name", "Jeugdzorg Voorbeeldregio")
+    akkoord("keys", "add-recipient", str(org / "org.pub"))
+
+    step("1b. The organisation certifies the device; the device installs the certificate")
+    cert = org / "apparaat-noord.cert.json"
+    akkoord("keys", "certify", str(OUT / "device" / "keys" / "device.pub"),
+            "--org-key", str(org / "org-signing.key"), "--label", "Locatie Noord, kamer 2",
+            "--out", str(cert))
+    akkoord("keys", "install-certificate", str(cert), "--org-pub", str(org / "org-signing.pub"))
+    akkoord("keys", "publish-page", "--org-key", str(org / "org-signing.pub"),
+            "--out", str(org / "controle.html"))
 
     step("2. The meeting, on the simulator (buttons are scripted, the microphone is a WAV)")
     cfg = OUT / "akkoord.toml"
@@ -91,11 +102,17 @@ def main() -> None:
     archive_wav = OUT / "opname-organisatie.wav"
     akkoord("decrypt", str(rec), "--key", str(key), "--out", str(archive_wav))
 
-    step("5. Both parties' copies: identical, and each verifies")
+    step("5. Both parties' copies: identical, and each verifies, anchored to the organisation")
     (copy_b,) = [p for p in stick_b.iterdir() if p.is_dir()]
     (copy_a,) = [p for p in stick_a.iterdir() if p.is_dir()]
-    akkoord("verify", str(copy_b))
-    akkoord("verify", str(copy_a))
+    home = OUT / "thuis"  # a holder's computer: no device state, only the published key
+    akkoord("verify", str(copy_b), "--trust", str(org / "org-signing.pub"), state=home)
+    akkoord("verify", str(copy_a), "--trust", str(org / "org-signing.pub"), state=home)
+    r = akkoord("verify", str(copy_b), check=False, state=home)
+    print(f"exit code {r.returncode} without --trust (3 = genuine, but who made it cannot be "
+          "told: compare fingerprints, or use the organisation's page)")
+    if r.returncode != 3:
+        sys.exit("demo: an unanchored copy must exit 3")
     wavs = [copy_a / "opname.wav", copy_b / "opname.wav"]
     digests = {hashlib.sha256(w.read_bytes()).hexdigest() for w in wavs}
     digests.add(hashlib.sha256(archive_wav.read_bytes()).hexdigest())
@@ -135,7 +152,9 @@ def main() -> None:
     print(textwrap.dedent(f"""\
         Everything is in {OUT.relative_to(ROOT)}/:
           device/        the device's state: recordings (encrypted), keys, custody.log
-          organisatie/   the organisation's key pair (org.key stays off the device)
+          organisatie/   the organisation's keys (org.key and org-signing.key stay off the
+                         device), the device certificate, and controle.html: the verify page
+                         with the organisation's signing key built in (docs/publiek.md)
           stick-ouder/, stick-professional/   the two copies; open verify.html in a browser
                          and choose opname.wav to check a copy yourself
           opname-organisatie.wav   what the organisation decrypted

@@ -24,6 +24,8 @@ from akkoord.export.package import write_copy
 from akkoord.export.verifypage import render_verify_page, verify_page_template
 from akkoord.export.wavfile import read_wav_info
 from akkoord.store.audio_out import wav_header
+from akkoord.store.custody import head_message
+from akkoord.store.format import canonical_json
 from akkoord.store.keys import DeviceIdentity, DevicePublicKey
 from akkoord.store.layout import CONTAINER_FILE
 from akkoord.store.manifest import manifest_bytes, sign_manifest
@@ -109,7 +111,9 @@ def record_copy(
         made_by="device",
         clock=kit.clock,
         device_key=kit.identity.public,
-        custody_head=kit.custody.head().to_json(),
+        custody_head=kit.custody.append(
+            "export", w.id, copy_number=copy_number, stick_id_sha256=None
+        ).to_json(),
     )
     assert read_wav(result.folder / AUDIO)[1] == audio
     return Made(w, result.folder, audio)
@@ -218,14 +222,24 @@ def resign(folder: Path, signer: DeviceIdentity, *, name_signer: bool = True) ->
     data = manifest_bytes(doc)
     (folder / "manifest.json").write_bytes(data)
     (folder / "manifest.sig").write_bytes(base64.b64encode(sign_manifest(data, signer)) + b"\n")
+    head_path = folder / "custody-head.json"
+    if name_signer and head_path.exists():  # a whole forgery: the copy record re-signed too
+        head = json.loads(head_path.read_bytes())
+        sig = signer.sign(head_message(head["seq"], bytes.fromhex(head["hash"])))
+        head["signature"] = base64.b64encode(sig).decode()
+        head["device_fingerprint"] = signer.fingerprint
+        head_path.write_bytes(canonical_json(head) + b"\n")
 
 
 def render_page(
     out: Path, folder: Path, device_key: DevicePublicKey, *, data_from: Path | None = None
 ) -> Path:
     """Write the embedded page for the copy in `data_from` (default `folder`) to `out`."""
-    manifest, sig, copy = copy_parts(data_from or folder)
-    out.write_text(render_verify_page(manifest, sig, copy, device_key), encoding="utf-8")
+    src = data_from or folder
+    manifest, sig, copy = copy_parts(src)
+    head = src / "custody-head.json"
+    custody = json.loads(head.read_bytes()) if head.exists() else None
+    out.write_text(render_verify_page(manifest, sig, copy, device_key, custody), encoding="utf-8")
     return out
 
 

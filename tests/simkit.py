@@ -15,6 +15,7 @@ from akkoord.clock import SystemClock
 from akkoord.store.custody import CustodyLog
 from akkoord.store.keys import DeviceIdentity, generate_org_key
 from akkoord.store.layout import StateDir
+from storekit import provision as certify
 
 ASSETS = Path(__file__).resolve().parent.parent / "device" / "akkoord" / "assets"
 DEMO_WAV = ASSETS / "demo" / "gesprek.wav"
@@ -33,6 +34,7 @@ def provision(root: Path) -> tuple[StateDir, Path]:
     key = root / "org.key"
     key.write_bytes(org.dumps())
     CustodyLog(state.custody_path, identity, SystemClock()).append("device_initialised")
+    certify(state, identity, int(time.time()))  # a provisioned device (FORMAT.md §10)
     return state, key
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,6 +17,7 @@ from akkoord.store.keys import DeviceIdentity, OrgPrivateKey, generate_org_key
 from akkoord.store.layout import CONTAINER_FILE, StateDir
 from akkoord.store.reader import ParsedFrame, scan
 from akkoord.store.writer import AudioParams, FileOps, RecordingWriter
+from akkoord.trust import OrgSigningKey, device_certificate
 
 RATE = 16000
 SEG = 800  # 50 ms segments keep test files small; the format does not care
@@ -35,6 +37,7 @@ class Kit:
     org: OrgPrivateKey
     clock: FixedClock
     custody: CustodyLog
+    signing: OrgSigningKey | None = None  # the organisation that certified this device
 
     def writer(
         self,
@@ -64,9 +67,21 @@ class Kit:
 
 
 _ORG_CACHE: dict[str, OrgPrivateKey] = {}
+SIGNING = OrgSigningKey.from_seed(bytes(32), "Jeugdzorg Testregio")
 
 
-def make_kit(root: Path | None = None, kem: str = "x25519") -> Kit:
+def provision(state: StateDir, identity: DeviceIdentity, now: int,
+              org: OrgSigningKey = SIGNING) -> None:
+    """What the organisation does at provisioning: certify the device key, install the
+    certificate and the organisation's signing key on the device (FORMAT.md §10)."""
+    cert = device_certificate(org, identity.public.algorithm, identity.public.raw,
+                              "Testlocatie", now - 86400, now + 10 * 365 * 86400, now)
+    state.trust_dir.mkdir(parents=True, exist_ok=True)
+    (state.trust_dir / f"{org.fingerprint[:16]}.pub").write_bytes(org.public.dumps())
+    state.certificate_path.write_text(json.dumps(cert, indent=1))
+
+
+def make_kit(root: Path | None = None, kem: str = "x25519", *, certified: bool = True) -> Kit:
     root = root or fast_tmp()
     state = StateDir(root / "state")
     state.ensure()
@@ -75,6 +90,8 @@ def make_kit(root: Path | None = None, kem: str = "x25519") -> Kit:
     if kem not in _ORG_CACHE:  # ML-KEM key generation is cheap, but not free
         _ORG_CACHE[kem] = generate_org_key(kem)
     clock = FixedClock()
+    if certified:
+        provision(state, identity, int(clock.t))
     return Kit(
         root,
         state,
@@ -82,6 +99,7 @@ def make_kit(root: Path | None = None, kem: str = "x25519") -> Kit:
         _ORG_CACHE[kem],
         clock,
         CustodyLog(state.custody_path, identity, clock),
+        SIGNING if certified else None,
     )
 
 

@@ -49,7 +49,7 @@ def test_both_presses_capture_stop_verify_and_decrypt_exactly(tmp_path, mic):
     stopped = next(e for e in events if e["event"] == "recording_stopped")
     assert stopped["reason"] == "party_b" and stopped["gaps"] == 0
     rec = state.recording_dir(stopped["recording_id"])
-    assert main(["verify", str(rec), "--key", str(key)]) == 0
+    assert main(["verify", str(rec), "--key", str(key), "--state", str(state.root)]) == 0
     out = tmp_path / "out.wav"
     assert main(["decrypt", str(rec), "--key", str(key), "--out", str(out)]) == 0
     with wave.open(str(out)) as wf:

@@ -181,7 +181,8 @@ def test_killed_mid_recording_is_recovered_as_interrupted_on_the_next_start(setu
     assert rc == 0 and rec["recording_id"] == rid and rec["action"] == "interrupted"
     rep = verify_recording(state.recording_dir(rid))
     assert rep.ok and rep.status == "interrupted"
-    assert main(["verify", str(state.recording_dir(rid)), "--key", str(key)]) == 0
+    assert main(["verify", str(state.recording_dir(rid)), "--key", str(key),
+                 "--state", str(state.root)]) == 0
 
 
 def test_no_recipient_means_no_recording(tmp_path):

@@ -17,7 +17,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "publiek.md"
 @pytest.fixture(scope="module")
 def halves() -> tuple[str, str]:
     text = DOC.read_text(encoding="utf-8")
-    nl, en = text.split("\n---\n")
+    nl, en, *for_the_organisation = text.split("\n---\n")
+    assert all("not part of the published page" in p for p in for_the_organisation)
     return nl, en
 
 
@@ -68,6 +69,7 @@ def test_the_device_is_quoted_as_it_speaks(halves):
         assert f'"{TEXTS[prompt][Language.EN]}"' in en, prompt
 
 
-def test_there_is_a_marked_place_for_the_organisation_signing_key(halves):
+def test_the_organisation_signing_key_and_its_page_are_in_both_languages(halves):
     nl, en = halves
-    assert "ORGANISATION-SIGNING-KEY (nl)" in nl and "ORGANISATION-SIGNING-KEY (en)" in en
+    assert "### Onze controlepagina" in nl and "ondertekeningssleutel (vingerafdruk)" in nl
+    assert "### Our verify page" in en and "signing key (fingerprint)" in en

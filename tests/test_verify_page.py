@@ -84,9 +84,11 @@ def _watch(pg, problems: list[str]) -> None:
     pg.set_default_timeout(20_000)
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
-    pg.on(  # the page is offline: nothing but file: URLs, ever
+    pg.on(  # the page is offline: nothing but file: URLs (and its own blob: playback), ever
         "request",
-        lambda r: None if r.url.startswith("file:") else problems.append(f"network: {r.url}"),
+        lambda r: None
+        if r.url.startswith(("file:", "blob:"))
+        else problems.append(f"network: {r.url}"),
     )
 
 
@@ -169,7 +171,10 @@ def drop(pg, files: dict[str, bytes]) -> dict:
     return result(pg)
 
 
-def copy_files(folder: Path, names=("manifest.json", "manifest.sig", "copy.json", AUDIO)):
+def copy_files(
+    folder: Path,
+    names=("manifest.json", "manifest.sig", "copy.json", "custody-head.json", AUDIO),
+):
     return [str(folder / n) for n in names if (folder / n).exists()]
 
 
@@ -212,7 +217,8 @@ def test_unchanged_copy_shows_fingerprint_and_timeline_then_verifies(page, kit, 
     # Before any file is chosen: signature checked, fingerprint and timeline on screen.
     assert (res["stage"], res["status"], res["mode"]) == ("manifest", "waiting", "embedded")
     assert res["fingerprint"] == kit.identity.fingerprint
-    assert res["device_anchored"] is True and res["device_trusted"] is True
+    # The page on the stick is made by the same hands as the copy: never the anchor.
+    assert res["anchored"] is False and res["device_trusted"] is True
     assert page.inner_text("#fingerprint") == fingerprint_display(kit.identity.fingerprint)
     assert "website van de organisatie" in page.inner_text("#device")
     timeline = page.inner_text("#timeline")
@@ -229,6 +235,10 @@ def test_unchanged_copy_shows_fingerprint_and_timeline_then_verifies(page, kit, 
     res = check_wav(page, made.wav)
     assert (res["stage"], res["status"], res["changed_seconds"]) == ("audio", "unchanged", [])
     assert page.get_attribute("#verdict", "data-status") == "unchanged"
+    # Genuine but not anchored: amber, never green, with what to compare.
+    assert page.get_attribute("#verdict", "data-tone") == "warn"
+    assert res["anchored"] is False and res["claims_signed"] is True
+    assert "niet vast te stellen wie" in verdict_text(page)
     assert "Onveranderd" in verdict_text(page)
     assert_agrees(res, made.folder, kit.identity.public)
 
@@ -377,12 +387,15 @@ def test_random_changes_agree_with_the_cli(page, kit, tmp_path):
         assert (res["status"], res["changed_seconds"]) == expected, what
 
 
-def test_resaved_wav_with_extra_chunks_is_unchanged(page, kit, made, tmp_path):
+def test_resaved_wav_with_extra_chunks_is_refused(page, kit, made, tmp_path):
+    """A re-saved WAV (a LIST chunk before the audio) is no longer the one layout a copy has:
+    the same samples, but a finding (FORMAT.md §9 step 4), in both verifiers."""
     folder = clone(made.folder, tmp_path / "copy")
     write_wav_with_extra_chunk(folder / AUDIO, made.audio)
     load(page, folder / "verify.html")
     res = check_wav(page, folder / AUDIO)
-    assert (res["status"], res["changed_seconds"]) == ("unchanged", [])
+    assert (res["status"], res["findings"]) == ("changed", ["wav_not_canonical"])
+    assert res["playback"] is False
     assert_agrees(res, folder, kit.identity.public)
 
 
@@ -534,10 +547,10 @@ def test_generic_mode_checks_the_chosen_files(page, kit, made, tmp_path):
     assert not page.is_visible("#wav-input")
     res = choose(page, "#files-input", copy_files(made.folder))
     assert (res["status"], res["changed_seconds"]) == ("unchanged", [])
-    assert res["device_anchored"] is False and res["device_trusted"] is None
+    assert res["anchored"] is False and res["device_trusted"] is None
     assert res["fingerprint"] == kit.identity.fingerprint
     assert page.inner_text("#fingerprint") == fingerprint_display(kit.identity.fingerprint)
-    assert "niet verankerd" in page.inner_text("#device")
+    assert "Jeugdzorg Testregio" in page.inner_text("#device")  # claimed, not vouched for
     assert "website van de organisatie" in verdict_text(page)
     assert_agrees(res, made.folder, None)
 
@@ -564,7 +577,7 @@ def test_dropping_the_wav_on_the_page(page, kit, made, tmp_path):
 def test_dropping_the_copy_files_in_generic_mode(page, made, tmp_path):
     folder = tampered_copy(made, tmp_path / "copy", TAMPER["duplicated_1s"][0])
     load(page, generic_page(tmp_path / "verify.html"))
-    names = ("manifest.json", "manifest.sig", "copy.json", AUDIO)
+    names = ("manifest.json", "manifest.sig", "copy.json", "custody-head.json", AUDIO)
     res = drop(page, {n: (folder / n).read_bytes() for n in names})
     assert (res["status"], res["changed_seconds"]) == ("changed", [[2, 3]])
     assert_agrees(res, folder, None)
@@ -578,6 +591,8 @@ def test_generic_mode_files_one_at_a_time(page, made, tmp_path):
     res = choose(page, "#files-input", copy_files(made.folder, ("manifest.sig", "copy.json")))
     assert "Nog nodig: manifest.json" in verdict_text(page)
     res = choose(page, "#files-input", [str(made.folder / "manifest.json")])
+    assert "Nog nodig: custody-head.json" in verdict_text(page)  # a device copy has one
+    res = choose(page, "#files-input", [str(made.folder / "custody-head.json")])
     assert (res["status"], res["changed_seconds"]) == ("unchanged", [])
 
 
@@ -589,6 +604,8 @@ def test_generic_mode_shows_whichever_device_signed(page, made, stranger, tmp_pa
     load(page, generic_page(tmp_path / "verify.html"))
     res = choose(page, "#files-input", copy_files(folder))
     assert res["status"] == "unchanged" and res["fingerprint"] == stranger.fingerprint
+    assert res["anchored"] is False  # amber: a party's own key is never green
+    assert page.get_attribute("#verdict", "data-tone") == "warn"
     assert page.inner_text("#fingerprint") == fingerprint_display(stranger.fingerprint)
     assert_agrees(res, folder, None)
 
@@ -637,7 +654,8 @@ def test_copy_data_cannot_break_out_of_its_script_element(page, kit, made, tmp_p
     render_page(folder / "verify.html", folder, kit.identity.public)
     load(page, folder / "verify.html")
     res = check_wav(page, folder / AUDIO)
-    assert res["status"] == "unchanged"
+    # copy.json's maker is no longer what the device signed in its custody record.
+    assert res["status"] == "changed" and res["findings"] == ["custody_head"]
     assert page.evaluate("window.pwned") is None
     assert_agrees(res, folder, kit.identity.public)
 
@@ -647,8 +665,8 @@ def test_a_file_that_is_not_a_wav_is_a_clear_error(page, kit, made, tmp_path):
     (folder / AUDIO).write_bytes(b"this is not audio\n" * 10)
     load(page, folder / "verify.html")
     res = check_wav(page, folder / AUDIO)
-    assert res["status"] == "error" and res["error"] == "not_wav"
-    assert "geen WAV-geluidsbestand" in verdict_text(page)
+    assert res["status"] == "changed" and res["findings"] == ["wav_not_canonical"]
+    assert "geen WAV-bestand" in verdict_text(page)
     assert_agrees(res, folder, kit.identity.public)
 
 

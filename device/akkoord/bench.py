@@ -348,6 +348,9 @@ def run_bench(
         )
         result.update(_export_figures(root, path, seal_keys[path], ident))
         result.update(_big_verify_rss(root, 64 if quick else big_mb, ident, org))
+        from akkoord.export.hostile_bench import hostile_copy_figures
+
+        result.update(hostile_copy_figures(root))
     if audio:
         result.update(_recording_figures(quick, ident, org))
     result["targets"] = {
@@ -358,6 +361,8 @@ def run_bench(
         "start_latency_p95_vs_limit": "<= 1 (250 ms)",
         "record_cpu_vs_limit": "< 1 (2 % of one core)",
         "record_peak_rss_vs_limit": "< 1 (60 MB)",
+        "hostile_copy_refusal_s": "< 1 (unsigned, 10,000 segments, sparse 2 GB WAV)",
+        "hostile_copy_peak_rss_mb": "< 64",
     }
     result["self_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result

@@ -1,9 +1,12 @@
 """akkoord command line.
 
 Exit codes (contracts other tools rely on):
-  0  success; for `verify`: intact and complete, or interrupted by a power loss (disclosed)
-  1  `verify`/`decrypt`: findings — the recording or copy was changed, cut, or is unsigned
+  0  success; for `verify`: intact and complete, or interrupted by a power loss (disclosed),
+     and anchored: the device key is certified by a trusted organisation key (FORMAT.md §10)
+  1  `verify`/`decrypt`: findings — the recording or copy was changed, cut, or is unsigned,
+     or its device certificate is forged, revoked, expired or for another key
   2  bad usage, or input that cannot be read (not a recording, wrong or missing key)
+  3  `verify`: genuine and unchanged, but not anchored to a trusted organisation (cli_trust)
   4  storage or hardware failure (disk full, I/O error, no microphone)
 """
 
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from akkoord import __version__
+from akkoord import __version__, cli_trust
 from akkoord.errors import AkkoordError, HardwareError, StorageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
@@ -63,13 +66,24 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_org_new(args: argparse.Namespace) -> int:
+    from akkoord.errors import KeyMaterialError
     from akkoord.store.keys import fingerprint_display, generate_org_key, write_org_key_pair
+    from akkoord.trust import OrgSigningKey, write_org_signing_pair
 
+    out = Path(args.out)
+    for name in ("org.key", "org.pub", "org-signing.key", "org-signing.pub"):
+        if (out / name).exists():
+            raise KeyMaterialError(f"{out / name} already exists; refusing to overwrite a key")
+    signing = OrgSigningKey.generate(args.name)
     key = generate_org_key(args.kem)
-    priv, pub = write_org_key_pair(key, Path(args.out))
+    spriv, spub = write_org_signing_pair(signing, out)
+    priv, pub = write_org_key_pair(key, out)
     print(f"organisation key ({args.kem}): {fingerprint_display(key.fingerprint)}")
     print(f"  private: {priv}  (keep it off the device, backed up, offline)")
     print(f"  public:  {pub}  (install on the device: akkoord keys add-recipient {pub.name})")
+    print(f"signing key of {args.name!r}: {fingerprint_display(signing.fingerprint)}")
+    print(f"  private: {spriv}  (certifies devices; keep it offline like org.key)")
+    print(f"  public:  {spub}  (publish its fingerprint; verifiers use --trust {spub.name})")
     return EXIT_OK
 
 
@@ -117,6 +131,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
             {
                 "device": pub.to_json() if pub else None,
                 "recipients": [r.to_json() for r in recipients],
+                **cli_trust.device_trust(state, pub),
             }
         )
         return EXIT_OK
@@ -129,6 +144,7 @@ def cmd_keys_show(args: argparse.Namespace) -> int:
         print("recipients: none — recording is refused until one is added")
     for r in recipients:
         print(f"recipient:  {fingerprint_display(r.fingerprint)}  ({r.kem})")
+    cli_trust.print_device_trust(cli_trust.device_trust(state, pub))
     return EXIT_OK
 
 
@@ -216,12 +232,21 @@ def _print_copy_report(report: Any) -> None:
         "wrong_device": "NOT OK: not signed by this device",
         "unfinished": "NOT OK: an unfinished copy (interrupted while it was being made)",
     }
-    print(f"{report.path}: {verdict.get(report.status, report.status)}")
+    head = verdict.get(report.status, report.status)
+    if report.ok and not report.anchored:
+        head = ("NOT ANCHORED: unchanged and consistently signed, but nothing ties the signing "
+                "key to a trusted organisation: who made this cannot be told")
+    print(f"{report.path}: {head}")
     print(f"  recording  {report.recording_id} (copy {report.copy_number}, "
           f"made by the {report.made_by})")
     print(f"  duration   {report.duration_seconds} s, recording {report.recording_status}")
     if report.device_fingerprint:
         print(f"  device     {fingerprint_display(report.device_fingerprint)}")
+    if report.made:
+        print(f"  made       {report.made}"
+              + ("" if report.claims_signed else "  (copy number, maker, time NOT signed)"))
+    if report.chain is not None and report.ok and report.chain.anchored:
+        _print_trust(report.chain)  # (not anchored: the note below says so)
     for a, b in report.changed_seconds:
         print(f"  changed    second {a:g} – {b:g}")
     for note in report.notes:
@@ -229,7 +254,7 @@ def _print_copy_report(report: Any) -> None:
     for f in report.findings:
         print(f"  FINDING {f.code}: {f.message}")
     advice = _COPY_NEXT.get(report.status)
-    if report.status == "unchanged" and report.device_trusted is None:
+    if report.status == "unchanged" and not report.anchored:
         advice = ("compare the device fingerprint above with the one the organisation "
                   "publishes; if they match, keep this folder as it is")
     if advice:
@@ -248,6 +273,7 @@ _COPY_NEXT = {
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 / 1 / 2 as above, and 3: genuine but not anchored (cli_trust)."""
     from akkoord.cli_support import (
         check_folder_kind,
         check_readable,
@@ -260,24 +286,48 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if path.is_file():
         _check_wav_given(path)
     check_folder_kind(path)
+    trust, revocations = cli_trust.trust_inputs(args)
     if _is_copy(path):
         from akkoord.export.copycheck import verify_copy
 
-        report: Any = verify_copy(path, _trusted_key(args))
+        report: Any = verify_copy(path, _trusted_key(args), trust, revocations)
         report.notes += page_notes(Path(report.path))
         if args.json:
             _print_json(report.to_json())
         else:
             _print_copy_report(report)
-        return EXIT_OK if report.ok else EXIT_FINDINGS
-    from akkoord.store.verify import verify_recording
+        return cli_trust.verdict_exit(report.ok, report.anchored)
+    from akkoord.store.manifest import read_manifest
+    from akkoord.store.verify import Finding, verify_recording
 
     report = verify_recording(path, _org_key(args), _trusted_key(args))
+    signed = read_manifest(path) if path.is_dir() else None
+    chain = cli_trust.anchor_manifest(signed.doc if signed else None, trust, revocations)
+    if chain.finding:
+        report.findings.append(Finding("certificate", chain.message))
+    doc = report.to_json()
+    doc.update(anchored=report.ok and chain.anchored, organisation=chain.organisation,
+               trust=chain.to_json())
     if args.json:
-        _print_json(report.to_json())
+        _print_json(doc)
     else:
         _print_report(report)
-    return EXIT_OK if report.ok else EXIT_FINDINGS
+        if report.ok:
+            _print_trust(chain)
+    return cli_trust.verdict_exit(report.ok, chain.anchored)
+
+
+def _print_trust(chain: Any) -> None:
+    from akkoord.store.keys import fingerprint_display
+
+    if chain.anchored:
+        print(f"  organisation {chain.organisation} "
+              f"(signing key {fingerprint_display(chain.org_fingerprint)})")
+        print(f"  device cert  {chain.label!r}, serial {chain.serial}, "
+              f"valid {chain.valid_from} to {chain.valid_until}")
+    elif not chain.finding:
+        print(f"  NOT ANCHORED: {chain.message}. Cannot tell who made this: compare the device "
+              "fingerprint with the one the organisation publishes, or verify with --trust.")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -601,6 +651,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="make an organisation key pair (on the organisation's computer)",
     )
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--name", default="organisation", metavar="ORG",
+                   help="the organisation's name, as verify pages show it")
     p.add_argument(
         "--kem",
         choices=("mlkem768-x25519", "x25519"),
@@ -618,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ksub.add_parser("show", parents=[common], help="fingerprints")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys_show)
+    cli_trust.register_keys(ksub, common)
 
     p = sub.add_parser("verify", parents=[common],
                        help="check a recording folder, or a copy (folder or its WAV)")
@@ -629,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the device public key to expect (default: this device's, if any)",
     )
+    cli_trust.add_verify_options(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", parents=[common],

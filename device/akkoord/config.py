@@ -19,7 +19,15 @@ from akkoord.audio.config import AudioConfig, parse_audio_config
 from akkoord.errors import ConfigError
 from akkoord.panel_config import PanelConfig, default_config_path, parse_panel_config
 
-__all__ = ["DEFAULT_PATH", "Config", "ExportConfig", "StoreConfig", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_PATH",
+    "Config",
+    "ExportConfig",
+    "StoreConfig",
+    "TrustConfig",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_PATH = Path("/etc/akkoord/akkoord.toml")
 
@@ -45,12 +53,21 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class TrustConfig:
+    #: Organisation signing public keys (org-signing.pub) a verdict may be anchored to.
+    org_signing_keys: tuple[str, ...] = ()
+    #: The organisations' signed revocation lists.
+    revocation_lists: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     source: str
     panel: PanelConfig = field(default_factory=PanelConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
 
 def _number(
@@ -116,14 +133,27 @@ def _export(table: Mapping[str, Any], source: str) -> ExportConfig:
     )
 
 
+def _trust(table: Mapping[str, Any], source: str) -> TrustConfig:
+    where = f"{source}: [trust]"
+    _only(table, {"org_signing_keys", "revocation_lists"}, where)
+    out = []
+    for key in ("org_signing_keys", "revocation_lists"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where} {key} = {value!r}: expected a list of file paths")
+        out.append(tuple(value))
+    return TrustConfig(*out)
+
+
 def parse_config(doc: Mapping[str, Any], source: str) -> Config:
-    _only(doc, {"panel", "audio", "store", "export"}, f"{source}:")
+    _only(doc, {"panel", "audio", "store", "export", "trust"}, f"{source}:")
     return Config(
         source=source,
         panel=parse_panel_config(_table(doc, "panel", source), source),
         audio=parse_audio_config(_table(doc, "audio", source), source),
         store=_store(_table(doc, "store", source), source),
         export=_export(_table(doc, "export", source), source),
+        trust=_trust(_table(doc, "trust", source), source),
     )
 
 

@@ -236,7 +236,8 @@ def write_copy(
         "format": COPY_FORMAT,
         "recording_id": manifest["recording_id"],
         "copy_number": copy_number,
-        "made": clock.wall().to_json(),
+        # A device copy's time is its signed custody entry's (FORMAT.md §9 step 3).
+        "made": (custody_head or {}).get("entry", {}).get("time") or clock.wall().to_json(),
         "made_by": made_by,
         "audio_file": AUDIO_FILE,
         "audio_mac_key": base64.b64encode(keys.mac_key).decode(),
@@ -272,7 +273,8 @@ def write_copy(
             w.file("README.txt", [notice_en(manifest, copy, files).encode()])
             w.file(
                 "verify.html",
-                [render_verify_page(signed.data, signed.signature, copy, device_key).encode()],
+                [render_verify_page(signed.data, signed.signature, copy, device_key,
+                                    custody_head).encode()],
             )
             os.fsync(pdfd)
         finally:

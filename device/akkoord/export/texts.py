@@ -101,7 +101,7 @@ def _wrap(lines: list[str]) -> str:
     """Paragraphs wrapped at 78 columns, as a text editor or a phone shows them best."""
     out: list[str] = []
     for line in lines:
-        if len(line) <= 78 or line.startswith("  "):
+        if len(line) <= 80 or line.startswith("  "):
             out.append(line)
         else:
             indent = "  " if line.startswith("- ") else ""
@@ -164,11 +164,14 @@ def notice_nl(manifest: dict[str, Any], copy: dict[str, Any],
         "  de andere partij.",
         "",
         "Nagaan of de kopie onveranderd is:",
-        "- Open verify.html uit deze map in een webbrowser (dat werkt ook zonder",
-        "  internet) en kies het bestand opname.wav. De pagina zegt of het geluid",
-        "  onveranderd is, en zo niet, bij welke seconden het is veranderd.",
-        "- Vergelijk de vingerafdruk van het apparaat met die op de website van de",
-        f"  organisatie: {fingerprint_display(manifest['device']['fingerprint'])}",
+        "- Het beste: open de controlepagina op de website van de organisatie en sleep",
+        "  deze map erheen (er gaat niets over internet). Die pagina zegt of het geluid",
+        "  onveranderd is, en zo niet, bij welke seconden; en of het apparaat van de",
+        "  organisatie is.",
+        "- Of open verify.html uit deze map in een webbrowser en kies opname.wav. Die",
+        "  controleert het geluid net zo, maar kan niet vaststellen wie de kopie maakte:",
+        "  vergelijk daarvoor de vingerafdruk van het apparaat met die op de website",
+        f"  van de organisatie: {fingerprint_display(manifest['device']['fingerprint'])}",
         "- Of gebruik het programma akkoord:  akkoord verify <deze map>",
         "Laat de bestanden in deze map zoals ze zijn: dan blijft de controle werken.",
         "",
@@ -228,10 +231,13 @@ def notice_en(manifest: dict[str, Any], copy: dict[str, Any],
         "  parties, put it online or make it public without the other party's consent.",
         "",
         "Checking that the copy is unchanged:",
-        "- Open verify.html from this folder in a web browser (it works offline) and",
-        "  choose the file opname.wav. The page says whether the sound is unchanged, and",
-        "  if not, at which seconds it was changed.",
-        "- Compare the device fingerprint with the one on the organisation's website:",
+        "- Best: open the verify page on the organisation's website and drop this",
+        "  folder onto it (nothing goes over the internet). It says whether the sound",
+        "  is unchanged, and if not, at which seconds; and whether the device is the",
+        "  organisation's.",
+        "- Or open verify.html from this folder in a web browser and choose opname.wav.",
+        "  It checks the sound the same way but cannot tell who made the copy: for that,",
+        "  compare the device fingerprint with the one on the organisation's website:",
         f"  {fingerprint_display(manifest['device']['fingerprint'])}",
         "- Or use the akkoord program:  akkoord verify <this folder>",
         "Keep the files in this folder as they are, so the check keeps working.",

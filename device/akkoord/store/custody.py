@@ -51,15 +51,19 @@ class CustodyHead:
     hash: str
     sig: str
     device_fingerprint: str
+    entry: dict[str, Any] | None = None  # the head entry itself: a copy checks it (§9)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": "akkoord-custody-head/1",
+        doc = {
+            "format": "akkoord-custody-head/2",
             "seq": self.seq,
             "hash": self.hash,
             "signature": self.sig,
             "device_fingerprint": self.device_fingerprint,
         }
+        if self.entry is not None:
+            doc["entry"] = self.entry
+        return doc
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ class CustodyLog:
         finally:
             os.close(fd)
         return CustodyHead(
-            seq, digest.hex(), base64.b64encode(sig).decode(), self._identity.fingerprint
+            seq, digest.hex(), base64.b64encode(sig).decode(), self._identity.fingerprint, entry
         )
 
     def head(self) -> CustodyHead | None:
@@ -199,6 +203,7 @@ class CustodyLog:
             last.hash.hex(),
             base64.b64encode(last.sig).decode(),
             self._identity.fingerprint,
+            last.entry,
         )
 
     def entries(self) -> Iterator[dict[str, Any]]:

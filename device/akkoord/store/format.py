@@ -39,9 +39,9 @@ __all__ = [
     "seal_of",
 ]
 
-FORMAT_VERSION = 1
-CONTAINER_FORMAT = "akkoord-recording/1"
-MANIFEST_FORMAT = "akkoord-manifest/1"
+FORMAT_VERSION = 2
+CONTAINER_FORMAT = "akkoord-recording/2"
+MANIFEST_FORMAT = "akkoord-manifest/2"
 
 FRAME_MAGIC = b"AKF1"
 # magic, kind, flags, meta_len, index, samples, start_sample, body_len, recording_id,

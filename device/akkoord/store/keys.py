@@ -15,11 +15,11 @@ import binascii
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 from cryptography.hazmat.primitives.hpke import (
@@ -88,7 +88,12 @@ def fingerprint_display(fingerprint: str) -> str:
 
 def _read_json_key(path: Path, expected_type: str) -> dict[str, Any]:
     try:
-        raw = Path(path).read_bytes()
+        # O_NONBLOCK and a regular-file check: a FIFO given as a key must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise KeyMaterialError(f"{path}: not a regular file")
+            raw = f.read(1 << 20)
     except FileNotFoundError:
         raise KeyMaterialError(f"{path}: no such key file") from None
     except OSError as exc:
@@ -110,34 +115,43 @@ def _read_json_key(path: Path, expected_type: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DevicePublicKey:
+    """A device's public key: Ed25519 today, ECDSA P-256 for a key in a TPM / secure element
+    (FORMAT.md §10.1). Verification is strict (akkoord.trust.verify_signature)."""
+
     raw: bytes
+    algorithm: str = "ed25519"
 
     @property
     def fingerprint(self) -> str:
-        return key_fingerprint("device-ed25519", self.raw)
+        return key_fingerprint(f"device-{self.algorithm}", self.raw)
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        try:
-            ed25519.Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        from akkoord.trust import verify_signature
+
+        return verify_signature(self.algorithm, self.raw, signature, message)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "type": DEVICE_PUB_TYPE,
             "version": 1,
-            "algorithm": "ed25519",
+            "algorithm": self.algorithm,
             "public_key": _b64(self.raw),
             "fingerprint": self.fingerprint,
         }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any], where: str) -> DevicePublicKey:
+        from akkoord.trust import TrustError, check_public_key
+
+        algorithm = doc.get("algorithm", "ed25519")
         raw = _unb64(doc.get("public_key"), f"{where}: public_key")
-        if len(raw) != 32:
-            raise KeyMaterialError(f"{where}: an Ed25519 public key has 32 bytes, not {len(raw)}")
-        return cls(raw)
+        if not isinstance(algorithm, str):
+            raise KeyMaterialError(f"{where}: algorithm must be text")
+        try:
+            check_public_key(algorithm, raw)
+        except TrustError as exc:
+            raise KeyMaterialError(f"{where}: {exc}") from None
+        return cls(raw, algorithm)
 
     @classmethod
     def load(cls, path: Path) -> DevicePublicKey:

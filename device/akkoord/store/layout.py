@@ -2,6 +2,8 @@
 
 <state>/keys/device.key, device.pub     device identity (Ed25519)
 <state>/keys/recipients/<fp>.pub         organisation public keys new recordings wrap to
+<state>/keys/device.cert.json            the organisation's certificate for the device key
+<state>/keys/trust/<fp>.pub              organisation signing keys the device trusts
 <state>/recordings/<id>/                 one folder per recording (see FORMAT.md)
 <state>/quarantine/<id>/                 recordings recovery found corrupt (kept whole)
 <state>/custody.log                      device-wide custody log
@@ -9,10 +11,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from akkoord.errors import KeyMaterialError, UsageError
 from akkoord.store.keys import DeviceIdentity, DevicePublicKey, OrgPublicKey
@@ -96,6 +100,22 @@ class StateDir:
     def device_public_key(self) -> DevicePublicKey | None:
         path = self.keys_dir / "device.pub"
         return DevicePublicKey.load(path) if path.exists() else None
+
+    @property
+    def certificate_path(self) -> Path:
+        return self.keys_dir / "device.cert.json"
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.keys_dir / "trust"
+
+    def device_certificate(self) -> dict[str, Any] | None:
+        """The installed certificate as JSON (checked at install), or None."""
+        try:
+            doc = json.loads(self.certificate_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def recipients(self) -> list[OrgPublicKey]:
         try:

@@ -231,7 +231,7 @@ class RecordingWriter:
             "recording_id": rid.hex(),
             "created": clock.wall().to_json(),
             "device": {
-                "algorithm": "ed25519",
+                "algorithm": identity.public.algorithm,
                 "fingerprint": identity.fingerprint,
                 "public_key": base64.b64encode(identity.public.raw).decode(),
             },
@@ -241,6 +241,9 @@ class RecordingWriter:
             "simulated": simulated,
             "software": f"akkoord {__version__}",
         }
+        certificate = state.device_certificate()
+        if certificate is not None:  # the organisation's word for this key (FORMAT.md §10)
+            header["device"]["certificate"] = certificate
         if extra_header:
             header.update(extra_header)
         try:

@@ -1,1 +1,1 @@
-jPEjB+swveBB+QLchLF8G+gv5sB5CEg/njfUvu5S3GdOHlE3tBWbfVEfedIF1HiDrZ9uLbERARk7tPiui9rpAA==
+WnmxpdPw+yjInVTU6f+5tZ389m7jJFfOVSIbc33IkxCfIsZ7KgZGmsItunnvFbaBlA+Eoo7OzrYw8X6FLBVqDw==

@@ -1,0 +1,1 @@
+OenRiPIekG8mkk8JGpphr10zPIRvmQj2hzwfDkcmI1Av9RvsS8scGo57hsxr8DPh0hktKebSEgMlyK+lRDuyDQ==

@@ -1,0 +1,1 @@
+5/rcQaht81uJ4pIpnhhc7b6Br5d2JteBZ7MpbvrB2vguarVjyFc2diMW+oZvqKTRf0lTrxz8VyaiIi2WQCc+AA==

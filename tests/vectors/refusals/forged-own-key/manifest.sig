@@ -1,0 +1,1 @@
+noXtPvsgPGIxLRn7kSNvplg11Yje11ZC7MlWsGgQ/dh4u2Z43fBwrTxWhf5jC48sN5GepYJyTCwY/3RmF6hHAg==

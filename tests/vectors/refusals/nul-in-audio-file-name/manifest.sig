@@ -1,0 +1,1 @@
+iEdHm8aUnQM3Hogr/Lvl8a4p0UkXYQ0uvBqj6NlNfppXYdmndY4DEiei4sfvgG9ihOXQ7A4Xo0DxdrVgQEw3DQ==

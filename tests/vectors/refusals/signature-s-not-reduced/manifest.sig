@@ -1,0 +1,1 @@
+iEdHm8aUnQM3Hogr/Lvl8a4p0UkXYQ0uvBqj6NlNfppENc8EkPEVav0+2mrOek53hOXQ7A4Xo0DxdrVgQEw3HQ==
