@@ -134,3 +134,26 @@ def test_parties_by_role_seconds_as_said_local_time_and_the_clock_caveat_once(pa
     assert "niet gelijkgezet" not in timeline  # not on every line...
     assert pg.locator("#clock-note").count() == 1  # ...but said once
     assert "CET" in pg.inner_text("#recording")  # Europe/Amsterdam, with the zone named
+    assert "gestopt omdat partij B (professional) op de knop drukte" in pg.inner_text("#recording")
+
+
+def test_an_edited_manifest_json_is_explained_by_both_page_and_cli(page, kit, tmp_path, capsys):
+    """The page on the stick checks the description built into it; the CLI checks the
+    manifest.json beside it. Edit that file: the CLI says not OK *and* why the page differs;
+    the page says what it checked. Neither contradicts the other without explanation."""
+    import json
+
+    from akkoord.cli import main
+
+    pg, _ = page
+    made = record_copy(kit, segments=3, seed=7)
+    doc = json.loads((made.folder / "manifest.json").read_text())
+    doc["duration_seconds"] = 999
+    (made.folder / "manifest.json").write_text(json.dumps(doc))
+    got = check(pg, made.folder)
+    assert got["r"]["status"] == "unchanged"  # what the page checked: its own description
+    assert "manifest.json" in pg.inner_text("#embedded-note")
+    assert main(["verify", str(made.folder), "--device-key",
+                 str(kit.state.keys_dir / "device.pub")]) == 1
+    out = capsys.readouterr().out
+    assert "not signed" in out.lower() and "differs from manifest.json" in out
