@@ -157,3 +157,30 @@ def test_an_edited_manifest_json_is_explained_by_both_page_and_cli(page, kit, tm
                  str(kit.state.keys_dir / "device.pub")]) == 1
     out = capsys.readouterr().out
     assert "not signed" in out.lower() and "differs from manifest.json" in out
+
+
+def test_an_unfinished_partial_folder_is_not_a_finished_copy_on_the_generic_page(
+        page, kit, tmp_path):
+    import shutil
+
+    from akkoord.export.verifypage import verify_page_template
+
+    pg, _ = page
+    made = record_copy(kit, segments=2, seed=9)
+    partial = tmp_path / f".{made.folder.name}.1a2b3c4d.partial"
+    shutil.copytree(made.folder, partial)  # every file whole, as a crash before the rename
+    generic = tmp_path / "controle.html"
+    generic.write_text(verify_page_template(), encoding="utf-8")
+    pg.goto(generic.as_uri(), wait_until="commit")
+    pg.wait_for_function("() => window.akkoordResult && window.akkoordResult.seq >= 1")
+    seq = pg.evaluate("() => window.akkoordResult.seq")
+    pg.set_input_files("#dir-input", str(partial))
+    pg.wait_for_function(UNTIL_DONE, arg=seq)
+    res = pg.evaluate("() => window.akkoordResult")
+    assert res["status"] == "changed" and "unfinished_copy" in res["findings"]
+    assert "onafgemaakte kopie" in pg.inner_text("#verdict")
+    # The finished copy, picked the same way, is fine.
+    seq = res["seq"]
+    pg.set_input_files("#dir-input", str(made.folder))
+    pg.wait_for_function(UNTIL_DONE, arg=seq)
+    assert pg.evaluate("() => window.akkoordResult.status") == "unchanged"
