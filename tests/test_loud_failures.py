@@ -289,3 +289,18 @@ def test_a_toml_date_is_a_valid_clock_floor():
 
     cfg = parse_config({"store": {"clock_floor": datetime.date(2026, 2, 1)}}, "t")
     assert cfg.store.clock_floor == "2026-02-01"
+
+
+def test_a_prepared_recording_that_never_began_is_closed_not_left_dangling(tmp_path):
+    from akkoord.store.verify import verify_recording
+
+    state, daemon, _, _ = _daemon(tmp_path)
+    try:
+        first = daemon.recorder.prepare(state.recipients(), [])
+        second = daemon.recorder.prepare(state.recipients(), [])
+        assert first != second and daemon.recorder.prepared
+        rep = verify_recording(state.recording_dir(first))
+        assert rep.ok and rep.status == "complete"
+        assert [e["event"] for e in rep.timeline][-1] == "stop"
+    finally:
+        daemon.shutdown()

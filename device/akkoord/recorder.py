@@ -149,8 +149,11 @@ class Recorder:
         `consents` are (party, wall time of the press, seconds before now). Raises
         AkkoordError (StorageError for anything the file system refused; nothing is left
         open) when a step fails."""
-        if self.active or self._pending is not None:
+        if self.active:
             raise AkkoordError("a recording is already running")
+        if self._pending is not None:  # prepared, never begun (its step failed): close it
+            stale, self._pending = self._pending, None
+            self._abandon(stale, StorageError("prepared but never started"))
         self._done.clear()
         self._reason = None
         self._outcome = None
