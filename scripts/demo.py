@@ -39,11 +39,11 @@ def akkoord(*args: str, check: bool = True, state: Path | None = None,
 
 SCRIPT = """
 sleep 0.5
-a              # de professional (partij A) drukt op akkoord
+a              # de ouder (partij A, ouder / gezin) drukt op akkoord
 sleep 1.5
-b              # de ouder (partij B) drukt ook: de opname start
+b              # de professional (partij B) drukt ook: de opname start
 sleep 9
-b              # de ouder stopt de opname, met één druk
+b              # de professional stopt de opname, met één druk
 sleep 1
 usb {stick_b}
 sleep 0.5
@@ -65,7 +65,7 @@ def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
-    stick_a, stick_b = OUT / "stick-professional", OUT / "stick-ouder"
+    stick_a, stick_b = OUT / "stick-ouder", OUT / "stick-professional"
     stick_a.mkdir()
     stick_b.mkdir()
 

@@ -41,6 +41,7 @@ from akkoord.consent import (
     RecordingEnded,
     Released,
     Say,
+    StartFailed,
     StartRecording,
     State,
     StatusLight,
@@ -785,6 +786,9 @@ def test_tour_exercises_every_allowed_edge_and_nothing_else() -> None:
     run(CollectionStickInserted(95.0))
     run.tap(A, 96.0)  # COLLECT_CONFIRM -> COLLECTING
     run(CollectionFinished(True, 97.0))  # COLLECTING -> READY
+    run.tap(A, 105.0)
+    run.tap(B, 106.0)
+    run(StartFailed(Fault.STORAGE_ERROR, 106.1))  # RECORDING -> READY
     edges = {(a.old, a.new) for a in of(run.all, Log) if a.old is not a.new}
     assert edges == ALLOWED
 

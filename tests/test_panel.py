@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from akkoord.consent import (
     Action,
+    Chime,
     CopyFinished,
     Fault,
     FaultCleared,
@@ -31,16 +32,21 @@ from akkoord.consent import (
     Party,
     Pressed,
     Released,
+    Say,
+    StartFailed,
     StartRecording,
     State,
     StickInserted,
     StopReason,
     StopRecording,
+    TimelineEvent,
+    TimelineKind,
     capture_allowed,
 )
 from akkoord.errors import HardwareError
 from akkoord.panel import ConsentLoop, Panel, make_pin_factory
 from akkoord.panel_config import PanelConfig, PanelPins
+from akkoord.prompts import PromptId
 from akkoord.sounds import CHIMES, ChimeName
 
 PINS = PanelPins(power_fail=6)
@@ -459,7 +465,7 @@ def test_no_buzzer(factory: MockFactory, clock: Clock) -> None:
 
 def test_failing_daemon_handler_does_not_stop_the_panel(rig: Rig) -> None:
     def broken(action: Action) -> None:
-        if isinstance(action, StartRecording):
+        if isinstance(action, TimelineEvent) and action.kind is TimelineKind.START:
             raise RuntimeError("store exploded")
         rig.actions.append(action)
 
@@ -470,6 +476,77 @@ def test_failing_daemon_handler_does_not_stop_the_panel(rig: Rig) -> None:
     rig.pump(0.1)
     assert rig.loop.machine.state is State.STOPPED
     assert rig.of(StopRecording)
+    assert rig.loop.failures == 1  # counted, so the daemon's exit status reports it
+
+
+def _status_writes(rig: Rig) -> list[object]:
+    seen: list[object] = []
+    write = rig.panel._write
+
+    def spy(key: str, device: object, value: object) -> None:
+        if key == "status":
+            seen.append((rig.loop.machine.state, value))
+        write(key, device, value)  # type: ignore[arg-type]
+
+    rig.panel._write = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_recording_that_cannot_be_written_is_never_lit_nor_announced(rig: Rig) -> None:
+    seen = _status_writes(rig)
+    rig.loop._prepare = lambda start: StartFailed(Fault.STORAGE_ERROR, rig.clock.t, "read-only")
+    rig.tap(BUTTON_A)
+    rig.pump(0.1)
+    rig.tap(BUTTON_B)
+    rig.pump(0.1)
+    assert rig.loop.machine.state is State.READY
+    assert Fault.STORAGE_ERROR in rig.loop.machine.faults
+    # The indicator never went red (red after this is the storage fault's blink code).
+    assert (State.RECORDING, (1.0, 0.0, 0.0)) not in seen
+    assert State.RECORDING not in [state for state, _ in seen]
+    assert not rig.of(StartRecording)
+    says = [a.prompt for a in rig.of(Say)]
+    assert PromptId.RECORDING_STARTED not in says and PromptId.FAULT in says
+    assert ChimeName.RECORDING_START not in [c.name for c in rig.of(Chime)]
+
+
+def test_a_microphone_that_does_not_open_is_not_announced(rig: Rig) -> None:
+    def on_action(action: Action) -> object:
+        rig.actions.append(action)
+        if isinstance(action, StartRecording):
+            return StartFailed(Fault.NO_MICROPHONE, rig.clock.t, "no device")
+        return None
+
+    rig.loop._on_action = on_action
+    seen = _status_writes(rig)
+    rig.tap(BUTTON_A)
+    rig.pump(0.1)
+    rig.tap(BUTTON_B)
+    rig.pump(0.1)
+    assert rig.loop.machine.state is State.READY
+    # Lit before the microphone was asked (capture never runs dark), off in the same step:
+    # the next write is the fault's code, written before any frame could show the red.
+    from akkoord.consent import INDICATOR
+
+    assert rig.panel._status_shown is not None and rig.panel._status_shown[0] != INDICATOR
+    assert seen[-1][0] is State.READY
+    assert PromptId.RECORDING_STARTED not in [a.prompt for a in rig.of(Say)]
+    assert ChimeName.RECORDING_START not in [c.name for c in rig.of(Chime)]
+
+
+def test_a_raising_start_handler_is_a_failed_start(rig: Rig) -> None:
+    def broken(action: Action) -> None:
+        rig.actions.append(action)
+        if isinstance(action, StartRecording):
+            raise RuntimeError("store exploded")
+
+    rig.loop._on_action = broken
+    rig.tap(BUTTON_A)
+    rig.pump(0.1)
+    rig.tap(BUTTON_B)
+    rig.pump(0.1)
+    assert rig.loop.machine.state is State.READY
+    assert Fault.STORAGE_ERROR in rig.loop.machine.faults and rig.loop.failures == 1
 
 
 def test_run_loop_thread(factory: MockFactory) -> None:

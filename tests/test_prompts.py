@@ -51,10 +51,12 @@ def test_texts_dutch_first_and_required_sentences() -> None:
     assert LANGUAGES[0] is Language.NL
     assert set(TEXTS) == set(PromptId)
     assert all(set(t) == set(Language) for t in TEXTS.values())
-    assert prompt_text(PromptId.WAITING_FOR_OTHER, "nl") == "Wacht op akkoord van de andere partij."
+    assert prompt_text(PromptId.WAITING_FOR_OTHER, "nl") == (
+        "Wachten op akkoord van de andere partij.")
     assert prompt_text(PromptId.RECORDING_STARTED, "nl") == "De opname is gestart."
     assert prompt_text(PromptId.RECORDING_STOPPED, "nl") == "De opname is gestopt."
-    assert prompt_text(PromptId.COPY_MADE, "nl") == "Kopie gemaakt."
+    assert prompt_text(PromptId.COPY_MADE, "nl") == (
+        "De kopie is klaar. U kunt de stick eruit halen.")
 
 
 def test_prompt_path_is_inside_the_package() -> None:

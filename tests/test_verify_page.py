@@ -223,7 +223,7 @@ def test_unchanged_copy_shows_fingerprint_and_timeline_then_verifies(page, kit, 
     assert "website van de organisatie" in page.inner_text("#device")
     timeline = page.inner_text("#timeline")
     for phrase in (
-        "Partij A drukte op de akkoord-knop (4,2 seconde vóór de start)",
+        "Partij A drukte op de akkoord-knop (4,2 seconden voor de start)",  # as people say it
         "Partij B drukte op de akkoord-knop.",
         "De opname begon.",
         "De opname stopte omdat partij B op de knop drukte.",

@@ -201,6 +201,21 @@ def _print_report(report: Any) -> None:
         print(f"  FINDING {f.code}: {f.message}")
 
 
+def _check_wav_given(path: Path) -> None:
+    """A file given to `verify` is a copy's WAV: say so about the file itself, not about a
+    manifest next to it."""
+    from akkoord.errors import UsageError
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if not head:
+        raise UsageError(f"{path}: an empty file (0 bytes), not a copy's audio; give the copy's "
+                         "folder or its opname.wav")
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise UsageError(f"{path}: not a WAV file; give a copy's folder or its opname.wav, or a "
+                         "recording folder")
+
+
 def _is_copy(path: Path) -> bool:
     from akkoord.export.copycheck import COPY_FILE
 
@@ -215,6 +230,7 @@ def _print_copy_report(report: Any) -> None:
         "changed": "NOT OK: changed",
         "not_signed": "NOT OK: not signed by the device it names",
         "wrong_device": "NOT OK: not signed by this device",
+        "unfinished": "NOT OK: an unfinished copy (interrupted while it was being made)",
     }
     head = verdict.get(report.status, report.status)
     if report.ok and not report.anchored:
@@ -237,16 +253,45 @@ def _print_copy_report(report: Any) -> None:
         print(f"  note: {note}")
     for f in report.findings:
         print(f"  FINDING {f.code}: {f.message}")
+    advice = _COPY_NEXT.get(report.status)
+    if report.status == "unchanged" and not report.anchored:
+        advice = ("compare the device fingerprint above with the one the organisation "
+                  "publishes; if they match, keep this folder as it is")
+    if advice:
+        print(f"  next: {advice}")
+
+
+#: What to do next, for each verdict on a copy (the page says the same).
+_COPY_NEXT = {
+    "unchanged": "keep this folder as it is (all files together); copy it whole to keep a backup",
+    "changed": "this is not the original: ask the organisation for a new copy",
+    "not_signed": "this is not the original: ask the organisation for a new copy",
+    "wrong_device": "compare the device fingerprint with the one the organisation publishes; "
+    "if it is not there, ask the organisation for a new copy",
+    "unfinished": "this copy was never finished: ask for a new copy",
+}
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit 0 / 1 / 2 as above, and 3: genuine but not anchored (cli_trust)."""
-    path = Path(args.path)
+    from akkoord.cli_support import (
+        check_folder_kind,
+        check_readable,
+        page_notes,
+        resolve_recording,
+    )
+
+    path = resolve_recording(args.path, _state(args))
+    check_readable(path)
+    if path.is_file():
+        _check_wav_given(path)
+    check_folder_kind(path)
     trust, revocations = cli_trust.trust_inputs(args)
     if _is_copy(path):
         from akkoord.export.copycheck import verify_copy
 
         report: Any = verify_copy(path, _trusted_key(args), trust, revocations)
+        report.notes += page_notes(Path(report.path))
         if args.json:
             _print_json(report.to_json())
         else:
@@ -287,16 +332,20 @@ def _print_trust(chain: Any) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The organisation's copy on request, from its archive, after the export window."""
+    from akkoord.cli_support import resolve_recording
     from akkoord.clock import SystemClock
-    from akkoord.errors import FormatError
+    from akkoord.errors import FormatError, UsageError
     from akkoord.export.package import write_copy
     from akkoord.store.keys import DevicePublicKey
     from akkoord.store.manifest import read_manifest
     from akkoord.store.verify import load_content_keys, verify_recording
 
-    directory = Path(args.recording)
-    if not directory.is_dir():
-        directory = _state(args).recording_dir(args.recording)
+    directory = resolve_recording(args.recording, _state(args))
+    target = Path(args.to)
+    if not target.is_dir():
+        # An unmounted /media/stick is an empty folder on the SD card at best: never create it.
+        raise UsageError(f"--to {target}: no such folder; mount the stick (or make the folder) "
+                         "first")
     org = _org_key(args)
     trusted = _trusted_key(args)
     report = verify_recording(directory, org, trusted)
@@ -308,7 +357,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     signed = read_manifest(directory, segments=False)
     assert signed is not None
     device_key = trusted or DevicePublicKey.from_json(signed.doc["device"], "manifest")
-    Path(args.to).mkdir(parents=True, exist_ok=True)
     from akkoord.store.orglog import OrgLog, next_copy_number
     from akkoord.trust import OrgSigningKey
 
@@ -338,9 +386,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import resolve_recording
     from akkoord.store.inspect import inspect_recording
 
-    doc = inspect_recording(Path(args.path))
+    doc = inspect_recording(resolve_recording(args.path, _state(args)))
     if args.json:
         _print_json(doc)
         return EXIT_OK
@@ -365,11 +414,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import refuse_overwrite, resolve_recording
     from akkoord.store.audio_out import decrypt_recording
 
+    directory = resolve_recording(args.path, _state(args))
+    refuse_overwrite(Path(args.out), args.force)
     # One pass: the WAV is written while the frames are verified, and published only once
     # the whole recording verified (or with --force).
-    done = decrypt_recording(Path(args.path), _org_key(args), Path(args.out),
+    done = decrypt_recording(directory, _org_key(args), Path(args.out),
                              trusted_key=_trusted_key(args), force=args.force)
     report = done.report
     if not done.written:
@@ -389,31 +441,15 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from akkoord.store.manifest import read_manifest
+    from akkoord.cli_support import ensure_state_exists, list_rows, print_list
 
     state = _state(args)
-    rows = []
-    for rid in state.recording_ids():
-        signed = read_manifest(state.recording_dir(rid), segments=False)
-        doc = signed.doc if signed else {}
-        rows.append(
-            {
-                "recording_id": rid,
-                "status": doc.get("status", "open"),
-                "created": (doc.get("created") or {}).get("utc"),
-                "duration_seconds": doc.get("duration_seconds"),
-                "simulated": doc.get("simulated"),
-            }
-        )
+    ensure_state_exists(state)
+    rows = list_rows(state)
     if args.json:
         _print_json(rows)
     else:
-        for r in rows:
-            print(
-                f"{r['recording_id']}  {r['status']:<11} {r['created'] or '-':<24} "
-                f"{r['duration_seconds'] if r['duration_seconds'] is not None else '-'} s"
-                + ("  (simulated)" if r["simulated"] else "")
-            )
+        print_list(rows, state)
     return EXIT_OK
 
 
@@ -504,8 +540,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = None
+    sim = None
     if args.simulate:
-        sim = Simulator(daemon, wav_backend=wav)
+        sim = Simulator(daemon, wav_backend=wav, keep_going=args.keep_going)
         threading.Thread(target=sim.feed, args=(sys.stdin,), name="akkoord-stdin",
                          daemon=True).start()
     else:
@@ -514,10 +551,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = ControlServer(daemon, mount_root=Path(config.export.mount_root))
         server.start()
     try:
-        return daemon.run()
+        code = daemon.run()
     finally:
         if server is not None:
             server.close()
+    if sim is not None and sim.failures:
+        return EXIT_USAGE
+    if sim is not None and daemon.failed_starts:
+        return EXIT_FAILURE  # both pressed, nothing recorded: a script must not pass
+    return code
 
 
 def cmd_stick(args: argparse.Namespace) -> int:
@@ -538,13 +580,13 @@ def cmd_stick(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from akkoord.bench import run_bench
+    from akkoord.bench_targets import judge, print_judged
 
     result = run_bench(quick=args.quick, big_mb=args.big_mb)
     if args.json:
-        print(json.dumps(result, sort_keys=True))
+        print(json.dumps({**result, "verdicts": judge(result)}, sort_keys=True))
     else:
-        for k in sorted(result):
-            print(f"{k:<32} {result[k]}")
+        print_judged(result)
     return EXIT_OK
 
 
@@ -613,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", parents=[common],
                        help="make a copy package from the archive (organisation key)")
-    p.add_argument("recording", metavar="RECORDING", help="recording folder (or id in --state)")
+    p.add_argument("recording", metavar="RECORDING",
+                   help="recording folder, or its id or first digits of its id in --state")
     p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
     p.add_argument("--to", required=True, metavar="DIR")
     p.add_argument("--device-key", metavar="FILE")
@@ -637,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="write the audio even if verification fails, and report what failed",
+        help="replace an existing --out file, and write the audio even if verification "
+        "fails (the failures are reported with it)",
     )
     p.add_argument("--device-key", metavar="FILE")
     p.set_defaults(func=cmd_decrypt)
@@ -671,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", action="store_true",
                    help="mock GPIO pins, commands on standard input (see akkoord.simulator)")
     p.add_argument("--json", action="store_true", help="with --simulate: JSON lines")
+    p.add_argument("--keep-going", action="store_true",
+                   help="with --simulate: a command that cannot be carried out does not end "
+                   "the run (the exit code is still 2)")
     p.add_argument("--audio-file", metavar="FILE.wav",
                    help="a WAV file stands in for the microphone, paced at real time")
     p.add_argument("--console", metavar="PORT",
@@ -701,6 +748,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     cli_console.register(sub, common)
     cli_archive.register(sub, common)
+
+    from akkoord.cli_help import apply_help
+
+    apply_help(parser)
     return parser
 
 

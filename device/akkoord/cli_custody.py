@@ -1,6 +1,6 @@
 """`akkoord custody`: the custody log, the state folder against it, and heads held elsewhere.
 
-    akkoord custody [--json]                 log intact? state folder consistent with it?
+    akkoord custody [--json] [--entries]     log intact? state folder consistent with it?
     akkoord custody --check-head FILE        a copy's custody-head.json: still in the log?
     akkoord custody --org-log LOG --trust ORG_SIGNING_PUB [--check-head FILE]
                                              the organisation's own log of its copies
@@ -27,6 +27,11 @@ def _print_json(doc: Any) -> None:
 
 
 def cmd_custody(args: argparse.Namespace) -> int:
+    from akkoord.cli_support import (
+        ensure_state_exists,
+        print_custody_entries,
+        read_custody_entries,
+    )
     from akkoord.store.layout import StateDir, state_from_env
     from akkoord.store.safeio import check_name
     from akkoord.store.statecheck import check_head, check_state
@@ -34,6 +39,7 @@ def cmd_custody(args: argparse.Namespace) -> int:
     if args.org_log:
         return _org_log(args)
     state = StateDir(state_from_env(getattr(args, "state", None)))
+    ensure_state_exists(state)
     pub = state.device_public_key()
     if pub is None:
         raise AkkoordError(f"no device public key in {state.keys_dir}")
@@ -45,9 +51,15 @@ def cmd_custody(args: argparse.Namespace) -> int:
             print(f"{args.check_head}: {'OK' if result.ok else 'NOT OK'}: {result.message}")
         return 0 if result.ok else 1
     report = check_state(state, pub)
+    entries = read_custody_entries(state.custody_path) if args.entries else None
     if args.json:
-        _print_json(report.to_json())
+        doc = report.to_json()
+        if entries is not None:
+            doc["log"] = entries
+        _print_json(doc)
     else:
+        if entries is not None:
+            print_custody_entries(entries)
         print(
             f"{state.custody_path}: {report.entries} entries, {report.recordings} recordings, "
             + ("intact" if report.ok else f"{len(report.findings)} findings")
@@ -97,6 +109,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="verify the custody log and the state folder against it",
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--entries", action="store_true",
+                   help="also show every entry: number, local time, what, recording, details")
     p.add_argument(
         "--check-head",
         metavar="FILE",

@@ -8,6 +8,7 @@ problem.
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,8 +102,16 @@ def _store(table: Mapping[str, Any], source: str) -> StoreConfig:
     where = f"{source}: [store]"
     _only(table, {"min_free_minutes", "stop_free_minutes", "clock_floor"}, where)
     floor = table.get("clock_floor", StoreConfig.clock_floor)
-    if not isinstance(floor, str) or len(floor) != 10:
-        raise ConfigError(f'{where} clock_floor = {floor!r}: expected a date like "2026-01-01"')
+    if isinstance(floor, datetime.date) and not isinstance(floor, datetime.datetime):
+        floor = floor.isoformat()  # TOML's bare date: clock_floor = 2026-01-01
+    try:
+        if not isinstance(floor, str) or len(floor) != 10:
+            raise ValueError
+        datetime.date.fromisoformat(floor)
+    except ValueError:
+        raise ConfigError(
+            f'{where} clock_floor = {floor!r}: not a date; expected YYYY-MM-DD, like "2026-01-01"'
+        ) from None
     cfg = StoreConfig(
         _number(table, "min_free_minutes", StoreConfig.min_free_minutes, 0, 10_000, where),
         _number(table, "stop_free_minutes", StoreConfig.stop_free_minutes, 0, 1_000, where),

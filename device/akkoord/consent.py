@@ -35,6 +35,8 @@ window, so a collection can never be mistaken for, or interleave with, a party's
      ^       stick removed, offer timed out                                       |
      +----------------------------------------------------------------------------+
                           CollectionFinished (ok or failed)
+RECORDING -> READY (not drawn): ``StartFailed``, the daemon could not begin the recording;
+nothing was written or announced, and the fault it raised is now shown.
 
 "Idle" is READY or STOPPED: STOPPED exactly when the daemon still holds a recording in its
 export window (``copy_available``), so the idle state a flow returns to is derived, never stored
@@ -137,6 +139,7 @@ __all__ = [
     "RecordingEnded",
     "Released",
     "Say",
+    "StartFailed",
     "StartRecording",
     "State",
     "StatusLight",
@@ -393,6 +396,20 @@ class RecordingEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class StartFailed:
+    """The daemon could not begin the recording StartRecording asked for (nothing is being
+    written): back to idle with the fault, never announced as started."""
+
+    fault: Fault
+    t: float
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fault in STUCK_FAULTS:
+            raise ValueError(f"{self.fault} is derived from button levels, not raised")
+
+
+@dataclass(frozen=True, slots=True)
 class StickInserted:
     t: float
 
@@ -450,6 +467,7 @@ Event = (
     | FaultRaised
     | FaultCleared
     | RecordingEnded
+    | StartFailed
     | StickInserted
     | StickRemoved
     | CopyFinished
@@ -466,6 +484,7 @@ EVENT_TYPES: tuple[type, ...] = (
     FaultRaised,
     FaultCleared,
     RecordingEnded,
+    StartFailed,
     StickInserted,
     StickRemoved,
     CopyFinished,
@@ -668,6 +687,7 @@ ALLOWED: frozenset[tuple[State, State]] = frozenset(
         (State.WAITING, State.STOPPED),
         (State.WAITING, State.RECORDING),
         (State.RECORDING, State.STOPPED),
+        (State.RECORDING, State.READY),  # StartFailed: nothing was recorded
         (State.STOPPED, State.READY),
         (State.STOPPED, State.COPY_CONFIRM),
         (State.COPY_CONFIRM, State.COPYING),
@@ -885,6 +905,21 @@ def _recording_ended(ctx: _Step, ev: RecordingEnded) -> None:
     ctx.emit(Chime(ChimeName.RECORDING_STOP), Say(PromptId.RECORDING_STOPPED))
 
 
+def _start_failed(ctx: _Step, ev: StartFailed) -> None:
+    # Nothing was written: no stop, no copy of it to offer; the old export window ended
+    # with the start (the daemon dropped its keys).
+    m = ctx.m
+    detail = f": {ev.detail}" if ev.detail else ""
+    ctx.goto(
+        State.READY,
+        f"recording could not start ({ev.fault}){detail}",
+        faults=m.faults | {ev.fault},
+        copy_available=False,
+        refractory_until=m.now + m.timing.refractory_s,
+    )
+    ctx.emit(Chime(ChimeName.FAULT), Say(PromptId.FAULT))
+
+
 def _fault_raised(ctx: _Step, ev: FaultRaised) -> None:
     if ev.fault in ctx.m.faults:
         return
@@ -1030,6 +1065,7 @@ TRANSITIONS: dict[tuple[State, type], Handler] = {  # type: ignore[dict-item]
     (_S.READY, Tick): _tick_idle,
     (_S.STOPPED, Tick): _tick_idle,
     (_S.RECORDING, RecordingEnded): _recording_ended,
+    (_S.RECORDING, StartFailed): _start_failed,
     **{(s, FaultRaised): _fault_raised for s in State if s is not _S.WAITING},
     (_S.WAITING, FaultRaised): _fault_raised_waiting,
     **{(s, FaultCleared): _fault_cleared for s in State},
@@ -1061,6 +1097,7 @@ NO_REACTION: frozenset[tuple[State, type]] = frozenset(
     | {(s, Tick) for s in (_S.WAITING, _S.RECORDING, _S.COPY_CONFIRM, _S.COPYING)}  # timers
     | {(_S.COPYING, Pressed)}  # a copy is being written; nothing to decide
     | {(s, RecordingEnded) for s in State if s is not _S.RECORDING}  # nothing to end
+    | {(s, StartFailed) for s in State if s is not _S.RECORDING}  # nothing was started
     | {(_S.COPY_CONFIRM, StickInserted), (_S.COPYING, StickInserted)}  # one stick at a time
     | {(s, CopyFinished) for s in State if s is not _S.COPYING}  # stale answer
     | {(s, Tick) for s in (_S.COLLECT_CONFIRM, _S.COLLECTING)}  # timers

@@ -31,6 +31,7 @@ from akkoord.clock import Clock
 from akkoord.collect.runner import Collector
 from akkoord.config import Config
 from akkoord.consent import (
+    IDLE,
     Action,
     Chime,
     Collect,
@@ -47,7 +48,9 @@ from akkoord.consent import (
     RecordingEnded,
     Released,
     Say,
+    StartFailed,
     StartRecording,
+    Stick,
     StickInserted,
     StickRemoved,
     StopReason,
@@ -56,6 +59,7 @@ from akkoord.consent import (
     TimelineKind,
 )
 from akkoord.errors import AkkoordError, HardwareError
+from akkoord.export.progress import CopyProgress
 from akkoord.export.service import export_copy
 from akkoord.notify import Notifier
 from akkoord.panel import ConsentLoop, Panel
@@ -64,6 +68,7 @@ from akkoord.recorder import Recorder, Recording, StopOutcome, free_seconds
 from akkoord.sounds import render_pcm
 from akkoord.store.custody import CustodyLog
 from akkoord.store.layout import StateDir
+from akkoord.store.reconcile import reconcile_exports
 from akkoord.store.recovery import recover_all
 from akkoord.store.writer import AudioParams
 
@@ -74,6 +79,14 @@ log = logging.getLogger(__name__)
 # Timeline kinds the recorder writes itself (presses in StartRecording, start, the END frame).
 _WRITTEN_ELSEWHERE = {TimelineKind.CONSENT, TimelineKind.START, TimelineKind.STOP}
 _FAULT_CHECK_S = 1.0
+#: What a technician reads with a fault the daemon finds itself: which part, and what to do.
+_FAULT_DETAIL = {
+    Fault.NO_KEYS: "no organisation key (recipient) installed: recordings cannot be encrypted "
+    "to anyone; install the organisation's public key: akkoord keys add-recipient ORG.pub",
+    Fault.STORAGE_LOW: "less free space than [store] min_free_minutes of audio",
+    Fault.CLOCK_UNSET: "the clock is before [store] clock_floor: set the time (RTC or NTP)",
+    Fault.STORAGE_ERROR: "the state folder cannot be read or written",
+}
 _MIC_PROBE_S = 2.0
 
 
@@ -159,6 +172,9 @@ class Daemon:
         self._next_watchdog = 0.0
         self._announce: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=16)
         self._loop_alive = time.monotonic()
+        self._stick_taken: threading.Event | None = None
+        #: Recordings both parties asked for that could not start (the simulator's exit code).
+        self.failed_starts = 0
 
         state.ensure()
         self.identity = state.identity()
@@ -170,6 +186,8 @@ class Daemon:
         self.notifier.send("EXTEND_TIMEOUT_USEC=600000000", "STATUS=recovering recordings")
         for r in recover_all(state, self.identity, clock, self.custody):
             self.report("recovered", recording_id=r.recording_id, action=r.action, detail=r.detail)
+        for x in reconcile_exports(state, self.custody):
+            self.report("export_reconciled", **x)
         audio = config.audio
         self.recorder = Recorder(
             state=state,
@@ -193,13 +211,15 @@ class Daemon:
         try:
             for fault in sorted(self._check_faults() - self._faults):
                 self._faults.add(fault)
-                self.report("fault", fault=fault.value, detail="at start")
+                self.report("fault", fault=fault.value, detail=_FAULT_DETAIL.get(fault, ""),
+                            at_start=True)
             self.loop = ConsentLoop(
                 self.panel,
                 config.panel.timing,
                 on_action=self._on_action,
                 on_event=self._on_event,
                 faults=self._faults,
+                prepare=self._prepare_start,
             )
         except BaseException:
             self.panel.close()
@@ -213,7 +233,8 @@ class Daemon:
 
     @property
     def machine_state(self) -> str:
-        return str(self.loop.machine.state)
+        loop = getattr(self, "loop", None)  # None while the loop performs its boot actions
+        return str(loop.machine.state) if loop is not None else "starting"
 
     @property
     def faults(self) -> frozenset[Fault]:
@@ -229,21 +250,45 @@ class Daemon:
     def post(self, event: Event) -> None:
         self.loop.post(event)
 
-    def stick_inserted(self, path: Path, unmount: Callable[[], None] | None = None) -> None:
-        """A stick is mounted at `path` (the simulator's `usb PATH`, or the mount adapter)."""
+    def stick_inserted(
+        self, path: Path, unmount: Callable[[], None] | None = None
+    ) -> threading.Event:
+        """A stick is mounted at `path` (the simulator's `usb PATH`, or the mount adapter).
+        The returned event is set once the device has taken it: offered a copy, said there is
+        nothing to copy, or remembered it until the recording ends."""
         self._stick = _Stick(Path(path), unmount)
+        taken = threading.Event()
+        self._stick_taken = taken
         self.report("usb_inserted", path=str(path))
         if self.collector.is_collection_stick(Path(path)):  # a verified collection token
             self.post(CollectionStickInserted(self.panel.now()))
             return
         self.post(StickInserted(self.panel.now()))
+        return taken
+
+    @property
+    def has_stick(self) -> bool:
+        return self._stick is not None
+
+    @property
+    def copying(self) -> bool:
+        return self._copy_thread is not None
 
     def stick_removed(self) -> None:
         stick, self._stick = self._stick, None
+        mid_copy = self._copy_thread is not None
+        if mid_copy:
+            # Pulled mid-copy: the copy is lost, whatever the writing thread still thinks.
+            self._copy_token += 1  # its progress callback now abandons the copy
+            self._copy_thread = None
         if stick is not None and stick.unmount is not None:
             with contextlib.suppress(AkkoordError):
                 stick.unmount()
         self.report("usb_removed")
+        if mid_copy:
+            rid = self._exportable.recording_id if self._exportable else None
+            self.report("copy_failed", recording_id=rid, error="the stick was removed")
+            self.post(CopyFinished(False, self.panel.now(), "the stick was removed"))
         self.post(StickRemoved(self.panel.now()))
 
     def run(self) -> int:
@@ -269,7 +314,8 @@ class Daemon:
             self.shutdown()
             if console is not None:
                 console.close()
-        return 0
+        # A handler that raised was logged and survived; the run still did not go as it should.
+        return 4 if self.loop.failures else 0
 
     def shutdown(self) -> None:
         """Seal an open recording (reason "shutdown"), then release everything."""
@@ -288,6 +334,13 @@ class Daemon:
 
     def _periodic(self, now: float) -> None:
         self._loop_alive = now
+        taken = self._stick_taken
+        # On the loop thread, an empty queue means the StickInserted posted earlier was handled.
+        if taken is not None and self.panel.events.empty():
+            m = self.loop.machine
+            if m.stick is not Stick.PENDING or m.state not in IDLE:
+                taken.set()
+                self._stick_taken = None
         if (self._exportable is not None and now >= self._exportable_until
                 and self._copy_thread is None):  # a running copy still reads the keys
             self._drop_keys("export window closed")
@@ -358,7 +411,7 @@ class Daemon:
             detail = "; ".join(x for x in (detail, self.collector.storage_advice()) if x)
         if on:
             self._faults.add(fault)
-            self.report("fault", fault=fault.value, detail=detail)
+            self.report("fault", fault=fault.value, detail=detail or _FAULT_DETAIL.get(fault, ""))
             self.post(FaultRaised(fault, now))
         else:
             self._faults.discard(fault)
@@ -383,7 +436,7 @@ class Daemon:
                 state=self.machine_state,
             )
 
-    def _on_action(self, action: Action) -> None:
+    def _on_action(self, action: Action) -> StartFailed | None:
         if isinstance(action, Log):
             if action.old != action.new:
                 self.notifier.status(f"{action.new}: {action.reason}")
@@ -405,7 +458,7 @@ class Daemon:
             )
             self._queue_announcement("say", action.prompt)
         elif isinstance(action, StartRecording):
-            self._start(action)
+            return self._start(action)
         elif isinstance(action, StopRecording):
             self.recorder.stop(action.reason.value)
         elif isinstance(action, TimelineEvent):
@@ -421,27 +474,55 @@ class Daemon:
         elif isinstance(action, Collect):
             stick = self._stick
             self.collector.start(stick.path if stick else None, stick.unmount if stick else None)
+        return None
 
-    def _start(self, action: StartRecording) -> None:
+    def _prepare_start(self, action: StartRecording) -> StartFailed | None:
+        """Before the indicator goes on: create the recording and write the presses."""
         now = self.panel.now()
         consents = [(p.value, self.clock.wall_ago(now - t), now - t) for p, t in action.consents]
         # The old recording's export window ends when a new recording begins.
         self._drop_keys("a new recording started")
         try:
-            rid = self.recorder.start(self.state.recipients(), consents)
-        except AkkoordError as exc:
-            self.report(
-                "error", message=f"recording could not start: {exc}", state=self.machine_state
-            )
-            if isinstance(exc, HardwareError):
-                self._set_fault(Fault.NO_MICROPHONE, True, str(exc))
-                reason = StopReason.MICROPHONE_LOST
-            else:
-                self._set_fault(Fault.STORAGE_ERROR, True, str(exc))
-                reason = StopReason.STORAGE_ERROR
-            self.post(RecordingEnded(reason, self.panel.now()))
-            return
-        self.report("recording_started", recording_id=rid, state=self.machine_state)
+            self.recorder.prepare(self.state.recipients(), consents,
+                                  roles=self.config.panel.roles())
+        except Exception as exc:
+            return self._start_failed(exc)
+        return None
+
+    def _start(self, action: StartRecording) -> StartFailed | None:
+        """The indicator is on: open the microphone."""
+        try:
+            if not self.recorder.prepared:
+                failed = self._prepare_start(action)
+                if failed is not None:
+                    return failed
+            self.recorder.begin()
+        except Exception as exc:
+            return self._start_failed(exc)
+        self.report(
+            "recording_started", recording_id=self.recorder.recording_id, state=self.machine_state
+        )
+        return None
+
+    def _start_failed(self, exc: Exception) -> StartFailed:
+        """Any failure to start is a fault the panel shows, with an error event."""
+        if isinstance(exc, HardwareError):
+            fault = Fault.NO_MICROPHONE
+        elif isinstance(exc, AkkoordError | OSError):
+            fault = Fault.STORAGE_ERROR
+        else:
+            log.exception("starting a recording failed")
+            fault = Fault.STORAGE_ERROR
+        detail = str(exc) or type(exc).__name__
+        self.failed_starts += 1
+        self.report("error", message=f"recording could not start: {detail}",
+                    state=self.machine_state)
+        if fault not in self._faults:
+            self._faults.add(fault)
+            self.report("fault", fault=fault.value, detail=detail)
+        if fault is Fault.NO_MICROPHONE:
+            self._next_mic_probe = time.monotonic() + _MIC_PROBE_S
+        return StartFailed(fault, self.panel.now(), detail[:200])
 
     def _gap(self, gap: Gap) -> None:
         self.report(
@@ -501,6 +582,13 @@ class Daemon:
         self._copy_deadline = time.monotonic() + self.config.export.timeout_seconds
         self.report("copy_started", recording_id=rec.recording_id, path=str(stick.path))
 
+        total = int((rec.result.manifest or {}).get("duration_samples") or 0)
+        progress = CopyProgress(
+            total,
+            lambda fraction: self._copy_progress(token, rec.recording_id, fraction),
+            cancelled=lambda: token != self._copy_token,
+        )
+
         def work() -> None:
             ok, detail = False, ""
             try:
@@ -511,6 +599,7 @@ class Daemon:
                     identity=self.identity,
                     clock=self.clock,
                     custody=self.custody,
+                    progress=progress,
                 )
                 if stick.unmount is not None:
                     stick.unmount()  # flushes the stick; only then is it safe to remove
@@ -528,6 +617,12 @@ class Daemon:
 
         self._copy_thread = threading.Thread(target=work, name="akkoord-copy", daemon=True)
         self._copy_thread.start()
+
+    def _copy_progress(self, token: int, recording_id: str, fraction: float) -> None:
+        if token != self._copy_token:
+            return
+        self.report("copy_progress", recording_id=recording_id, percent=round(fraction * 100))
+        self.panel.show_progress(fraction, self.panel.now())
 
     # -- sound ---------------------------------------------------------------------------------
 

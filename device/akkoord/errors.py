@@ -45,6 +45,10 @@ class NoRecipientError(KeyMaterialError):
 class StorageError(AkkoordError, OSError):
     """Writing or syncing stored data failed; the file concerned is not trusted afterwards."""
 
+    def __str__(self) -> str:
+        # The message, without OSError's "[Errno 5] " prefix: it is read by people.
+        return self.strerror if self.strerror else super().__str__()
+
 
 class HardwareError(AkkoordError, RuntimeError):
     """A device (microphone, GPIO pin, stick) is missing or misbehaves."""

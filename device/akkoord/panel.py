@@ -47,6 +47,8 @@ from akkoord.consent import (
     Pattern,
     Pressed,
     Released,
+    StartFailed,
+    StartRecording,
     StatusLight,
     Tick,
     Timing,
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 _D = TypeVar("_D", bound="Device")
+_A = TypeVar("_A")
 
 # Long holds are judged by the consent machine, not gpiozero's when_held. gpiozero's hold
 # thread still runs, and close() waits up to hold_time for it while a button is down: keep
@@ -118,6 +121,8 @@ class Panel:
         # Rendering state: per output the pattern shown and when it started.
         self._buttons_shown: dict[str, tuple[Pattern, float]] = {}
         self._status_shown: tuple[StatusLight, float] | None = None
+        #: Copy progress 0..1 shown on the button LEDs until the next Leds action.
+        self._progress: float | None = None
         self._written: dict[str, object] = {}
         self._notes: deque[tuple[float | None, float]] = deque()  # (Hz or rest, end time)
         self._notes_end = 0.0
@@ -243,12 +248,24 @@ class Panel:
 
     def show(self, leds: Leds, now: float) -> None:
         """Switch to new patterns; an output keeps its phase if its pattern is unchanged."""
+        self._progress = None  # a new state ends any progress display
         for key, pattern in (("led_a", leds.button_a), ("led_b", leds.button_b)):
             current = self._buttons_shown.get(key)
             if current is None or current[0] != pattern:
                 self._buttons_shown[key] = (pattern, now)
         if self._status_shown is None or self._status_shown[0] != leds.status:
             self._status_shown = (leds.status, now)
+
+    def show_progress(self, fraction: float, now: float) -> None:
+        """A copy advances (hardware/SIGNALS.md): button A fills over the first half, button B
+        over the second. Safe from the copy thread: it only sets a value the next frame
+        renders; the state's next Leds action clears it."""
+        self._progress = min(max(float(fraction), 0.0), 1.0)
+
+    @staticmethod
+    def progress_levels(fraction: float) -> tuple[float, float]:
+        """(button A, button B) brightness for a copy `fraction` done."""
+        return (round(min(1.0, 2 * fraction), 3), round(max(0.0, 2 * fraction - 1.0), 3))
 
     def chime(self, name: ChimeName, now: float) -> None:
         """Queue a chime on the buzzer (ignored without one)."""
@@ -273,9 +290,12 @@ class Panel:
 
     def render(self, now: float) -> None:
         """Set every output to its value at ``now``."""
-        for key, device in (("led_a", self.led_a), ("led_b", self.led_b)):
+        progress = self._progress
+        levels = self.progress_levels(progress) if progress is not None else None
+        for i, (key, device) in enumerate((("led_a", self.led_a), ("led_b", self.led_b))):
             pattern, since = self._buttons_shown.get(key, (OFF, now))
-            self._write(key, device, round(pattern.level(now - since), 3))
+            level = round(pattern.level(now - since), 3) if levels is None else levels[i]
+            self._write(key, device, level)
         rgb = (0.0, 0.0, 0.0)
         if self._status_shown is not None:
             status, since = self._status_shown
@@ -341,13 +361,17 @@ class ConsentLoop:
         panel: Panel,
         timing: Timing,
         *,
-        on_action: Callable[[Action], None] | None = None,
+        on_action: Callable[[Action], object] | None = None,
         on_event: Callable[[Event], None] | None = None,
         faults: Iterable[Fault] = (),
         frame_s: float | None = None,
+        prepare: Callable[[StartRecording], StartFailed | None] | None = None,
     ) -> None:
         self.panel = panel
         self._on_action = on_action
+        self._prepare = prepare
+        #: Handlers that raised (logged): the daemon's exit status reports them.
+        self.failures = 0
         self._on_event = on_event
         self.frame_s = panel.config.frame_s if frame_s is None else frame_s
         a_down, b_down = panel.pressed_at_boot()
@@ -366,6 +390,7 @@ class ConsentLoop:
             try:
                 self._on_event(event)
             except Exception:  # an observer must not stop the panel (see _perform)
+                self.failures += 1
                 log.exception("observing %r failed", event)
         self.machine, actions = step(self.machine, event)
         self._perform(actions)
@@ -397,6 +422,14 @@ class ConsentLoop:
             self.pump()
 
     def _perform(self, actions: list[Action]) -> None:
+        # A recording is prepared (created, presses written) BEFORE anything of its step is
+        # shown: one that cannot be written is never lit red nor announced.
+        start_action = next((a for a in actions if isinstance(a, StartRecording)), None)
+        if start_action is not None and self._prepare is not None:
+            failed = self._guard(self._prepare, start_action)
+            if isinstance(failed, StartFailed):
+                self._abort_start(actions, failed)
+                return
         # Outputs start from the time they are shown, not from the event's time stamp, so a
         # chime or a blink is never cut short by queueing delay.
         now = self.panel.now()
@@ -407,10 +440,27 @@ class ConsentLoop:
             if isinstance(action, Log):
                 log.info("%s", action)
             if self._on_action is not None:
-                try:
-                    self._on_action(action)
-                except Exception:
-                    # The loop must survive a failing daemon handler: withdrawal (a stop
-                    # press) has to keep working. The daemon reports its own failure back
-                    # as FaultRaised / RecordingEnded.
-                    log.exception("handling %r failed", action)
+                # The loop must survive a failing daemon handler: withdrawal (a stop
+                # press) has to keep working. The daemon reports its own failure back
+                # as FaultRaised / RecordingEnded / StartFailed.
+                result = self._guard(self._on_action, action)
+                if isinstance(result, StartFailed):
+                    # The microphone did not open: nothing after the start is announced.
+                    self._abort_start([], result)
+                    return
+
+    def _guard(self, fn: Callable[[_A], object], arg: _A) -> object:
+        try:
+            return fn(arg)
+        except Exception:
+            self.failures += 1
+            log.exception("handling %r failed", arg)
+            if isinstance(arg, StartRecording):
+                return StartFailed(Fault.STORAGE_ERROR, self.panel.now(), "internal error")
+            return None
+
+    def _abort_start(self, actions: list[Action], failed: StartFailed) -> None:
+        for action in actions:
+            if isinstance(action, Log) and self._on_action is not None:
+                self._guard(self._on_action, action)
+        self.handle(failed)

@@ -81,6 +81,17 @@ class PanelConfig:
     leds_active_high: bool = True
     #: True when the UPS drives its power-fail line high on mains loss (Geekworm X728 PLD).
     power_fail_active_high: bool = True
+    #: Who sits at each button, as the panel labels, the copy's texts and the page name them
+    #: (Dutch, and English for README.txt). Recorded in every recording's start event.
+    role_a: str = "ouder / gezin"
+    role_b: str = "professional"
+    role_a_en: str = "parent / family"
+    role_b_en: str = "professional"
+
+    def roles(self) -> dict[str, dict[str, str]]:
+        """{"A": {"nl", "en"}, "B": {...}}: the form the start event records."""
+        return {"A": {"nl": self.role_a, "en": self.role_a_en},
+                "B": {"nl": self.role_b, "en": self.role_b_en}}
 
 
 # key -> (lower bound, upper bound, lower bound inclusive?)
@@ -98,7 +109,9 @@ _STRINGS: dict[str, tuple[str, ...]] = {
     "buzzer": BUZZER_KINDS,
 }
 _BOOLS = ("leds_active_high", "power_fail_active_high")
-_TOP_KEYS = frozenset({*_SECONDS, *_STRINGS, *_BOOLS, "pins"})
+_ROLES = ("role_a", "role_b", "role_a_en", "role_b_en")
+_ROLE_MAX = 40  # fits a panel label and a line of LEESMIJ
+_TOP_KEYS = frozenset({*_SECONDS, *_STRINGS, *_BOOLS, *_ROLES, "pins"})
 _PIN_KEYS = tuple(f.name for f in fields(PanelPins))
 
 
@@ -192,6 +205,16 @@ def parse_panel_config(table: Mapping[str, Any], source: str) -> PanelConfig:
             raise _fail(source, "panel", key, value, "must be true or false")
         bools[key] = value
 
+    roles: dict[str, str] = {}
+    for key in _ROLES:
+        value = table.get(key, getattr(defaults, key))
+        if (not isinstance(value, str) or not value.strip() or len(value) > _ROLE_MAX
+                or not value.isprintable()):
+            raise _fail(source, "panel", key, value,
+                        f"must be a short name (1 to {_ROLE_MAX} characters), like "
+                        '"ouder / gezin" or "professional"')
+        roles[key] = value.strip()
+
     pins_table = table.get("pins")
     pins = _pins(pins_table, source)
     explicit_buzzer = isinstance(pins_table, Mapping) and "buzzer" in pins_table
@@ -220,6 +243,7 @@ def parse_panel_config(table: Mapping[str, Any], source: str) -> PanelConfig:
         buzzer=strings["buzzer"],
         leds_active_high=bools["leds_active_high"],
         power_fail_active_high=bools["power_fail_active_high"],
+        **roles,
     )
 
 

@@ -52,7 +52,7 @@ class PromptId(StrEnum):
 
 TEXTS: dict[PromptId, dict[Language, str]] = {
     PromptId.WAITING_FOR_OTHER: {
-        Language.NL: "Wacht op akkoord van de andere partij.",
+        Language.NL: "Wachten op akkoord van de andere partij.",
         Language.EN: "Waiting for the other party to agree.",
     },
     PromptId.RECORDING_STARTED: {
@@ -68,16 +68,16 @@ TEXTS: dict[PromptId, dict[Language, str]] = {
         Language.EN: "No agreement from both parties. Nothing is being recorded.",
     },
     PromptId.FAULT: {
-        Language.NL: "Opnemen is nu niet mogelijk. Zie het lampje.",
-        Language.EN: "Recording is not possible right now. See the light.",
+        Language.NL: "Opnemen kan nu niet. Het lampje laat zien waarom.",
+        Language.EN: "Recording is not possible right now. The light shows why.",
     },
     PromptId.COPY_CONFIRM: {
         Language.NL: "Wilt u een kopie? Druk dan allebei op akkoord.",
         Language.EN: "Would you like a copy? Then both press akkoord.",
     },
     PromptId.COPY_MADE: {
-        Language.NL: "Kopie gemaakt.",
-        Language.EN: "Copy made.",
+        Language.NL: "De kopie is klaar. U kunt de stick eruit halen.",
+        Language.EN: "The copy is ready. You can take out the stick.",
     },
     PromptId.COPY_FAILED: {
         Language.NL: "De kopie is mislukt. Probeer een andere stick.",

@@ -11,6 +11,7 @@ lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -104,6 +105,8 @@ class Recorder:
         self._reason: str | None = None
         self._outcome: StopOutcome | None = None
         self._closed: Recording | None = None
+        self._pending: RecordingWriter | None = None
+        self._pending_source: AudioSource | None = None
         self._last_progress = time.monotonic()
 
     # -- state ---------------------------------------------------------------------------
@@ -113,8 +116,13 @@ class Recorder:
         return self._writer is not None and not self._done.is_set()
 
     @property
+    def prepared(self) -> bool:
+        return self._pending is not None
+
+    @property
     def recording_id(self) -> str | None:
-        return self._writer.id if self._writer is not None else None
+        writer = self._writer or self._pending
+        return writer.id if writer is not None else None
 
     def health(self) -> SourceHealth | None:
         source = self._source
@@ -131,12 +139,32 @@ class Recorder:
         recipients: list[OrgPublicKey],
         consents: list[tuple[str, WallTime, float]],
     ) -> str:
-        """Create the recording, write the presses and the start, open the microphone.
+        """`prepare` then `begin`: the recording exists and the microphone is open."""
+        rid = self.prepare(recipients, consents)
+        self.begin()
+        return rid
+
+    def prepare(
+        self,
+        recipients: list[OrgPublicKey],
+        consents: list[tuple[str, WallTime, float]],
+        roles: dict[str, Any] | None = None,
+    ) -> str:
+        """Create the recording, write the presses and the start, and open the microphone
+        (its samples wait until `begin`). The daemon does this before the indicator goes on,
+        so a recording that cannot be written, or has no microphone, is never announced.
 
         `consents` are (party, wall time of the press, seconds before now). Raises
-        AkkoordError (nothing left open) when any step fails."""
+        AkkoordError (StorageError for anything the file system refused; nothing is left
+        open) when a step fails."""
         if self.active:
             raise AkkoordError("a recording is already running")
+        if self._pending is not None:  # prepared, never begun (its step failed): close it
+            stale, self._pending = self._pending, None
+            if self._pending_source is not None:
+                _stop_quietly(self._pending_source)
+                self._pending_source = None
+            self._abandon(stale, StorageError("prepared but never started"))
         self._done.clear()
         self._reason = None
         self._outcome = None
@@ -145,7 +173,8 @@ class Recorder:
         # a key wrap and ~10 fsyncs (folder, keys, reserve, custody entry, header, signed
         # checkpoint, the presses), which on an SD card under load is most of the time from
         # the second press to the first sample. Samples wait in the capture queue (seconds
-        # deep) until the pump starts; if anything fails, nothing of them is kept.
+        # deep) until `begin` starts the pump; if anything fails, nothing of them is kept.
+        # A microphone that cannot be opened is known here, before anything is announced.
         made: dict[str, Any] = {}
 
         def create() -> None:
@@ -159,14 +188,14 @@ class Recorder:
                     simulated=self.simulated,
                     custody=self.custody,
                 )
-            except BaseException as exc:  # handed to start()'s thread below
+            except BaseException as exc:  # handed to prepare()'s thread below
                 made["error"] = exc
                 return
             try:
                 for party, wall, before in consents:
                     writer.add_event("press", time=wall, party=party.upper(),
                                      before_start_seconds=round(before, 3))
-                writer.add_event("start")
+                writer.add_event("start", **({"roles": roles} if roles else {}))
             except BaseException as exc:
                 made["event_error"] = exc
 
@@ -182,30 +211,54 @@ class Recorder:
         if "error" in made:
             if source is not None:
                 _stop_quietly(source)
-            raise made["error"]
+            exc = made["error"]
+            if isinstance(exc, AkkoordError) or not isinstance(exc, OSError | ValueError):
+                raise exc
+            # read-only, not writable, bad parameters
+            raise StorageError(f"cannot create a recording in {self.state.recordings_dir}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from exc
         writer: RecordingWriter = made["writer"]
-        try:
-            # The store's failure first: in the order of old, the presses came before the mic.
-            failed = made.get("event_error") or mic_error
-            if failed is not None:
-                raise failed
-        except Exception as exc:
-            # Close what was begun: an empty, honest recording beats a dangling one.
+        # The store's failure first: in the order of old, the presses came before the mic.
+        event_error = made.get("event_error")
+        if event_error is not None or mic_error is not None:
             if source is not None:
                 _stop_quietly(source)
-            reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
-            with self._lock:
-                if not writer.closed:
-                    writer.close(reason, detail=str(exc)[:200])
-            raise
+            if event_error is not None:
+                self._abandon(writer, event_error)
+                if isinstance(event_error, AkkoordError):
+                    raise event_error
+                raise StorageError(
+                    f"cannot write the recording {writer.id}: {event_error}") from event_error
+            assert mic_error is not None
+            self._abandon(writer, HardwareError(str(mic_error)))
+            if isinstance(mic_error, AkkoordError):
+                raise mic_error
+            raise HardwareError(
+                f"the microphone could not be opened: {mic_error}") from mic_error
         assert source is not None
+        self._pending = writer
+        self._pending_source = source
+        return writer.id
+
+    def begin(self) -> None:
+        """Start the pump for the prepared recording (its microphone is already open)."""
+        writer, self._pending = self._pending, None
+        source, self._pending_source = self._pending_source, None
+        if writer is None or source is None:
+            raise AkkoordError("no prepared recording to begin")
         with self._lock:
             self._writer = writer
             self._source = source
         self._last_progress = time.monotonic()
         self._pump = threading.Thread(target=self._run, name="akkoord-pump", daemon=True)
         self._pump.start()
-        return writer.id
+
+    def _abandon(self, writer: RecordingWriter, exc: BaseException) -> None:
+        """Close what was begun: an empty, honest recording beats a dangling one."""
+        reason = "microphone_lost" if isinstance(exc, HardwareError) else "storage_error"
+        with self._lock, contextlib.suppress(Exception):
+            if not writer.closed:
+                writer.close(reason, detail=str(exc)[:200])
 
     # -- timeline ------------------------------------------------------------------------
 

@@ -5,14 +5,21 @@ Commands, one per line (blank lines and `# comments` are ignored; end of input =
     a | b                  party A / B presses and releases their button
     press a | release a    (and b) press or release without the other half
     sleep SECONDS          wait before the next command
-    usb PATH               a stick mounted at PATH appears
+    usb PATH               a stick mounted at PATH appears (the folder is made if missing);
+                           returns once the device has taken it: copy offered, "nothing to
+                           copy" said, or remembered until the recording ends
     usb-remove             the stick is taken out
     unplug | plug          the microphone is pulled out / plugged back in
-    quit                   stop (an open recording is sealed, reason "shutdown")
+    quit                   stop (an open recording is sealed, reason "shutdown"; a copy
+                           being written is finished first)
 
 Every event and state change is printed as a line (`--json`: one JSON object per line, with at
-least `event` and `state`, and `recording_id` where there is one). A bad command prints an
-`error` line and the device keeps running.
+least `event` and `state`, and `recording_id` where there is one). A command that cannot be
+carried out (unknown, a missing stick folder, `usb-remove` with no stick...) prints an `error`
+line and ends the run with exit code 2; with `--keep-going` the device keeps running and the
+exit code is still 2 at the end, so a script never fails silently. A recording both parties
+asked for that could not start (reported as a fault and an `error` event, never announced)
+makes the run exit 4.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from akkoord.errors import UsageError
 __all__ = ["Printer", "Simulator"]
 
 _PRESS_S = 0.12  # how long `a` / `b` hold the button: a brisk human press
+_STICK_TAKEN_S = 5.0  # offer waits out the 0.6 s refractory interval; generous on a busy box
 
 
 class Printer:
@@ -61,11 +69,19 @@ class Printer:
 
 class Simulator:
     def __init__(
-        self, daemon: Any, *, wav_backend: Any | None, sleep: Callable[[float], None] = time.sleep
+        self,
+        daemon: Any,
+        *,
+        wav_backend: Any | None,
+        sleep: Callable[[float], None] = time.sleep,
+        keep_going: bool = False,
     ) -> None:
         self.daemon = daemon
         self.wav = wav_backend
         self.sleep = sleep
+        self.keep_going = keep_going
+        #: Commands that could not be carried out; the run's exit code reports them.
+        self.failures = 0
         pins = daemon.config.panel.pins
         factory = daemon.panel.pin_factory
         self.pins = {"a": factory.pin(pins.button_a), "b": factory.pin(pins.button_b)}
@@ -78,8 +94,18 @@ class Simulator:
                     return
                 if not self.execute(raw):
                     break
+                if self.failures and not self.keep_going:
+                    self.daemon.report("quit", reason="a command could not be carried out")
+                    break
+            self._finish_copy()
         finally:
             self.daemon.stopping.set()
+
+    def _finish_copy(self) -> None:
+        """Ending the script does not pull the plug on a copy being written."""
+        deadline = time.monotonic() + self.daemon.config.export.timeout_seconds
+        while self.daemon.copying and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def execute(self, raw: str) -> bool:
         """One command line; False for quit."""
@@ -89,7 +115,8 @@ class Simulator:
         words = line.split()
         try:
             return self._run(words)
-        except (UsageError, ValueError) as exc:
+        except (UsageError, ValueError, OSError) as exc:
+            self.failures += 1
             self.daemon.report("error", message=f"{line!r}: {exc}")
             return True
 
@@ -115,11 +142,18 @@ class Simulator:
                 raise UsageError("sleep takes 0 to 3600 seconds")
             self.sleep(seconds)
         elif cmd == "usb" and len(args) == 1:
-            path = Path(args[0])
-            if not path.is_dir():
+            path = Path(args[0]).expanduser()
+            if path.exists() and not path.is_dir():
                 raise UsageError(f"{path} is not a folder (a stick is a mounted folder here)")
-            self.daemon.stick_inserted(path)
+            path.mkdir(parents=True, exist_ok=True)
+            if self.daemon.has_stick:
+                raise UsageError("a stick is already in; `usb-remove` it first")
+            taken = self.daemon.stick_inserted(path)
+            if not taken.wait(_STICK_TAKEN_S):
+                raise UsageError(f"the device did not take the stick within {_STICK_TAKEN_S:g} s")
         elif cmd == "usb-remove" and not args:
+            if not self.daemon.has_stick:
+                raise UsageError("there is no stick to remove")
             self.daemon.stick_removed()
         elif cmd in ("unplug", "plug") and not args:
             if self.wav is None:
@@ -127,6 +161,7 @@ class Simulator:
             (self.wav.unplug if cmd == "unplug" else self.wav.plug)()
             self.daemon.report("microphone", plugged=cmd == "plug")
         elif cmd == "quit" and not args:
+            self._finish_copy()
             self.daemon.report("quit")
             return False
         else:

@@ -50,7 +50,7 @@ _KEY_LEN = {"ed25519": 32, "ecdsa-p256": 65}
 @dataclass
 class CopyReport:
     path: str
-    status: str = "changed"  # unchanged | changed | not_signed | wrong_device
+    status: str = "changed"  # unchanged | changed | not_signed | wrong_device | unfinished
     recording_id: str | None = None
     copy_number: int | None = None
     made_by: str | None = None
@@ -399,10 +399,14 @@ def verify_copy(
     trusted_key: DevicePublicKey | None = None,
     trust: Sequence[OrgSigningPublicKey] = (),
     revocations: Sequence[Any] = (),
+    *,
+    reading_back: bool = False,
 ) -> CopyReport:
     """`path` is a copy folder or the WAV inside it. `trusted_key`: the device to expect
     (the device's own read-back); `trust`: organisation signing keys the verdict may be
-    anchored to (`--trust`); `revocations`: the organisation's revocation lists."""
+    anchored to (`--trust`); `revocations`: the organisation's revocation lists.
+    `reading_back`: the writer checks its own `.partial` folder before publishing it (nobody
+    else may pass it)."""
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -417,6 +421,15 @@ def verify_copy(
     else:
         raise FormatError(f"{path}: not a copy folder or a regular file")
     rep = CopyReport(str(folder))
+    # `<name>.<random>.partial` is where a copy is written before it is checked and renamed:
+    # one left behind was interrupted (stick pulled, power lost), whatever its files say.
+    unfinished = folder.name.endswith(".partial") and not reading_back
+    if unfinished:
+        rep.findings.append(Finding(
+            "unfinished_copy",
+            "an unfinished copy: it was interrupted before it was checked and completed; "
+            "ask for a new copy",
+        ))
     manifest_bytes = _read(folder / MANIFEST_FILE, MAX_MANIFEST)
     manifest = _json(folder / MANIFEST_FILE, manifest_bytes)
     copy = _json(folder / COPY_FILE, _read(folder / COPY_FILE, 1 << 20))
@@ -522,7 +535,9 @@ def verify_copy(
                 wipe(mac_key)
             rep.findings += findings
             rep.changed_seconds = [[round(a / rate, 3), round(b / rate, 3)] for a, b in ranges]
-    if rep.findings and rep.status not in ("not_signed", "wrong_device"):
+    if unfinished:
+        rep.status = "unfinished"
+    elif rep.findings and rep.status not in ("not_signed", "wrong_device"):
         rep.status = "changed"
     elif not rep.findings:
         rep.status = "unchanged"

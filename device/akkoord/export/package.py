@@ -4,8 +4,9 @@ Nothing on the target is trusted or followed: every file is created with O_EXCL|
 relative to a directory descriptor, under single-component names we choose. The copy is
 written into `<name>.<random>.partial`, each file fsync'ed and its cached pages dropped, then
 read back *from the stick* and verified against the signed manifest, and only then renamed to
-its final name (never replacing anything) and the stick's directory fsync'ed. A stick pulled
-or full midway leaves at most a `.partial` folder, never something that looks complete.
+its final name (never replacing anything) and the stick's directory fsync'ed. A copy that
+fails is removed where the stick still lets us; a stick pulled midway leaves at most a
+`.partial` folder, which never verifies as a finished copy.
 """
 
 from __future__ import annotations
@@ -202,6 +203,26 @@ def _audio_chunks(
         raise FormatError(f"{container}: holds {position} samples, the manifest {total}")
 
 
+def _remove_partial(dfd: int, name: str) -> None:
+    """Best effort: the stick may be gone, full or read-only by now. Only the plain files
+    we created are unlinked (never followed), then the folder itself."""
+    try:
+        pdfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+    except OSError:
+        return
+    try:
+        for entry in os.listdir(pdfd):
+            with contextlib.suppress(OSError):
+                os.unlink(entry, dir_fd=pdfd)
+    except OSError:
+        pass
+    finally:
+        os.close(pdfd)
+    with contextlib.suppress(OSError):
+        os.rmdir(name, dir_fd=dfd)
+        os.fsync(dfd)
+
+
 def folder_name(manifest: dict[str, Any], copy_number: int) -> str:
     utc = str((manifest.get("created") or {}).get("utc", ""))
     stamp = "".join(ch for ch in utc[:16] if ch.isdigit())
@@ -245,6 +266,8 @@ def write_copy(
     }
     sig_text = base64.b64encode(signed.signature).decode() + "\n"
     tgt = CopyTarget(target)
+    partial: str | None = None
+    published = False
     try:
         final = tgt.fresh_name(folder_name(manifest, copy_number))
         partial = f".{final}.{secrets.token_hex(4)}.partial"
@@ -259,8 +282,13 @@ def write_copy(
             w.file("device.pub", [json.dumps(device_key.to_json(), indent=1).encode() + b"\n"])
             if custody_head is not None:
                 w.file("custody-head.json", [canonical_json(custody_head) + b"\n"])
-            w.file("LEESMIJ.txt", [notice_nl(manifest, copy).encode()])
-            w.file("README.txt", [notice_en(manifest, copy).encode()])
+            # The notices list exactly what this copy holds (an organisation's copy has no
+            # custody head).
+            files = [AUDIO_FILE, MANIFEST_FILE, SIGNATURE_FILE, COPY_FILE, "device.pub",
+                     *(["custody-head.json"] if custody_head is not None else []),
+                     "LEESMIJ.txt", "README.txt", "verify.html"]
+            w.file("LEESMIJ.txt", [notice_nl(manifest, copy, files).encode()])
+            w.file("README.txt", [notice_en(manifest, copy, files).encode()])
             w.file(
                 "verify.html",
                 render_verify_page_chunks(signed.data, signed.signature, copy, device_key,
@@ -269,7 +297,7 @@ def write_copy(
             os.fsync(pdfd)
         finally:
             os.close(pdfd)
-        report = verify_copy(Path(target) / partial, device_key)
+        report = verify_copy(Path(target) / partial, device_key, reading_back=True)
         if not report.ok:
             raise StorageError(
                 errno.EIO,
@@ -277,6 +305,7 @@ def write_copy(
                 + "; ".join(f.message for f in report.findings),
             )
         _rename_noreplace(tgt.dfd, partial, final)
+        published = True
         os.fsync(tgt.dfd)
         return CopyResult(Path(target) / final, final, w.total, copy)
     except OSError as exc:
@@ -286,4 +315,6 @@ def write_copy(
             exc.errno or errno.EIO, f"writing the copy to {target} failed: {exc.strerror or exc}"
         ) from exc
     finally:
+        if partial is not None and not published:
+            _remove_partial(tgt.dfd, partial)
         tgt.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from akkoord.clock import Clock
@@ -60,7 +61,10 @@ def export_copy(
     clock: Clock,
     custody: CustodyLog,
     stick_secret: bytes | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> CopyResult:
+    """`progress(samples_written)` is called as the audio goes out; it may raise to abandon
+    the copy (the stick was pulled), which is then logged as failed and removed."""
     directory = Path(directory)
     rid = directory.name
     number = len(read_exports(directory)) + 1
@@ -77,6 +81,7 @@ def export_copy(
             clock=clock,
             device_key=identity.public,
             custody_head=head.to_json(),
+            progress=progress,
         )
     except Exception as exc:
         custody.append(

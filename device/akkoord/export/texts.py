@@ -3,44 +3,89 @@
 Plain language for a parent and a professional: what this copy is, that it was made with
 both present, what rules 4-6 of the National Ombudsman mean for whoever holds it, and how to
 check it. Facts come from the signed manifest, so the notice cannot say more than the record.
+Times are local (Netherlands) with the zone named; the files themselves keep UTC. Parties are
+named by the role the device recorded for their button. The file list names only what this
+copy holds.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
+from akkoord.export.wording import (
+    clock_position,
+    duration_en,
+    duration_nl,
+    party_en,
+    party_nl,
+    seconds_en,
+    seconds_nl,
+)
+from akkoord.localtime import local_en, local_nl
 from akkoord.store.keys import fingerprint_display
 
-__all__ = ["notice_en", "notice_nl"]
+__all__ = ["DEFAULT_FILES", "notice_en", "notice_nl"]
+
+#: What a copy made on the device holds, in the order the notice lists it.
+DEFAULT_FILES = ("opname.wav", "manifest.json", "manifest.sig", "copy.json", "device.pub",
+                 "custody-head.json", "LEESMIJ.txt", "README.txt", "verify.html")
+
+_FILES_NL = {
+    "opname.wav": "het geluid; af te spelen op elke computer of telefoon",
+    "manifest.json": "de beschrijving van de opname, door het apparaat ondertekend",
+    "manifest.sig": "de handtekening van het apparaat onder die beschrijving",
+    "copy.json": "gegevens van deze kopie, nodig voor de controle",
+    "device.pub": "de openbare sleutel van het apparaat, nodig voor de controle",
+    "custody-head.json": "het nummer van deze kopie in het logboek van het apparaat",
+    "LEESMIJ.txt": "deze tekst",
+    "README.txt": "deze tekst in het Engels",
+    "verify.html": "de controlepagina; opent in elke webbrowser, ook zonder internet",
+}
+_FILES_EN = {
+    "opname.wav": "the sound; plays on any computer or phone",
+    "manifest.json": "the description of the recording, signed by the device",
+    "manifest.sig": "the device's signature on that description",
+    "copy.json": "details of this copy, needed for the check",
+    "device.pub": "the device's public key, needed for the check",
+    "custody-head.json": "this copy's place in the device's log",
+    "LEESMIJ.txt": "this text in Dutch",
+    "README.txt": "this text",
+    "verify.html": "the checking page; opens in any web browser, also offline",
+}
 
 _REASON_NL = {
-    "party_a": "partij A drukte op de knop",
-    "party_b": "partij B drukte op de knop",
-    "shutdown": "het apparaat werd uitgeschakeld",
-    "disk_full": "het geheugen van het apparaat was vol",
-    "microphone_lost": "de microfoon viel weg",
-    "storage_error": "een opslagfout",
+    "shutdown": "het apparaat werd uitgezet",
+    "disk_full": "het geheugen van het apparaat vol was",
+    "microphone_lost": "de microfoon het niet meer deed",
+    "storage_error": "het apparaat de opname niet meer kon opslaan",
 }
 _REASON_EN = {
-    "party_a": "party A pressed their button",
-    "party_b": "party B pressed their button",
-    "shutdown": "the device was shut down",
+    "shutdown": "the device was switched off",
     "disk_full": "the device's storage was full",
-    "microphone_lost": "the microphone was lost",
-    "storage_error": "a storage error",
+    "microphone_lost": "the microphone stopped working",
+    "storage_error": "the device could no longer store the recording",
 }
 
 
-def _clock(t: dict[str, Any] | None) -> str:
-    if not t:
-        return "?"
-    utc = str(t.get("utc", "?")).replace("T", " ").replace("Z", " UTC")
-    return utc if t.get("clock") != "unsynchronized" else f"{utc} (klok niet gelijkgezet)"
+def _stop_nl(manifest: dict[str, Any]) -> str | None:
+    reason = str((manifest.get("stop") or {}).get("reason", ""))
+    if not reason:
+        return None
+    if reason in ("party_a", "party_b"):
+        who = party_nl(manifest, reason[-1])
+        return f"De opname is gestopt omdat {who} op de akkoord-knop drukte."
+    return f"De opname is gestopt omdat {_REASON_NL.get(reason, reason)}."
 
 
-def _duration(seconds: float) -> str:
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def _stop_en(manifest: dict[str, Any]) -> str | None:
+    reason = str((manifest.get("stop") or {}).get("reason", ""))
+    if not reason:
+        return None
+    if reason in ("party_a", "party_b"):
+        return f"The recording stopped because {party_en(manifest, reason[-1])} pressed their " \
+               "akkoord button."
+    return f"The recording stopped because {_REASON_EN.get(reason, reason)}."
 
 
 def _gaps(manifest: dict[str, Any]) -> list[tuple[float, float]]:
@@ -48,116 +93,157 @@ def _gaps(manifest: dict[str, Any]) -> list[tuple[float, float]]:
     return [(g[1] / rate, g[2] / rate) for g in manifest.get("gaps", [])]
 
 
-def notice_nl(manifest: dict[str, Any], copy: dict[str, Any]) -> str:
-    stop = manifest.get("stop") or {}
+def _clock_unset(manifest: dict[str, Any]) -> bool:
+    return (manifest.get("created") or {}).get("clock") == "unsynchronized"
+
+
+def _wrap(lines: list[str]) -> str:
+    """Paragraphs wrapped at 78 columns, as a text editor or a phone shows them best."""
+    out: list[str] = []
+    for line in lines:
+        if len(line) <= 80 or line.startswith("  "):
+            out.append(line)
+        else:
+            indent = "  " if line.startswith("- ") else ""
+            out += textwrap.wrap(line, 78, subsequent_indent=indent, break_on_hyphens=False)
+    return "\n".join(out)
+
+
+def _file_lines(files: tuple[str, ...] | list[str], texts: dict[str, str]) -> list[str]:
+    width = max(len(f) for f in files)
+    return [f"  {f:<{width}}  {texts.get(f, '')}".rstrip() for f in files]
+
+
+def notice_nl(manifest: dict[str, Any], copy: dict[str, Any],
+              files: tuple[str, ...] | list[str] = DEFAULT_FILES) -> str:
+    created = (manifest.get("created") or {}).get("utc")
     lines = [
         "KOPIE VAN EEN GESPREKSOPNAME",
         "============================",
         "",
-        f"Opname {manifest['recording_id']}, kopie nummer {copy['copy_number']}.",
-        f"Begonnen: {_clock(manifest.get('created'))}. Lengte: "
-        f"{_duration(manifest['duration_seconds'])}.",
+        f"Opgenomen op {local_nl(created)}.",
+        f"Lengte: {duration_nl(manifest['duration_seconds'])}.",
+        f"Dit is kopie nummer {copy['copy_number']} van opname {manifest['recording_id']}.",
     ]
+    if _clock_unset(manifest):
+        lines.append("Let op: de klok van het apparaat was niet gelijkgezet; de datum en tijd "
+                     "kunnen dus afwijken. De opname zelf is daardoor niet minder betrouwbaar.")
+    lines.append("")
     if manifest.get("status") == "interrupted":
         lines.append(
-            "De opname werd onderbroken (stroomuitval of storing). Dat staat in de "
-            "opname zelf vermeld; wat tot dat moment is opgenomen, is compleet."
+            "De opname werd onderbroken, bijvoorbeeld doordat de stroom uitviel. Dat staat "
+            "in de opname zelf vermeld; alles wat tot dat moment is opgenomen, is compleet."
         )
-    elif stop:
-        reason = _REASON_NL.get(stop.get("reason", ""), stop.get("reason", "?"))
-        lines.append(f"Gestopt omdat {reason}.")
+    elif (stop := _stop_nl(manifest)) is not None:
+        lines.append(stop)
     for start, length in _gaps(manifest):
         lines.append(
-            f"Let op: op seconde {start:.1f} ontbreekt {length:.2f} s geluid "
-            "(het apparaat kon het niet bijhouden). Dat is stilte in het bestand en "
-            "staat in de opname vermeld."
+            f"Let op: bij {clock_position(start)} in de opname ontbreekt "
+            f"{seconds_nl(length)} geluid, omdat het apparaat het even niet bijhield. Op die "
+            "plek hoort u stilte. Dat staat ook in de opname zelf vermeld."
         )
     if copy.get("made_by") == "device":
         lines.append(
-            "Deze kopie is gemaakt op het opnameapparaat, met akkoord van beide "
-            "partijen, die daarvoor allebei op hun knop drukten."
+            "Deze kopie is op het opnameapparaat gemaakt, met akkoord van beide partijen: "
+            f"{party_nl(manifest, 'A')} en {party_nl(manifest, 'B')} drukten daarvoor allebei "
+            "op hun knop."
         )
     else:
-        lines.append("Deze kopie is later gemaakt door de organisatie uit haar archief.")
+        lines.append("Deze kopie is later door de organisatie gemaakt, uit haar archief.")
     if manifest.get("simulated"):
         lines.append("LET OP: dit is een proefopname uit de simulator, geen echt gesprek.")
     lines += [
         "",
         "Wat mag u met deze kopie? (spelregels van de Nationale ombudsman)",
         "- Regel 4: beide partijen hebben recht op een kopie. De andere partij heeft",
-        "  dezelfde kopie gekregen, of kan die krijgen.",
+        "  dezelfde kopie gekregen, of kan die nog krijgen.",
         "- Regel 5: niemand knipt of plakt in de opname zonder dat te zeggen. Elke",
-        "  verandering in deze kopie is na te gaan (zie hieronder).",
+        "  verandering in deze kopie is terug te vinden (zie hieronder).",
         "- Regel 6: de opname is niet bedoeld voor anderen. Geef haar niet aan derden,",
         "  zet haar niet op internet en maak haar niet openbaar zonder toestemming van",
         "  de andere partij.",
         "",
-        "Controleren of de kopie onveranderd is:",
-        "- Open verify.html in deze map met een webbrowser (werkt zonder internet) en",
-        "  kies het bestand opname.wav. De pagina zegt of het geluid onveranderd is, en",
-        "  zo niet, bij welke seconden het is veranderd.",
-        "- Vergelijk de vingerafdruk van het apparaat met die op de website van de",
-        f"  organisatie: {fingerprint_display(manifest['device']['fingerprint'])}",
+        "Nagaan of de kopie onveranderd is:",
+        "- Het beste: open de controlepagina op de website van de organisatie en sleep",
+        "  deze map erheen (er gaat niets over internet). Die pagina zegt of het geluid",
+        "  onveranderd is, en zo niet, bij welke seconden; en of het apparaat van de",
+        "  organisatie is.",
+        "- Of open verify.html uit deze map in een webbrowser en kies opname.wav. Die",
+        "  controleert het geluid net zo, maar kan niet vaststellen wie de kopie maakte:",
+        "  vergelijk daarvoor de vingerafdruk van het apparaat met die op de website",
+        f"  van de organisatie: {fingerprint_display(manifest['device']['fingerprint'])}",
         "- Of gebruik het programma akkoord:  akkoord verify <deze map>",
+        "Laat de bestanden in deze map zoals ze zijn: dan blijft de controle werken.",
         "",
-        "Bestanden: opname.wav (het geluid, speelt af op elke computer of telefoon),",
-        "manifest.json en manifest.sig (de ondertekende beschrijving), copy.json,",
-        "device.pub, custody-head.json (voor controle), verify.html (de controlepagina).",
+        "In deze map:",
+        *_file_lines(files, _FILES_NL),
         "",
     ]
-    return "\n".join(lines)
+    return _wrap(lines)
 
 
-def notice_en(manifest: dict[str, Any], copy: dict[str, Any]) -> str:
-    stop = manifest.get("stop") or {}
+def notice_en(manifest: dict[str, Any], copy: dict[str, Any],
+              files: tuple[str, ...] | list[str] = DEFAULT_FILES) -> str:
+    created = (manifest.get("created") or {}).get("utc")
     lines = [
         "COPY OF A RECORDED CONVERSATION",
         "===============================",
         "",
-        f"Recording {manifest['recording_id']}, copy number {copy['copy_number']}.",
-        f"Started: {_clock(manifest.get('created'))}. Length: "
-        f"{_duration(manifest['duration_seconds'])}.",
+        f"Recorded on {local_en(created)}.",
+        f"Length: {duration_en(manifest['duration_seconds'])}.",
+        f"This is copy number {copy['copy_number']} of recording {manifest['recording_id']}.",
     ]
+    if _clock_unset(manifest):
+        lines.append("Note: the device's clock had not been set, so the date and time may be "
+                     "off. This does not make the recording itself less reliable.")
+    lines.append("")
     if manifest.get("status") == "interrupted":
         lines.append(
-            "The recording was interrupted (power cut or fault). The recording says "
-            "so itself; what was recorded up to that moment is complete."
+            "The recording was interrupted, for example by a power cut. The recording says "
+            "so itself; everything recorded up to that moment is complete."
         )
-    elif stop:
-        reason = _REASON_EN.get(stop.get("reason", ""), stop.get("reason", "?"))
-        lines.append(f"Stopped because {reason}.")
+    elif (stop := _stop_en(manifest)) is not None:
+        lines.append(stop)
     for start, length in _gaps(manifest):
         lines.append(
-            f"Note: at second {start:.1f}, {length:.2f} s of sound is missing (the "
-            "device could not keep up). It is silence in the file and disclosed in "
-            "the recording."
+            f"Note: at {clock_position(start)} into the recording, {seconds_en(length)} of "
+            "sound is missing because the device briefly could not keep up. You hear silence "
+            "there. The recording discloses this itself."
         )
     if copy.get("made_by") == "device":
         lines.append(
-            "This copy was made on the recording device with the agreement of both "
-            "parties, who each pressed their button for it."
+            "This copy was made on the recording device with the agreement of both parties: "
+            f"{party_en(manifest, 'A')} and {party_en(manifest, 'B')} each pressed their "
+            "button for it."
         )
     else:
-        lines.append("This copy was made later by the organisation from its archive.")
+        lines.append("This copy was made later by the organisation, from its archive.")
     if manifest.get("simulated"):
         lines.append("NOTE: this is a test recording from the simulator, not a real meeting.")
     lines += [
         "",
         "What may you do with this copy? (the National Ombudsman's rules)",
         "- Rule 4: both parties are entitled to a copy. The other party received, or can",
-        "  receive, the same copy.",
+        "  still receive, the same copy.",
         "- Rule 5: nobody cuts or pastes in the recording without saying so. Any change",
-        "  to this copy can be detected (see below).",
+        "  to this copy can be found (see below).",
         "- Rule 6: the recording is not meant for others. Do not give it to third",
         "  parties, put it online or make it public without the other party's consent.",
         "",
         "Checking that the copy is unchanged:",
-        "- Open verify.html in this folder in a web browser (works offline) and choose",
-        "  opname.wav. The page says whether the sound is unchanged, and if not, at which",
-        "  seconds it was changed.",
-        "- Compare the device fingerprint with the one on the organisation's website:",
+        "- Best: open the verify page on the organisation's website and drop this",
+        "  folder onto it (nothing goes over the internet). It says whether the sound",
+        "  is unchanged, and if not, at which seconds; and whether the device is the",
+        "  organisation's.",
+        "- Or open verify.html from this folder in a web browser and choose opname.wav.",
+        "  It checks the sound the same way but cannot tell who made the copy: for that,",
+        "  compare the device fingerprint with the one on the organisation's website:",
         f"  {fingerprint_display(manifest['device']['fingerprint'])}",
         "- Or use the akkoord program:  akkoord verify <this folder>",
+        "Keep the files in this folder as they are, so the check keeps working.",
+        "",
+        "In this folder:",
+        *_file_lines(files, _FILES_EN),
         "",
     ]
-    return "\n".join(lines)
+    return _wrap(lines)

@@ -8,6 +8,7 @@ the recording's timeline, for the CLI, the verify page and a person listening al
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from akkoord.errors import FormatError
+from akkoord.errors import FormatError, StorageError
 from akkoord.fsutil import fsync_dir, fsync_fd
 from akkoord.store.format import Kind, audio_mac, nonce_for
 from akkoord.store.keys import ContentKeys, DevicePublicKey, OrgPrivateKey
@@ -73,7 +74,11 @@ def decrypt_to_wav(
     problems: list[str] = []
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # name what the user asked for, not our temporary file
+        raise StorageError(exc.errno or errno.EIO,
+                           f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         data_len = total_samples * block
         os.pwrite(fd, wav_header(data_len, rate, channels, width), 0)
@@ -105,11 +110,14 @@ def decrypt_to_wav(
         with open(container, "rb") as f:
             for _ in scan(f, container.stat().st_size, on_body):
                 pass
-        fsync_fd(fd, str(tmp))
-    except BaseException:
+        fsync_fd(fd, str(out))
+    except BaseException as exc:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise StorageError(exc.errno or errno.EIO,
+                               f"writing {out} failed: {exc.strerror or exc}") from None
         raise
     os.close(fd)
     os.replace(tmp, out)
