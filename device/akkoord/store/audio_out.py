@@ -212,7 +212,11 @@ def decrypt_recording(
     name = directory.name
     rid = bytes.fromhex(name) if len(name) == 32 and _is_hex(name) else None
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:  # name what the user asked for, not our temporary file
+        raise StorageError(exc.errno or errno.EIO,
+                           f"cannot write {out}: {exc.strerror or exc}") from None
     try:
         sink = _WavSink(fd, channels * width, rid, total)
         report = verify_recording(directory, org_key, trusted_key, sink=sink)
@@ -230,12 +234,15 @@ def decrypt_recording(
         data_len = total * channels * width
         os.pwrite(fd, wav_header(data_len, rate, channels, width), 0)
         os.ftruncate(fd, WAV_HEADER_LEN + data_len)  # silence wherever no frame wrote
-        fsync_fd(fd, str(tmp))
-    except BaseException:
+        fsync_fd(fd, str(out))
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise StorageError(exc.errno or errno.EIO,
+                               f"writing {out} failed: {exc.strerror or exc}") from None
         raise
     os.close(fd)
     os.replace(tmp, out)

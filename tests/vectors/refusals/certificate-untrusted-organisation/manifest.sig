@@ -1,1 +1,1 @@
-dwEcgIbQkEQC25icf1WiPxcFC6OsZpfOS7M6BlKQgfoAyQVKl6zkncljHZ+SrfgRpnEQLaq1dsssB/bhhbWUAA==
+8Ch4g1NwDL/EszC9e4UcGmU9OYdlWFz4QyJNzbj0fMp4NEXpbra4IPaxVU9nFsSiEsi5tEPmtmc0kQAyq1z4DQ==

@@ -1,1 +1,1 @@
-y8YdlBUPYMdLzbyNagaVRbJ22I0U4uc5rcQulAsGvl6Jj1TP6+DtO9rB2GS4E+m4hud0Tf5P+tsJ4NSg3KBCCg==
+tjxO4aSJotgdgQZJyYtoAI5YlHfyJsP+qQ8lYH+7afCtjG8f8sEbhXzxu9maumjjl2Iaot2LA5qI67QLzzQzCA==
