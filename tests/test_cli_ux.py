@@ -100,12 +100,18 @@ def test_decrypt_errors_name_the_output_not_a_temporary_file(recorded, capsys, t
 
 def test_export_to_a_folder_that_does_not_exist_is_refused(recorded, capsys, tmp_path):
     _, w, keyfile = recorded
+    from akkoord.trust import OrgSigningKey, write_org_signing_pair
+
+    signing, _ = write_org_signing_pair(OrgSigningKey.generate("Test"), tmp_path / "org")
+    sign = ("--org-signing-key", str(signing))
     target = tmp_path / "media" / "stick"
-    code, _, err = run(capsys, "export", w.id[:8], "--key", str(keyfile), "--to", str(target))
+    code, _, err = run(capsys, "export", w.id[:8], "--key", str(keyfile), *sign,
+                       "--to", str(target))
     assert code == 2 and str(target) in err and "mount" in err
     assert not target.exists() and not target.parent.exists()
     target.mkdir(parents=True)
-    code, out, _ = run(capsys, "export", w.id[:8], "--key", str(keyfile), "--to", str(target))
+    code, out, _ = run(capsys, "export", w.id[:8], "--key", str(keyfile), *sign,
+                       "--to", str(target))
     assert code == 0 and "kopie1" in out
 
 

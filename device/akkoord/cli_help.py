@@ -49,6 +49,38 @@ EXAMPLES: dict[str, list[str]] = {
                     "--certificate device.cert.json --reason device_lost --out revoked.json"],
     "keys publish-page": ["akkoord keys publish-page --org-key ~/org/org-signing.pub "
                           "--out controle.html"],
+    "keys admin-new": ["akkoord keys admin-new --out ~/admin --name 'J. de Vries' "
+                       "--org-key ~/org/org-signing.key --roles console,collect"],
+    "console": [
+        "akkoord console --port /dev/ttyACM0 status",
+        "akkoord console --port /dev/ttyACM0 --admin-key ~/admin/admin.key "
+        "--admin-cert ~/admin/admin.cert.json time set 2026-11-29T14:00:00Z",
+        "akkoord console --port /dev/ttyUSB0          # an interactive prompt",
+    ],
+    "clock-set-request": ["akkoord clock-set-request 2026-11-29T14:00:00Z   "
+                          "# the console's `time set` does this"],
+    "clock-apply": ["akkoord clock-apply          # run by akkoord-clock.service (root)"],
+    "stick-eject-requests": ["akkoord stick-eject-requests   # run by akkoord-eject.service"],
+    "simulate-microphone": ["akkoord simulate-microphone /var/lib/akkoord/mic.wav --seconds 600"],
+    "simulate": ["akkoord simulate a", "akkoord simulate press b", "akkoord simulate unplug"],
+    "archive init": ["akkoord archive init /srv/archief --organisation 'Jeugdzorg Noord' "
+                     "--trust ~/org/org-signing.pub --recipient ~/org/org.pub"],
+    "archive ingest": ["akkoord archive ingest /media/stick --archive /srv/archief "
+                       "--signing-key ~/org/org-signing.key"],
+    "archive list": ["akkoord archive list --archive /srv/archief --limit 20"],
+    "archive search": ["akkoord archive search --archive /srv/archief --device 'kamer 2' "
+                       "--since 2026-11-01T00:00:00Z --min-duration 600"],
+    "archive show": ["akkoord archive show 3f2a9c1e --archive /srv/archief"],
+    "archive export": ["akkoord archive export 3f2a9c1e --archive /srv/archief "
+                       "--key ~/org/org.key --signing-key ~/org/org-signing.key "
+                       "--to /media/stick --for ouder"],
+    "archive decrypt": ["akkoord archive decrypt 3f2a9c1e --archive /srv/archief "
+                        "--key ~/org/org.key --out opname.wav"],
+    "archive delete": ["akkoord archive delete 3f2a9c1e --archive /srv/archief "
+                       "--signing-key ~/org/org-signing.key --reason 'AVG-verzoek' --yes"],
+    "archive verify": ["akkoord archive verify --archive /srv/archief"],
+    "archive token": ["akkoord archive token --signing-key ~/org/org-signing.key "
+                      "--device b7e2a04ced5b... --days 7 --out /media/stick"],
 }
 
 #: Argument name -> help, where the parser builder gave none and the name means the same in
@@ -86,7 +118,39 @@ _COMMAND_ARG_HELP = {
     ("keys publish-page", "revocations"): "the organisation's current revocation list",
     ("keys publish-page", "out"): "the page to write, for the organisation's website",
     ("stick", "change"): "added or removed",
+    ("keys admin-new", "out"): "a folder for admin.key, admin.pub and admin.cert.json",
+    ("simulate-microphone", "out"): "the WAV file the simulated microphone plays",
+    ("simulate-microphone", "seconds"): "how many seconds of audio to write",
+    ("console", "baud"): "the serial line's speed (default 115200)",
+    ("console", "timeout"): "seconds to wait for the device's answer",
+    ("archive init", "dir"): "the folder for the archive (objects and index)",
+    ("archive init", "organisation"): "the organisation's name, as on its certificates",
+    ("archive init", "trust"): "the organisation signing public key (org-signing.pub)",
+    ("archive init", "recipient"): "the organisation's public key recordings are wrapped to "
+                                   "(org.pub)",
+    ("archive init", "signing_key"): "the organisation signing key for receipts and the log",
+    ("archive init", "certificate"): "an admin certificate, when an admin key signs instead",
+    ("archive ingest", "source"): "a collection stick or a folder copied from one",
+    ("archive show", "recording_id"): "the recording's id or the first digits of it",
+    ("archive export", "recording_id"): "the recording's id or the first digits of it",
+    ("archive export", "to"): "an existing folder, e.g. a mounted stick",
+    ("archive decrypt", "recording_id"): "the recording's id or the first digits of it",
+    ("archive decrypt", "out"): "the WAV file to write",
+    ("archive delete", "recording_id"): "the recording's full id",
+    ("archive token", "signing_key"): "the organisation signing key (or an admin key)",
+    ("archive token", "certificate"): "the admin certificate, when an admin key signs",
+    ("archive token", "device"): "the fingerprint of a device the token is for (repeatable)",
+    ("archive token", "days"): "how many days the token stays valid",
+    ("archive token", "out"): "the token file, or a stick folder to put it on",
 }
+for _cmd in ("archive list", "archive search"):
+    _COMMAND_ARG_HELP |= {
+        (_cmd, "min_duration"): "only recordings at least this many seconds long",
+        (_cmd, "max_duration"): "only recordings at most this many seconds long",
+        (_cmd, "status"): "only recordings with this status",
+        (_cmd, "limit"): "show at most this many",
+        (_cmd, "offset"): "skip this many first (for paging)",
+    }
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
