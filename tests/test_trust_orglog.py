@@ -26,6 +26,7 @@ def org(tmp_path):
 
 
 def _export(w, keydir, priv, to):
+    to.mkdir(parents=True, exist_ok=True)  # `export --to` never creates the folder
     return main(["export", str(w.path), "--key", str(keydir / "org.key"), "--to", str(to),
                  "--org-signing-key", str(priv)])
 

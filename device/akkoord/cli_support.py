@@ -45,7 +45,9 @@ def ensure_state_exists(state: Any) -> None:
 def resolve_recording(text: str, state: Any) -> Path:
     """A path that exists is taken as given; otherwise `text` is a recording id or the
     start of one (4+ hex digits) in the state folder."""
-    path = Path(text)
+    from akkoord.store.safeio import check_name
+
+    path = check_name(text)  # a NUL byte is named as such, never looked up
     if path.exists():
         return path
     if not _HEX.match(text.lower()):

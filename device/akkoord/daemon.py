@@ -262,7 +262,7 @@ class Daemon:
         self.report("usb_inserted", path=str(path))
         if self.collector.is_collection_stick(Path(path)):  # a verified collection token
             self.post(CollectionStickInserted(self.panel.now()))
-            return
+            return taken  # set by _periodic once the collection is offered
         self.post(StickInserted(self.panel.now()))
         return taken
 

@@ -209,7 +209,7 @@ class CustodyView:
                 h.damaged = True
             elif kind == "export":
                 h.exports.append(e)
-            elif kind == "export_failed":
+            elif kind in ("export_failed", "export_reconciled"):  # no export frame follows
                 h.failed_exports.append(e)
         return cls(entries, [ln.hash.hex() for ln in lines[:good]], findings, recordings)
 
