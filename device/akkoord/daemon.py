@@ -258,12 +258,14 @@ class Daemon:
         nothing to copy, or remembered it until the recording ends."""
         self._stick = _Stick(Path(path), unmount)
         taken = threading.Event()
-        self._stick_taken = taken
         self.report("usb_inserted", path=str(path))
         if self.collector.is_collection_stick(Path(path)):  # a verified collection token
             self.post(CollectionStickInserted(self.panel.now()))
-            return taken  # set by _periodic once the collection is offered
-        self.post(StickInserted(self.panel.now()))
+        else:
+            self.post(StickInserted(self.panel.now()))
+        # Only now: _periodic (loop thread) sets it once the queue holds no event before it
+        # was handled; set before posting, an empty queue would release it too early.
+        self._stick_taken = taken
         return taken
 
     @property
