@@ -13,6 +13,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -73,12 +74,7 @@ def decrypt_to_wav(
     block = channels * width
     problems: list[str] = []
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:  # name what the user asked for, not our temporary file
-        raise StorageError(exc.errno or errno.EIO,
-                           f"cannot write {out}: {exc.strerror or exc}") from None
+    tmp, fd = _open_partial(out)
     try:
         data_len = total_samples * block
         os.pwrite(fd, wav_header(data_len, rate, channels, width), 0)
@@ -112,13 +108,7 @@ def decrypt_to_wav(
                 pass
         fsync_fd(fd, str(out))
     except BaseException as exc:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-            raise StorageError(exc.errno or errno.EIO,
-                               f"writing {out} failed: {exc.strerror or exc}") from None
-        raise
+        _discard(fd, tmp, out, exc)
     os.close(fd)
     os.replace(tmp, out)
     fsync_dir(out.parent)
@@ -211,12 +201,7 @@ def decrypt_recording(
     del signed, doc  # the verifier reads the manifest itself
     name = directory.name
     rid = bytes.fromhex(name) if len(name) == 32 and _is_hex(name) else None
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:  # name what the user asked for, not our temporary file
-        raise StorageError(exc.errno or errno.EIO,
-                           f"cannot write {out}: {exc.strerror or exc}") from None
+    tmp, fd = _open_partial(out)
     try:
         sink = _WavSink(fd, channels * width, rid, total)
         report = verify_recording(directory, org_key, trusted_key, sink=sink)
@@ -236,14 +221,7 @@ def decrypt_recording(
         os.ftruncate(fd, WAV_HEADER_LEN + data_len)  # silence wherever no frame wrote
         fsync_fd(fd, str(out))
     except BaseException as exc:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-            raise StorageError(exc.errno or errno.EIO,
-                               f"writing {out} failed: {exc.strerror or exc}") from None
-        raise
+        _discard(fd, tmp, out, exc)
     os.close(fd)
     os.replace(tmp, out)
     fsync_dir(out.parent)
@@ -256,3 +234,26 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _open_partial(out: Path) -> tuple[Path, int]:
+    """A hidden temporary beside `out`, renamed over it once whole. Errors name `out`,
+    what the user asked for, never the temporary."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StorageError(exc.errno or errno.EIO,
+                           f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _discard(fd: int, tmp: Path, out: Path, exc: BaseException) -> NoReturn:
+    """Close and remove the temporary, then raise `exc` (an OSError as one naming `out`)."""
+    if fd >= 0:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+        raise StorageError(exc.errno or errno.EIO,
+                           f"writing {out} failed: {exc.strerror or exc}") from None
+    raise exc
