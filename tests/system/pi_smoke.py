@@ -29,9 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from rootfs import debootstrap  # tests/system/ is this script's folder
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "pi-smoke"
-MIRROR = os.environ.get("AKKOORD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = [
     "python3",
     "python3-venv",
@@ -88,30 +89,7 @@ def base_root() -> Path:
     base = BUILD / "base-bookworm-arm64"
     if (base / "usr/bin/python3").exists():
         return base
-    tmp = base.with_name(base.name + ".tmp")
-    subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)], check=True)
-    say("debootstrap bookworm arm64 (emulated second stage) ...")
-    t0 = time.monotonic()
-    r = subprocess.run(
-        [
-            "debootstrap",
-            "--arch=arm64",
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            "bookworm",
-            str(tmp),
-            MIRROR,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode:
-        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
-        raise SystemExit(f"pi-smoke: debootstrap failed (exit {r.returncode})")
-    tmp.rename(base)
-    say(f"debootstrap took {time.monotonic() - t0:.0f} s")
-    return base
+    return debootstrap(base, PACKAGES, say, "pi-smoke", arch="arm64")
 
 
 class Chroot:

@@ -27,9 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rootfs import debootstrap  # tests/system/ is this script's folder
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build" / "system-test"
-MIRROR = os.environ.get("AKKOORD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Everything the installer would apt-get, preinstalled so a run needs the mirror only once.
 PACKAGES = [
     "systemd",
@@ -65,29 +66,7 @@ def base_root() -> Path:
     base = BUILD / f"base-bookworm-{key}"
     if (base / "usr/bin/systemctl").exists():
         return base
-    tmp = base.with_name(base.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    say(f"debootstrap bookworm (minbase + {len(PACKAGES)} packages) into {base} ...")
-    t0 = time.monotonic()
-    r = subprocess.run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            "bookworm",
-            str(tmp),
-            MIRROR,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode:
-        sys.stderr.write(r.stdout[-3000:] + r.stderr[-3000:])
-        raise SystemExit(f"system-test: debootstrap failed (exit {r.returncode})")
-    tmp.rename(base)
-    say(f"debootstrap took {time.monotonic() - t0:.0f} s")
-    return base
+    return debootstrap(base, PACKAGES, say, "system-test")
 
 
 def prepare(base: Path) -> Path:
