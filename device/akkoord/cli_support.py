@@ -109,7 +109,7 @@ def list_rows(state: Any) -> list[dict[str, Any]]:
     rows = []
     for rid in state.recording_ids():
         directory = state.recording_dir(rid)
-        signed = read_manifest(directory)
+        signed = read_manifest(directory, segments=False)  # the list needs only the header fields
         doc = signed.doc if signed else {}
         try:
             copies: int | None = len(read_exports(directory)) if signed else 0

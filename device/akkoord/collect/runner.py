@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from akkoord.clock import Clock
-from akkoord.collect.package import pending_recordings
-from akkoord.collect.receipts import archived_ids, run_retention, trusted_signing_keys
+from akkoord.collect.receipts import pending_count, run_retention, trusted_signing_keys
 from akkoord.collect.service import collection_token, run_collection
 from akkoord.collect.statements import StatementError
 from akkoord.consent import CollectionFinished, CollectionProgress, Event
@@ -73,9 +72,8 @@ class Collector:
 
     def storage_advice(self) -> str:
         try:
-            trusted = trusted_signing_keys(self.state)
-            done = archived_ids(self.state, trusted, self.identity.fingerprint, self._wall())
-            waiting = len(pending_recordings(self.state, done))
+            waiting = pending_count(self.state, trusted_signing_keys(self.state),
+                                    self.identity.fingerprint, self._wall())
         except (OSError, AkkoordError):
             return ""
         return f"collect recordings ({waiting} not yet receipted)" if waiting else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from akkoord.console.clockset import CommandClockSetter
@@ -54,15 +53,14 @@ class RecorderStatus:
         return closed.recording_id if closed is not None else None
 
 
-def start_console(daemon: Any, url: str, stopping: threading.Event | None = None,
-                  view: Any = None) -> ConsoleServer:
+def start_console(daemon: Any, url: str) -> ConsoleServer:
     cfg = daemon.config.console
     device = ConsoleDevice(
         state=daemon.state, config=daemon.config, custody=daemon.custody, clock=daemon.clock,
-        fingerprint=daemon.identity.fingerprint, view=view or DaemonStatus(daemon),
+        fingerprint=daemon.identity.fingerprint, view=DaemonStatus(daemon),
         clock_setter=CommandClockSetter(cfg.clock_command),
     )
     server = ConsoleServer(ConsoleService(device), url, cfg.baudrate,
-                           stopping=stopping or daemon.stopping, report=daemon.report)
+                           stopping=daemon.stopping, report=daemon.report)
     server.start()
     return server

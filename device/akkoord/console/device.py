@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from akkoord import __version__
 from akkoord.clock import Clock
+from akkoord.collect.runner import RETENTION_FILE  # the console writes it, the collector reads it
 from akkoord.config import Config
 from akkoord.console.clockset import ClockSetter
 from akkoord.console.protocol import PROTOCOL_VERSION
@@ -44,7 +45,6 @@ from akkoord.trust import (
 
 __all__ = ["RETENTION_FILE", "ConsoleDevice", "DaemonView", "Refused"]
 
-RETENTION_FILE = "retention.json"
 RECEIPT_TYPE = "archive_receipt"
 COLLECTED_TYPE = "archive_collected"
 VERIFY_TIMEOUT_S = 900.0
@@ -95,10 +95,6 @@ def verify_in_child(state: StateDir, directory: Path, config: Config
         return done.returncode, json.loads(done.stdout)
     except ValueError:
         raise Refused(f"verification failed: {done.stderr.strip()[-300:]}", "failed") from None
-
-
-def _utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ConsoleDevice:
@@ -152,8 +148,12 @@ class ConsoleDevice:
         return None if self.clock_unset() else int(self.clock.wall_epoch())  # type: ignore[attr-defined]
 
     def clock_unset(self) -> bool:
-        floor = datetime.fromisoformat(self.config.store.clock_floor).replace(tzinfo=UTC)
-        return self.clock.wall_epoch() < floor.timestamp()  # type: ignore[attr-defined]
+        return self.clock.wall_epoch() < self._floor_epoch()  # type: ignore[attr-defined]
+
+    def _floor_epoch(self) -> float:
+        """`[store] clock_floor`: no honest clock reads earlier than this."""
+        return datetime.fromisoformat(self.config.store.clock_floor).replace(
+            tzinfo=UTC).timestamp()
 
     # -- open commands ----------------------------------------------------------------------
 
@@ -322,8 +322,7 @@ class ConsoleDevice:
             target = parse_time(utc, "time")
         except TrustError as exc:
             raise Refused(str(exc), "usage") from None
-        floor = datetime.fromisoformat(self.config.store.clock_floor).replace(tzinfo=UTC)
-        if target < floor.timestamp() or target >= 4102444800:  # 2100-01-01
+        if target < self._floor_epoch() or target >= 4102444800:  # 2100-01-01
             raise Refused(f"{utc} is before the clock floor {self.config.store.clock_floor} "
                           "or after 2099: refusing an implausible time", "usage")
         old = self.clock.wall()
