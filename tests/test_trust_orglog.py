@@ -91,6 +91,19 @@ def test_a_dropped_tail_of_the_organisation_log_is_found_by_a_copys_head(org, tm
 
 def test_export_needs_the_organisation_signing_key(org, tmp_path, capsys):
     _, w, keydir, _, _ = org
-    code = main(["export", str(w.path), "--key", str(keydir / "org.key"),
+    alone = tmp_path / "only-the-hpke-key"  # no org-signing.key beside it
+    alone.mkdir()
+    (alone / "org.key").write_bytes((keydir / "org.key").read_bytes())
+    code = main(["export", str(w.path), "--key", str(alone / "org.key"),
                  "--to", str(tmp_path / "x")])
     assert code == 2 and "--org-signing-key" in capsys.readouterr().err
+
+
+def test_export_finds_the_signing_key_beside_the_organisation_key(org, tmp_path):
+    """`akkoord export REC --key K --to DIR`, as before: the copy is still logged, signed."""
+    _, w, keydir, _, pub = org
+    to = tmp_path / "stick"
+    to.mkdir()
+    assert main(["export", str(w.path), "--key", str(keydir / "org.key"), "--to", str(to)]) == 0
+    assert main(["custody", "--org-log", str(keydir / "org-custody.log"),
+                 "--trust", str(pub)]) == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from akkoord import __version__, cli_appliance, cli_archive, cli_console, cli_trust
-from akkoord.errors import AkkoordError, HardwareError, StorageError
+from akkoord.errors import AkkoordError, HardwareError, StorageError, UsageError
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILURE = 0, 1, 2, 4
 
@@ -330,6 +330,20 @@ def _print_trust(chain: Any) -> None:
               "fingerprint with the one the organisation publishes, or verify with --trust.")
 
 
+def _org_signing_key_path(args: argparse.Namespace) -> Path:
+    """--org-signing-key, or org-signing.key beside --key (where `keys org-new` puts both), so
+    `akkoord export REC --key K --to DIR` keeps working and every copy is still logged."""
+    if args.org_signing_key:
+        return Path(args.org_signing_key)
+    beside = Path(args.key).parent / "org-signing.key"
+    if beside.is_file():
+        return beside
+    raise UsageError(
+        f"--org-signing-key: no org-signing.key beside {args.key}; give the organisation "
+        "signing key (it signs the organisation's own log of the copies it makes)"
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The organisation's copy on request, from its archive, after the export window."""
     from akkoord.cli_support import resolve_recording
@@ -341,6 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from akkoord.store.verify import load_content_keys, verify_recording
 
     directory = resolve_recording(args.recording, _state(args))
+    signing_path = _org_signing_key_path(args)
     target = Path(args.to)
     if not target.is_dir():
         # An unmounted /media/stick is an empty folder on the SD card at best: never create it.
@@ -361,9 +376,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from akkoord.trust import OrgSigningKey
 
     # The organisation's own signed log records the copy before it is written (FORMAT §11.5).
-    signing = OrgSigningKey.load(Path(args.org_signing_key))
-    log_path = Path(args.org_log) if args.org_log else (
-        Path(args.org_signing_key).parent / "org-custody.log")
+    signing = OrgSigningKey.load(signing_path)
+    log_path = Path(args.org_log) if args.org_log else signing_path.parent / "org-custody.log"
     olog = OrgLog(log_path, signing, SystemClock())
     number = next_copy_number(directory, olog.view())
     head = olog.append("export", signed.doc["recording_id"], copy_number=number,
@@ -660,8 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", required=True, metavar="ORG_PRIVATE_KEY")
     p.add_argument("--to", required=True, metavar="DIR")
     p.add_argument("--device-key", metavar="FILE")
-    p.add_argument("--org-signing-key", required=True, metavar="ORG_SIGNING_KEY",
-                   help="signs the organisation's own log of the copies it makes")
+    p.add_argument("--org-signing-key", metavar="ORG_SIGNING_KEY",
+                   help="signs the organisation's own log of the copies it makes "
+                        "(default: org-signing.key next to --key)")
     p.add_argument("--org-log", metavar="FILE",
                    help="the organisation's copy log (default: org-custody.log next to the key)")
     p.set_defaults(func=cmd_export)
