@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -23,10 +24,33 @@ RATE = 16000
 SEG = 800  # 50 ms segments keep test files small; the format does not care
 
 
+_SCRATCH: dict[int, Path] = {}  # pid -> this process's scratch root
+
+
+def _scratch_root() -> Path:
+    """One scratch root per test process, removed when it exits.
+
+    tmpfs is memory: folders left behind by every run would pile up (gigabytes on a CI
+    machine that runs the suite all day). Keyed by pid so a forked child never removes its
+    parent's root."""
+    pid = os.getpid()
+    if pid not in _SCRATCH:
+        shm = "/dev/shm"
+        base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        root = Path(tempfile.mkdtemp(prefix=f"akkoord-test-{pid}-", dir=base))
+        _SCRATCH[pid] = root
+        atexit.register(_remove_scratch, pid, root)
+    return _SCRATCH[pid]
+
+
+def _remove_scratch(pid: int, root: Path) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def fast_tmp() -> Path:
     """A scratch dir on tmpfs where there is one: fsync is free there, semantics the same."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="akkoord-test-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="s-", dir=_scratch_root()))
 
 
 @dataclass
