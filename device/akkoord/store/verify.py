@@ -47,7 +47,7 @@ from akkoord.store.manifest import (
     segment_entry,
     verify_manifest_signature,
 )
-from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
+from akkoord.store.reader import Damage, ParsedFrame, Slot, parse_meta, record_of, scan_ahead
 from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
 from akkoord.store.sigcheck import signature_checker
 
@@ -287,15 +287,16 @@ class _Verifier:
         trusted_key: DevicePublicKey | None,
         keys_deleted: bool = False,
         sink: FrameSink | None = None,
+        parallel: bool | None = None,
     ) -> None:
         self.dir = Path(directory)
+        self.parallel = parallel  # scan_ahead's: None = by the CPUs usable
         self.keys_deleted = keys_deleted
         self.org_key = org_key
         self.trusted_key = trusted_key
         self.sink = sink
         self.keys: ContentKeys | None = None
         self.aead: ChaCha20Poly1305 | None = None
-        self._pcm = bytearray()  # one plaintext buffer for every frame (decrypt_into)
         self._fresh()
 
     def _fresh(self) -> None:
@@ -336,8 +337,29 @@ class _Verifier:
     def _findings(self) -> list[Finding]:
         return [f for phase in self._phases for f in phase]
 
-    def _check_body(self, frame: ParsedFrame, body: memoryview) -> None:
-        """AEAD + audio MAC, while the body is in hand (streaming: bodies are not kept)."""
+    def _decrypt(self, frame: ParsedFrame, body: memoryview, slot: Slot) -> Any:
+        """On scan_ahead's worker thread, frames ahead of the rules: the AEAD, which needs
+        nothing but the key and the frame itself. (error, plaintext in the slot), or None
+        for a frame that is not decrypted (no key; a checkpoint, recovery or export frame)."""
+        h = frame.header
+        if self.aead is None or h.kind in (Kind.CHECKPOINT, Kind.RECOVERY, Kind.EXPORT):
+            return None
+        n = len(body) - AEAD_TAG_LEN
+        if n < 0:
+            return "bad_tag", None
+        if len(slot.out) < n:
+            slot.out = bytearray(n)
+        pcm = memoryview(slot.out)[:n]
+        try:
+            self.aead.decrypt_into(nonce_for(h.index, bool(h.flags & _FINAL)), body,
+                                   frame.header_bytes + frame.meta_bytes, pcm)
+        except InvalidTag:
+            return "bad_tag", None
+        return None, pcm
+
+    def _check_body(self, frame: ParsedFrame, body: memoryview, decrypted: Any) -> None:
+        """The audio MAC and the sink, in file order, while the body is in hand (streaming:
+        bodies are not kept); `decrypted` is what _decrypt made of it on the worker."""
         h = frame.header
         if h.kind == Kind.CHECKPOINT:
             self._checkpoint_sigs[frame.offset] = (
@@ -347,30 +369,15 @@ class _Verifier:
             if self.sink is not None:
                 self.sink.frame(frame, None, None)
             return
-        if self.aead is None or h.kind in (Kind.RECOVERY, Kind.EXPORT):
+        if decrypted is None:
             if self.sink is not None:
                 self.sink.frame(frame, None, None)
             return
-        error = None
-        n = len(body) - AEAD_TAG_LEN
-        if n < 0:
-            error = "bad_tag"
-            pcm = None
-        else:
-            if len(self._pcm) < n:
-                self._pcm = bytearray(n)
-            pcm = memoryview(self._pcm)[:n]
-            try:
-                self.aead.decrypt_into(
-                    nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes, pcm
-                )
-            except InvalidTag:
-                error, pcm = "bad_tag", None
-            else:
-                if h.kind == Kind.AUDIO:
-                    assert self.keys is not None
-                    if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
-                        error = "audio_mac"
+        error, pcm = decrypted
+        if error is None and h.kind == Kind.AUDIO:
+            assert self.keys is not None
+            if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
+                error = "audio_mac"
         self._pending_crypto[frame.offset] = error
         if self.sink is not None:
             self.sink.frame(frame, pcm if h.kind == Kind.AUDIO else None, error)
@@ -411,7 +418,15 @@ class _Verifier:
         self.report.checked_audio = self.keys is not None
         self._signed = signed
         f.seek(0)
-        items = scan(f, size, self._check_body)
+        # Reading, hashing and decrypting run frames ahead on a worker (scan_ahead); the
+        # MAC, the sink and every rule stay here, in file order. Closed before returning,
+        # so a second pass (_NeedFullView) finds the file to itself.
+        items = scan_ahead(f, size, self._check_body, self._decrypt, parallel=self.parallel)
+        with contextlib.closing(items):
+            self._scan_items(items, container, signed, streaming)
+
+    def _scan_items(self, items: Iterator[ParsedFrame | Damage], container: Path,
+                    signed: Any, streaming: bool) -> None:
         if streaming:
             self._rules_pass(self._stream(items, container, signed), signed, streaming=True)
             return
@@ -1000,8 +1015,12 @@ def verify_recording(
     *,
     keys_deleted: bool = False,
     sink: FrameSink | None = None,
+    parallel: bool | None = None,
 ) -> Report:
     """`keys_deleted`: the custody log records the recording's deletion, so a missing
     keys.json is the shredding, not a finding. `sink` receives every good frame, decrypted,
-    as it is read (decrypt: one pass)."""
-    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink).run()
+    as it is read (decrypt: one pass). `parallel`: read, hash and decrypt on a worker
+    thread ahead of the rest (reader.scan_ahead; None: when enough CPUs are usable) — the
+    same report either way."""
+    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink,
+                     parallel).run()
