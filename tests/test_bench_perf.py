@@ -60,7 +60,8 @@ def test_pipeline_figures_measure_both_paths_and_the_floors(tmp_path, keys):
     seq, par, two = (doc[k] for k in floors)
     assert 0 <= par <= two <= seq  # the longest pass, the worker's split, all three in a row
     for k in ("verify_pipeline_vs_sequential_wall", "verify_pipeline_vs_sequential_cpu",
-              "verify_pipeline_vs_format_floor_parallel_wall", "parallel_capacity"):
+              "verify_pipeline_vs_format_floor_parallel_wall", "parallel_capacity",
+              "verify_sequential_vs_format_floor_and_read"):
         assert doc[k] > 0
     assert isinstance(doc["verify_uses_worker_thread"], bool) and doc["usable_cpus"] >= 1
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
