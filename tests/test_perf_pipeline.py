@@ -261,3 +261,26 @@ def test_worker_thread_memory_does_not_follow_the_frame_count(kit, tmp_path):
         peaks[n] = doc["rss"]
     growth = (peaks[12600] - peaks[600]) / 12000
     assert growth < 400, f"{growth:.0f} bytes of peak RSS per frame"
+
+
+def test_a_failing_write_in_the_caller_stops_the_worker(kit, base, tmp_path, monkeypatch):
+    """The disk fills while decrypt writes (the caller's side): the error names the file
+    asked for, the temporary is gone, and so is the worker."""
+    from akkoord.errors import StorageError
+    from akkoord.store import audio_out
+
+    calls = [0]
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(audio_out.os, "pwrite", full)
+    out = tmp_path / "full.wav"
+    with pytest.raises(StorageError, match=r"full\.wav"):
+        decrypt_recording(base, kit.org, out, parallel=True)
+    assert not out.exists() and not list(tmp_path.glob(".full.wav*"))
+    assert not _scan_threads()

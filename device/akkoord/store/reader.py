@@ -223,8 +223,8 @@ class _Failed:
 
 
 # Two busy threads want two free cores. On a two-core machine one is often taken (on the
-# shared development machine the worker thread cost 5-10 % and gained nothing: `akkoord
-# bench` reports `verify_pipeline_vs_sequential_wall`); a Pi Zero 2 W has four.
+# shared development machine the worker thread cost 3-16 % CPU and gained no wall time:
+# `akkoord bench` reports `verify_pipeline_vs_sequential_wall`); a Pi Zero 2 W has four.
 PARALLEL_MIN_CPUS = 3
 
 
