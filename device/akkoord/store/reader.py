@@ -28,7 +28,6 @@ from akkoord.store.format import (
     SEAL_LEN,
     FrameHeader,
     Kind,
-    seal_of,
 )
 from akkoord.store.manifest import FrameRecord
 
@@ -36,6 +35,7 @@ __all__ = ["Damage", "ParsedFrame", "Slot", "parse_meta", "record_of", "scan", "
            "usable_cpus"]
 
 _KINDS = {int(k) for k in Kind}
+_AUDIO = int(Kind.AUDIO)  # a plain int: compared once per frame
 _SCAN_CHUNK = 1 << 20
 
 
@@ -65,9 +65,9 @@ BodyHook = Callable[[ParsedFrame, memoryview], None]
 
 
 def _plausible(raw: bytes) -> FrameHeader | None:
-    if len(raw) < HEADER_LEN or raw[:4] != FRAME_MAGIC:
+    if len(raw) < HEADER_LEN or not raw.startswith(FRAME_MAGIC):
         return None
-    h = FrameHeader.unpack(raw[:HEADER_LEN])
+    h = FrameHeader.unpack(raw if len(raw) == HEADER_LEN else raw[:HEADER_LEN])
     if h.kind not in _KINDS or h.flags & ~KNOWN_FLAGS or h.body_len > MAX_BODY_LEN:
         return None
     return h
@@ -88,6 +88,16 @@ class _Buffer:
         return memoryview(self.buf)[:n]
 
 
+def _fd_of(f: BinaryIO) -> int | None:
+    """The file descriptor to read frames from with pread: no seek, no buffer of the file
+    object's in between (which would copy the first 8 kB of every frame twice). None for a
+    file object without one (an in-memory file): its own seek and read then."""
+    try:
+        return f.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
 def _read_frame_at(
     f: BinaryIO, offset: int, size: int, candidate: bool = False, buf: _Buffer | None = None
 ) -> tuple[ParsedFrame | None, memoryview | None, str]:
@@ -95,37 +105,47 @@ def _read_frame_at(
 
     A resync `candidate` must also be followed by the end of the file or another frame's
     magic — a check costing four bytes of reading, before any hashing."""
-    f.seek(offset)
-    raw = f.read(HEADER_LEN)
+    fd = _fd_of(f)
+    if fd is None:
+        f.seek(offset)
+        raw = f.read(HEADER_LEN)
+    else:
+        raw = os.pread(fd, HEADER_LEN, offset)
     if len(raw) < HEADER_LEN:
         return None, None, "incomplete frame header"
     h = _plausible(raw)
     if h is None:
         return None, None, "not a frame header"
-    end = offset + h.frame_len
+    meta_len, body_len = h.meta_len, h.body_len
+    end = offset + HEADER_LEN + meta_len + body_len + SEAL_LEN
     if end > size:
         return None, None, "incomplete frame"
     if candidate and end < size:
-        f.seek(end)
-        after = f.read(len(FRAME_MAGIC))
+        if fd is None:
+            f.seek(end)
+            after = f.read(len(FRAME_MAGIC))
+            f.seek(offset + HEADER_LEN)
+        else:
+            after = os.pread(fd, len(FRAME_MAGIC), end)
         if after != FRAME_MAGIC[: len(after)]:
             return None, None, "not followed by a frame"
-        f.seek(offset + HEADER_LEN)
     # One read for meta, body and seal, into the scan's buffer; the body is a view of it,
     # valid until the next frame is read (hooks copy what they keep).
-    rest_len = h.meta_len + h.body_len + SEAL_LEN
+    rest_len = meta_len + body_len + SEAL_LEN
     view = (buf or _Buffer()).view(rest_len)
     got = 0
-    while got < rest_len:
-        n = f.readinto(view[got:])
+    while got < rest_len:  # a short read (a pipe, a slow device): read on
+        n = f.readinto(view[got:]) if fd is None else os.preadv(
+            fd, (view[got:],), offset + HEADER_LEN + got)
         if not n:
             return None, None, "incomplete frame"
         got += n
-    meta = bytes(view[: h.meta_len])
-    body = view[h.meta_len : h.meta_len + h.body_len]
-    seal = bytes(view[h.meta_len + h.body_len :])
+    meta = bytes(view[:meta_len])
+    body = view[meta_len : meta_len + body_len]
     digest = hashlib.sha256(body).digest()
-    if seal_of(raw, meta, digest) != seal:
+    # seal_of's hash in one call: header, meta and the body's digest are small.
+    seal = hashlib.sha256(raw + meta + digest).digest()
+    if view[meta_len + body_len :] != seal:
         return None, None, "frame bytes do not match the frame's seal"
     return ParsedFrame(offset, h, raw, meta, digest, seal), body, ""
 
@@ -344,7 +364,7 @@ def _produce(
 
 def parse_meta(frame: ParsedFrame) -> tuple[dict[str, Any] | None, str | None]:
     """(meta, None) or (None, what is wrong with it). Audio frames carry no meta."""
-    if frame.header.kind == Kind.AUDIO:
+    if frame.header.kind == _AUDIO:
         return None, None if not frame.meta_bytes else "audio frame carries metadata"
     try:
         meta = json.loads(frame.meta_bytes)
