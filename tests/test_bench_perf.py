@@ -22,7 +22,8 @@ def test_peer_figures_compare_equal_work(tmp_path, keys):
     doc = bench_perf.peer_figures(tmp_path, 3, ident, org, repeat=1)  # raises if audio differs
     assert doc["peer"].startswith("age ")
     for k in ("seal_vs_age", "verify_key_vs_age_d", "decrypt_vs_age_d", "decrypt_vs_verify_key",
-              "format_floor_vs_age_d", "verify_key_vs_format_floor"):
+              "format_floor_vs_age_d", "verify_key_vs_format_floor", "write_file_cpu_s",
+              "seal_vs_format_floor_and_write", "decrypt_vs_verify_key_and_write"):
         assert doc[k] > 0
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
 
