@@ -271,6 +271,8 @@ def read_manifest(directory: Path, *, segments: bool = True) -> SignedManifest |
 
 _WS = re.compile(rb"[ \t\n\r]*")
 _SEGMENT_BYTES = re.compile(rb'\[(\d{1,19}),(\d{1,19}),(\d{1,19}),"([0-9a-f]{64})"\]')
+_SEGMENT_RUN = re.compile(rb'\[\d{1,19},\d{1,19},\d{1,19},"[0-9a-f]{64}"\]'
+                          rb'(?:,\[\d{1,19},\d{1,19},\d{1,19},"[0-9a-f]{64}"\])*')
 _WINDOW = 1 << 16
 
 
@@ -366,7 +368,7 @@ def _skip_array(r: JsonBytes, i: int) -> int:
     if data[i : i + 1] == b"]":
         return i + 1
     while True:
-        m = _SEGMENT_BYTES.match(data, i)
+        m = _SEGMENT_RUN.match(data, i)  # canonical entries, a run of them in one match
         if m is not None:
             i = m.end()
         else:
