@@ -13,9 +13,11 @@ Exit codes (contracts other tools rely on):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -592,11 +594,29 @@ def cmd_stick(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _exit_on_termination() -> Iterator[None]:
+    """SIGTERM/SIGHUP unwind like Ctrl-C: the bench holds gigabytes of scratch on tmpfs, a
+    loop-mounted stick and a cgroup, all released by `with`/`finally` blocks that a default
+    SIGTERM (immediate death) would skip."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from akkoord.bench import run_bench
     from akkoord.bench_targets import judge, print_judged
 
-    result = run_bench(quick=args.quick, big_mb=args.big_mb)
+    with _exit_on_termination():
+        result = run_bench(quick=args.quick, big_mb=args.big_mb)
     if args.json:
         print(json.dumps({**result, "verdicts": judge(result)}, sort_keys=True))
     else:
