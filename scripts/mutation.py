@@ -46,7 +46,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_export_package.py",
                                             "test_vectors.py"]),
     "package": (["export/package.py"], ["test_export_package.py", "test_copycheck.py"]),
-    "recorder": (["recorder.py"], ["test_recorder.py", "test_daemon_disk.py"]),
+    "recorder": (["recorder.py"], ["test_recorder.py", "test_recorder_inprocess.py",
+                                   "test_daemon_disk.py"]),
 }
 
 # Tests that start `python -m akkoord` in a subprocess import the unmutated package (the
