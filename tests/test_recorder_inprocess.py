@@ -33,7 +33,7 @@ from akkoord.audio.capture import CallbackSink, ItemQueue
 from akkoord.errors import AkkoordError, HardwareError, NoRecipientError, StorageError
 from akkoord.recorder import Recorder, StopOutcome
 from akkoord.store.format import Kind
-from akkoord.store.keys import ContentKeys
+from akkoord.store.keys import ContentKeys, OrgPublicKey
 from akkoord.store.verify import FrameSink, load_content_keys, verify_recording
 from akkoord.store.writer import AudioParams, FileOps, RecordingWriter
 from storekit import FaultyOps, make_kit, pcm
@@ -642,7 +642,7 @@ def test_a_failing_event_write_stops_the_recording(kit, monkeypatch):
     assert [e["event"] for e in timeline[3:]] == ["stop"]
 
 
-def test_no_event_is_written_after_a_storage_failure(kit, monkeypatch):
+def test_no_event_is_written_after_a_storage_failure(kit, monkeypatch, caplog):
     ops = FaultyOps("write", _FIRST_AUDIO_WRITE + 1, errno.ENOSPC)  # the second segment
     _inject(monkeypatch, ops)
     refused: list[bool] = []
@@ -654,6 +654,8 @@ def test_no_event_is_written_after_a_storage_failure(kit, monkeypatch):
         run.mics.last.feed(b)
     run.rec.begin()
     assert run.wait_ended().reason == "disk_full" and refused == [False]
+    # Refused without touching the failed store: one failure, one error, one stop.
+    assert len(logged(caplog, logging.ERROR)) == 1 and run.mics.last.stops == 1
     _, frames, timeline = read_back(kit, rid)
     assert len(frames) == 1 and [e["event"] for e in timeline[3:]] == ["stop"]
 
@@ -760,6 +762,18 @@ def test_the_stores_own_errors_and_bugs_are_raised_as_they_are(kit, monkeypatch)
     monkeypatch.undo()
     with pytest.raises(AttributeError):  # a bug is not dressed up as a storage failure
         run.rec.prepare([None], run.consents())  # type: ignore[list-item]
+
+
+def test_a_malformed_organisation_key_refuses_the_start(kit):
+    run = Run(kit)
+    bad = OrgPublicKey("x25519", b"\x01" * 31)  # one byte short
+    with pytest.raises(StorageError) as got:
+        run.rec.prepare([bad], run.consents())
+    cause = got.value.__cause__
+    assert isinstance(cause, ValueError) and not isinstance(cause, OSError)
+    assert str(got.value) == (
+        f"cannot create a recording in {kit.state.recordings_dir}: {cause}")
+    assert run.mics.last.stops == 1 and list(kit.state.recordings_dir.iterdir()) == []
 
 
 def test_no_recipient_refuses_the_start_and_creates_nothing(kit):
