@@ -274,12 +274,13 @@ _SEGMENT_BYTES = re.compile(rb'\[(\d{1,19}),(\d{1,19}),(\d{1,19}),"([0-9a-f]{64}
 _WINDOW = 1 << 16
 
 
-class _Bytes:
+class JsonBytes:
     """A JSON reader over bytes that decodes only the value it is asked for: the text of
-    a manifest is never decoded whole (a 12-hour manifest is megabytes)."""
+    a manifest is never decoded whole (a 12-hour manifest is megabytes). `dec`: the
+    reader's rules (strict_json's by default; the copy verifier brings loads_strict's)."""
 
-    def __init__(self, data: bytes, where: str) -> None:
-        self.data, self.where, self.dec = data, where, strict_decoder()
+    def __init__(self, data: bytes, where: str, dec: Any = None) -> None:
+        self.data, self.where, self.dec = data, where, dec or strict_decoder()
 
     def ws(self, i: int) -> int:
         return _WS.match(self.data, i).end()  # type: ignore[union-attr]
@@ -312,7 +313,7 @@ class _Bytes:
 def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, int] | None]:
     """strict_json of a manifest, walking its top-level object key by key, so the segment
     list is only located and checked entry by entry, never built nor decoded whole."""
-    r = _Bytes(data, where)
+    r = JsonBytes(data, where)
     span: tuple[int, int] | None = None
     doc: dict[str, Any] = {}
     try:
@@ -359,7 +360,7 @@ def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, in
     return doc, span
 
 
-def _skip_array(r: _Bytes, i: int) -> int:
+def _skip_array(r: JsonBytes, i: int) -> int:
     data = r.data
     i = r.ws(i + 1)
     if data[i : i + 1] == b"]":
