@@ -45,7 +45,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_export_package.py",
                                             "test_vectors.py"]),
-    "package": (["export/package.py"], ["test_export_package.py", "test_copycheck.py"]),
+    "package": (["export/package.py"], ["test_export_package.py",
+                                        "test_export_package_contents.py", "test_copycheck.py"]),
     "recorder": (["recorder.py"], ["test_recorder.py", "test_recorder_inprocess.py",
                                    "test_daemon_disk.py"]),
 }
