@@ -437,3 +437,117 @@ def test_interrupted_and_simulated_recordings_are_disclosed(kit, tmp_path):
     rep = verify_copy(simulated.folder, kit.identity.public)
     assert rep.ok and rep.simulated is True
     assert rep.notes[-1] == "simulated: made by the simulator, not at a real meeting"
+
+
+# -- the audio comparison's edges ----------------------------------------------------------------
+
+
+def test_a_cut_at_the_very_start_is_located_there(copy_of, made):
+    folder = copy_of()
+    write_wav(folder / AUDIO, made.audio[at(1):])
+    rep = verify_copy(folder)
+    assert [(f.code, f.message, f.second) for f in rep.findings] == [
+        ("audio_changed", "the audio differs from the recording from second 0 to 1", 0),
+        ("length_changed", "the audio is 1 s shorter than recorded: 1 s cut out at second 0", 0),
+    ]
+    assert rep.changed_seconds == [[0, 1]]
+
+
+def test_a_copy_cut_short_inside_a_closing_gap(kit, tmp_path):
+    """The last 0.25 s are a disclosed gap; the copy stops half-way into it. The silence
+    that is there does not stand for the silence that is missing."""
+    ends_in_gap = record_copy(kit, 2, seed=24, gap_after=1)
+    folder = clone(ends_in_gap.folder, tmp_path / "short")
+    write_wav(folder / AUDIO, ends_in_gap.audio[:at(2.125)])
+    rep = verify_copy(folder)
+    assert [(f.code, f.message, f.second) for f in rep.findings] == [
+        ("audio_changed", "the audio differs from the recording from second 2 to 2.25", 2),
+        ("length_changed", "the audio is 0.125 s shorter than recorded", None),
+    ]
+
+
+def test_seconds_are_given_to_the_millisecond(kit, tmp_path):
+    short = record_copy(kit, 3, seed=25, seg=1000)  # 62.5 ms segments
+    folder = clone(short.folder, tmp_path / "ms")
+    write_wav(folder / AUDIO, flip_sample(short.audio, 1500))
+    rep = verify_copy(folder)
+    assert [(f.code, f.message, f.second) for f in rep.findings] == [
+        ("audio_changed", "the audio differs from the recording from second 0.0625 to 0.125",
+         0.062)]
+    assert rep.changed_seconds == [[0.062, 0.125]]
+
+
+def test_an_empty_recording_is_an_unchanged_copy(kit):
+    empty = record_copy(kit, 0, seed=26)
+    rep = verify_copy(empty.folder, kit.identity.public)
+    assert rep.ok and rep.status == "unchanged" and rep.duration_seconds == 0
+
+
+def test_two_gaps_and_a_manifest_without_a_gap_list(kit, copy_of, tmp_path):
+    from akkoord.export.package import write_copy
+    w = kit.writer(rate=16000, seg=16000)
+    w.add_event("start")
+    for i in range(3):
+        w.add_audio(pcm(30 + i, 16000))
+        w.add_gap(4000, "overflow")
+    w.close("party_a")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    folder = write_copy(w.path, w.keys, stick, copy_number=1, made_by="device",
+                        clock=kit.clock, device_key=kit.identity.public,
+                        custody_head=kit.custody.append("export", w.id, copy_number=1)
+                        .to_json()).folder
+    assert len(_doc(folder, MANIFEST)["gaps"]) == 3
+    assert verify_copy(folder, kit.identity.public).ok
+    # A recording without gaps may leave the list out: nothing is missing then.
+    plain = copy_of("no-gap-list")
+    _edit_manifest(plain, kit, lambda d: (d["gaps"] == [] and d.pop("gaps")))
+    assert "gaps" not in _doc(plain, MANIFEST)
+    assert verify_copy(plain, kit.identity.public).ok
+
+
+def test_long_segments_are_compared_whole(kit, tmp_path):
+    """Segments larger than the comparison's first buffer (128 KiB): 2 s at 48 kHz."""
+    from akkoord.export.package import write_copy
+    w = kit.writer(rate=48000, seg=96000)
+    w.add_event("start")
+    audio = [pcm(40 + i, 96000) for i in range(2)]
+    for a in audio:
+        w.add_audio(a)
+    w.close("party_a")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    folder = write_copy(w.path, w.keys, stick, copy_number=1, made_by="device",
+                        clock=kit.clock, device_key=kit.identity.public,
+                        custody_head=kit.custody.append("export", w.id, copy_number=1)
+                        .to_json()).folder
+    assert verify_copy(folder, kit.identity.public).ok
+    write_wav(folder / AUDIO, flip_sample(b"".join(audio), 100_000), rate=48000)
+    assert verify_copy(folder).changed_seconds == [[2, 4]]
+
+
+def test_an_organisation_log_head_naming_no_signer_is_not_checked(copy_of):
+    from storekit import SIGNING
+    folder = copy_of()
+    _head(folder, lambda h: (h.update(log="organisation"), h.pop("signer", None)))
+    rep = verify_copy(folder, None, [SIGNING.public])
+    assert rep.ok and not rep.claims_signed
+    assert ("copy number, maker and time are signed by the organisation's copy log; not "
+            "checked without its signing key (--trust)") in rep.notes
+
+
+def test_compare_audio_says_what_verify_copy_says(copy_of, made, kit):
+    """compare_audio, the public form of the comparison, on a whole manifest."""
+    from akkoord.export.copycheck import compare_audio
+    from akkoord.export.wavfile import read_wav_info
+    for name in ("cut_1s", "inserted_half_s", "two_places", "replaced", "half_sample"):
+        folder = copy_of(name)
+        write_wav(folder / AUDIO, AUDIO_WORDS[name][0](made.audio))
+        rep = verify_copy(folder)
+        manifest = _doc(folder, MANIFEST)
+        key = base64.b64decode(_doc(folder, COPY)["audio_mac_key"])
+        with open(folder / AUDIO, "rb") as f:
+            info = read_wav_info(f, (folder / AUDIO).stat().st_size, str(folder / AUDIO))
+            ranges, findings = compare_audio(manifest, key, f, info.data_offset, info.data_len)
+        assert findings == rep.findings, name
+        assert [[a / 16000, b / 16000] for a, b in ranges] == rep.changed_seconds, name
