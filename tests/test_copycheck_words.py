@@ -551,3 +551,13 @@ def test_compare_audio_says_what_verify_copy_says(copy_of, made, kit):
             ranges, findings = compare_audio(manifest, key, f, info.data_offset, info.data_len)
         assert findings == rep.findings, name
         assert [[a / 16000, b / 16000] for a, b in ranges] == rep.changed_seconds, name
+
+
+def test_a_custody_head_that_cannot_be_read_is_named(copy_of):
+    folder = copy_of()
+    (folder / HEAD).write_bytes(b"[]")
+    assert _refusal(folder) == f"{folder / HEAD}: not a JSON object"
+    (folder / HEAD).write_bytes(b" " * (1 << 20) + b"{}")
+    assert _refusal(folder) == f"{folder / HEAD}: implausibly large"
+    (folder / HEAD).write_bytes(b" " * ((1 << 20) - 2) + b"{}")  # at the limit: read
+    assert _refusal(folder) == f"{folder / HEAD}: not an {CUSTODY_HEAD_FORMAT} file"
