@@ -641,3 +641,30 @@ def test_an_organisation_copy_with_an_edited_copy_json_is_not_vouched_for(org_co
     assert not rep.claims_signed
     assert _said(rep) == [("custody_head", "custody-head.json: it records copy 1, copy.json "
                            "claims copy 99")]
+
+
+def test_a_single_inserted_sample_is_an_insertion(copy_of, made):
+    folder = copy_of()
+    write_wav(folder / AUDIO, made.audio[:at(2)] + b"\x07\x00" + made.audio[at(2):])
+    rep = verify_copy(folder)
+    assert [(f.code, f.message, f.second) for f in rep.findings] == [
+        ("length_changed", "the audio is 6.25e-05 s longer than recorded: 6.25e-05 s inserted "
+         "at second 2", 2)]
+
+
+def test_where_a_cut_is_said_to_the_millisecond(kit, tmp_path):
+    short = record_copy(kit, 3, seed=28, seg=1000)  # 62.5 ms segments
+    folder = clone(short.folder, tmp_path / "ms-cut")
+    write_wav(folder / AUDIO, short.audio[:2000] + short.audio[4000:])
+    rep = verify_copy(folder)
+    (cut,) = [f for f in rep.findings if f.code == "length_changed"]
+    assert (cut.message, cut.second) == ("the audio is 0.0625 s shorter than recorded: 0.0625 s "
+                                         "cut out at second 0.0625", 0.062)
+
+
+def test_an_insertion_next_to_a_change_is_one_changed_span(copy_of, made):
+    folder = copy_of()
+    changed = flip_sample(made.audio, samples(3.5))
+    write_wav(folder / AUDIO, changed[:at(2)] + pcm(5, samples(1)) + changed[at(2):])
+    rep = verify_copy(folder)
+    assert rep.changed_seconds == [[2, 4]]
