@@ -146,6 +146,12 @@ MALFORMED = {
     "device_not_object": (lambda d: d.update(device="a"), "device is not an object"),
     "unknown_algorithm": (lambda d: d["device"].update(algorithm="rsa"),
                           "unknown device key algorithm 'rsa'"),
+    "long_algorithm": (lambda d: d["device"].update(algorithm="x" * 100),
+                       ("unknown device key algorithm '" + "x" * 100)[:80]),
+    "key_not_base64": (lambda d: d["device"].update(
+        public_key=base64.b64encode(bytes(range(32))).decode()[:10] + "!"
+        + base64.b64encode(bytes(range(32))).decode()[10:]), "Only base64 data is allowed"),
+    "key_not_text": (lambda d: d["device"].update(public_key=5), "Only base64 data is allowed"),
     "short_key": (lambda d: d["device"].update(public_key=base64.b64encode(bytes(31)).decode()),
                   "an ed25519 public key has 32 bytes, not 31"),
     "audio_not_object": (lambda d: d.update(audio=[]), "audio is not an object"),
