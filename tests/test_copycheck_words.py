@@ -674,3 +674,64 @@ def test_an_insertion_next_to_a_change_is_one_changed_span(copy_of, made):
     write_wav(folder / AUDIO, changed[:at(2)] + pcm(5, samples(1)) + changed[at(2):])
     rep = verify_copy(folder)
     assert rep.changed_seconds == [[2, 4]]
+
+
+def test_a_mac_key_that_is_not_base64_is_named(copy_of):
+    folder = copy_of()
+    _put(folder, COPY, {**_doc(folder, COPY), "audio_mac_key": "!!"})
+    assert _refusal(folder) == (f"{folder}: manifest or copy.json incomplete "
+                                f"({folder / COPY}: audio_mac_key: not valid base64)")
+
+
+def test_claims_of_the_wrong_type_are_not_reported(copy_of, kit):
+    folder = copy_of()
+    _put(folder, COPY, {**_doc(folder, COPY), "copy_number": True, "made_by": 5, "made": "x"})
+    rep = verify_copy(folder)
+    assert rep.path == str(folder)
+    assert (rep.copy_number, rep.made_by, rep.made) == (None, None, None)
+    _put(folder, COPY, {**_doc(folder, COPY), "copy_number": "1"})
+    assert verify_copy(folder).copy_number is None
+    _edit_manifest(folder, kit, lambda d: d.update(timeline={"event": "start"}))
+    assert verify_copy(folder).timeline == []
+
+
+def test_a_signature_file_with_junk_or_too_long_is_no_signature(copy_of):
+    folder = copy_of()
+    sig = (folder / SIG).read_bytes().strip()
+    (folder / SIG).write_bytes(sig[:8] + b"!" + sig[8:] + b"\n")  # junk is not skipped
+    assert verify_copy(folder).status == "not_signed"
+    (folder / SIG).write_bytes(sig + b"\n" * (4096 - len(sig)))  # 4096 bytes: read
+    assert verify_copy(folder).ok
+    (folder / SIG).write_bytes(sig + b"\n" * (4097 - len(sig)))  # one more: not read
+    assert verify_copy(folder).status == "not_signed"
+
+
+def test_compare_audio_with_gaps(kit, tmp_path):
+    from akkoord.export.copycheck import compare_audio
+    from akkoord.export.wavfile import read_wav_info
+    gapped = record_copy(kit, 3, seed=29, gap_after=0)  # 0.25 s gap at second 1
+    for name, change in [("gap-filled", lambda d: d[:at(1)] + pcm(6, samples(0.25))
+                          + d[at(1.25):]), ("unchanged", lambda d: d)]:
+        folder = clone(gapped.folder, tmp_path / name)
+        write_wav(folder / AUDIO, change(gapped.audio))
+        rep = verify_copy(folder)
+        manifest = _doc(folder, MANIFEST)
+        key = base64.b64decode(_doc(folder, COPY)["audio_mac_key"])
+        with open(folder / AUDIO, "rb") as f:
+            info = read_wav_info(f, (folder / AUDIO).stat().st_size, str(folder / AUDIO))
+            ranges, findings = compare_audio(manifest, key, f, info.data_offset, info.data_len)
+        assert findings == rep.findings, name
+        assert [[a / 16000, b / 16000] for a, b in ranges] == rep.changed_seconds, name
+    assert rep.ok and ranges == []
+    assert findings == [] and rep.changed_seconds == []
+
+
+def test_compare_audio_without_a_gap_list(made):
+    from akkoord.export.copycheck import compare_audio
+    from akkoord.export.wavfile import read_wav_info
+    manifest = _doc(made.folder, MANIFEST)
+    assert manifest.pop("gaps") == []
+    key = base64.b64decode(_doc(made.folder, COPY)["audio_mac_key"])
+    with open(made.wav, "rb") as f:
+        info = read_wav_info(f, made.wav.stat().st_size, str(made.wav))
+        assert compare_audio(manifest, key, f, info.data_offset, info.data_len) == ([], [])
