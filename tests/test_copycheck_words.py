@@ -735,3 +735,12 @@ def test_compare_audio_without_a_gap_list(made):
     with open(made.wav, "rb") as f:
         info = read_wav_info(f, made.wav.stat().st_size, str(made.wav))
         assert compare_audio(manifest, key, f, info.data_offset, info.data_len) == ([], [])
+
+
+def test_an_interrupted_recording_without_an_unsigned_tail(kit, tmp_path):
+    interrupted = record_copy(kit, 2, seed=31, interrupted=True)
+    folder = clone(interrupted.folder, tmp_path / "no-tail")
+    _edit_manifest(folder, kit, lambda d: d.pop("unsigned_tail"))
+    rep = verify_copy(folder)
+    assert "the recording was interrupted (power loss); this is disclosed in it" in rep.notes
+    assert not [n for n in rep.notes if n.startswith("unsigned tail")]
