@@ -481,6 +481,8 @@ def test_seconds_are_given_to_the_millisecond(kit, tmp_path):
         ("audio_changed", "the audio differs from the recording from second 0.0625 to 0.125",
          0.062)]
     assert rep.changed_seconds == [[0.062, 0.125]]
+    write_wav(folder / AUDIO, flip_sample(short.audio, 500))
+    assert verify_copy(folder).changed_seconds == [[0, 0.062]]
 
 
 def test_an_empty_recording_is_an_unchanged_copy(kit):
