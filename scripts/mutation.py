@@ -43,10 +43,14 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "test_store_delete.py", "test_custody.py", "test_cli_store.py", "test_vectors.py",
         ],
     ),
-    "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_export_package.py",
-                                            "test_vectors.py"]),
-    "package": (["export/package.py"], ["test_export_package.py", "test_copycheck.py"]),
-    "recorder": (["recorder.py"], ["test_recorder.py", "test_daemon_disk.py"]),
+    "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_copycheck_words.py",
+                                            "test_copy_attacks.py", "test_perf_copycheck.py",
+                                            "test_trust_hostile.py", "test_trust_orglog.py",
+                                            "test_export_package.py", "test_vectors.py"]),
+    "package": (["export/package.py"], ["test_export_package.py",
+                                        "test_export_package_contents.py", "test_copycheck.py"]),
+    "recorder": (["recorder.py"], ["test_recorder.py", "test_recorder_inprocess.py",
+                                   "test_daemon_disk.py"]),
 }
 
 # Tests that start `python -m akkoord` in a subprocess import the unmutated package (the
