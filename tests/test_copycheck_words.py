@@ -638,9 +638,6 @@ def test_an_organisation_head_with_a_bad_signature_is_a_finding(org_copy, tmp_pa
     assert not rep.claims_signed
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, reported to the owner of copycheck.py: an "
-                   "organisation log head is checked for its signature only, never against "
-                   "copy.json's copy number, maker and time")
 def test_an_organisation_copy_with_an_edited_copy_json_is_not_vouched_for(org_copy, tmp_path):
     folder, org = org_copy
     edited = clone(folder, tmp_path / "edited")
@@ -649,6 +646,24 @@ def test_an_organisation_copy_with_an_edited_copy_json_is_not_vouched_for(org_co
     assert not rep.claims_signed
     assert _said(rep) == [("custody_head", "custody-head.json: it records copy 1, copy.json "
                            "claims copy 99")]
+
+
+@pytest.mark.parametrize("edit", [{"made_by": "device"}, {"made": "2020-01-01T00:00:00Z"}])
+def test_an_organisation_copy_with_an_edited_maker_or_time_is_not_vouched_for(
+        org_copy, tmp_path, edit):
+    folder, org = org_copy
+    edited = clone(folder, tmp_path / "edited")
+    _put(edited, COPY, {**_doc(edited, COPY), **edit})
+    rep = verify_copy(edited, None, [org])
+    assert not rep.claims_signed
+    assert _said(rep) == [("custody_head", "custody-head.json: copy.json's maker or time "
+                           "differ from the signed record")]
+
+
+def test_an_unchanged_organisation_copy_has_its_claims_signed(org_copy):
+    folder, org = org_copy
+    rep = verify_copy(folder, None, [org])
+    assert rep.claims_signed and not rep.findings
 
 
 def test_a_single_inserted_sample_is_an_insertion(copy_of, made):

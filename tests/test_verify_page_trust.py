@@ -376,3 +376,56 @@ def test_canonical_json_is_the_same_in_python_and_the_page(page, published, kit,
     assert (res["status"], res["anchored"]) == ("unchanged", True), res["message"]
     assert python(folder) == ("unchanged", True)
     assert label[:3] in page.inner_text("#organisation")  # shown as text, never HTML
+
+
+# --- a later copy from the organisation (its copy log signs the head, FORMAT.md §11.5) -----
+
+
+@pytest.fixture(scope="module")
+def org_made(kit, tmp_path_factory):
+    """A copy made with `akkoord export --org-signing-key`, logged under SIGNING (the
+    organisation that certified the kit's device), as `archive export` makes them."""
+    from akkoord.cli import main
+    from akkoord.trust import write_org_signing_pair
+    from storekit import record
+
+    where = tmp_path_factory.mktemp("org-copy")
+    w, _ = record(kit, seed=29)
+    (where / "org.key").write_bytes(kit.org.dumps())
+    priv, _pub = write_org_signing_pair(SIGNING, where)
+    to = where / "copies"
+    to.mkdir()
+    assert main(["export", str(w.path), "--key", str(where / "org.key"), "--to", str(to),
+                 "--org-signing-key", str(priv)]) == 0
+    (folder,) = [p.parent for p in to.glob("*/copy.json")]
+    return folder
+
+
+def test_an_organisation_copy_is_green_with_its_claims_signed(page, published, org_made):
+    res = run(page, published, org_made)
+    assert (res["status"], res["anchored"], res["claims_signed"]) == ("unchanged", True, True)
+    assert res["findings"] == []
+    rep = verify_copy(org_made, None, (SIGNING.public,))
+    assert (rep.status, rep.claims_signed) == ("unchanged", True)
+
+
+def test_an_organisation_copy_on_its_own_page_is_amber_with_claims_unsigned(page, org_made):
+    res = run(page, org_made / "verify.html", org_made, (AUDIO,))
+    assert (res["status"], res["anchored"], res["claims_signed"]) == ("unchanged", False, False)
+    assert res["findings"] == []
+
+
+@pytest.mark.parametrize("edit", [{"copy_number": 99}, {"made_by": "device"},
+                                  {"made": "2020-01-01T00:00:00Z"}])
+def test_an_organisation_copy_with_edited_claims_is_not_vouched_for(page, published, org_made,
+                                                                    tmp_path, edit):
+    folder = clone(org_made, tmp_path / "edited")
+    doc = json.loads((folder / "copy.json").read_text())
+    (folder / "copy.json").write_text(json.dumps({**doc, **edit}))
+    res = run(page, published, folder)
+    assert not res["claims_signed"]
+    assert res["findings"] == ["custody_head"]
+    rep = verify_copy(folder, None, (SIGNING.public,))
+    assert not rep.claims_signed
+    assert [f.code for f in rep.findings] == ["custody_head"]
+    assert res["status"] == rep.status

@@ -518,7 +518,9 @@ def _check_custody_head(
     elif problem is None and (entry.get("seq") != seq or not key.verify(
             sig, head_message(seq, digest))):
         problem = "not signed by the device that signed the manifest"
-    elif problem is None:
+    # Signed by the device or the organisation alike, the entry must be this very copy's:
+    # a signature vouches for the entry, not for whatever copy.json says beside it.
+    if problem is None:
         detail = entry.get("detail") if isinstance(entry.get("detail"), dict) else {}
         if entry.get("type") != "export" or entry.get("recording_id") != manifest.get(
             "recording_id"
