@@ -7,6 +7,10 @@ from akkoord.archive.bench import archive_figures
 def test_archive_figures_run_and_report_ratios(tmp_path):
     out = archive_figures(tmp_path, rows=500, recordings=(2, 3), postgresql=False)
     for key in ("collect_vs_write_read_back", "ingest_vs_plain_copy",
-                "sqlite_search_p95_ms"):
+                "fast_collect_vs_write_read_back", "fast_ingest_vs_plain_copy",
+                "collect_vs_write_read_back_unchecked", "sqlite_search_p95_ms"):
         assert out[key] > 0, key
     assert out["index_rows"] == 500
+    # the report says what the stick was, so a figure is never read for another target
+    assert out["collect_stick"] and out["fast_collect_stick"]
+    assert isinstance(out["collect_throttled"], bool)
