@@ -54,7 +54,8 @@ def cmd_init(args: argparse.Namespace) -> int:
                            trust=[Path(p) for p in args.trust],
                            recipients=[Path(p) for p in args.recipient], db=args.db,
                            signing_key=Path(args.signing_key) if args.signing_key else None,
-                           certificate=Path(args.certificate) if args.certificate else None)
+                           certificate=Path(args.certificate) if args.certificate else None,
+                           ledger=Path(args.ledger) if args.ledger else None)
     index = open_index(archive.root, args.db)
     index.migrate()
     index.close()
@@ -231,6 +232,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if res.ok else EXIT_FINDINGS
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from akkoord.archive.ledger import LedgerRefused, restore
+
+    archive, index = _open(args)
+    try:
+        res = restore(archive, index, Path(args.ledger) if args.ledger else None)
+    except LedgerRefused as exc:
+        print(f"akkoord: REFUSED: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    finally:
+        index.close()
+    if args.json:
+        _print_json(res.to_json())
+    else:
+        print(f"{archive.root} brought up to its ledger {res.ledger}: "
+              f"{len(res.deleted) + len(res.tombstones)} deletion(s) carried out again, "
+              f"{len(res.already)} already done, {res.copies} copy number(s) reserved, "
+              f"{res.log_entries_added} log entries added")
+        for rid in res.deleted + res.tombstones:
+            print(f"  deleted again: {rid}")
+    return EXIT_OK
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from akkoord.collect.package import COLLECT_DIR, TOKEN_FILE
     from akkoord.collect.statements import load_signer, make_token
@@ -286,6 +310,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "password in ~/.pgpass, not in the URL: the URL is stored)")
     p.add_argument("--signing-key", metavar="FILE")
     p.add_argument("--certificate", metavar="FILE")
+    p.add_argument("--ledger", metavar="FILE")
     p.set_defaults(func=cmd_init)
 
     p = asub.add_parser("ingest", parents=[common, where, signer],
@@ -331,6 +356,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="every object, every signature, the organisation's log")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = asub.add_parser("restore", parents=[common, where],
+                        help="after restoring a backup: re-apply every deletion in the ledger")
+    p.add_argument("--ledger", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_restore)
 
     p = asub.add_parser("token", parents=[common], help="make a collection token (for a stick)")
     p.add_argument("--signing-key", required=True, metavar="FILE")
