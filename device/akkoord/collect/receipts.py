@@ -69,7 +69,7 @@ class ReceiptOutcome:
 
 def _chain_head(state: StateDir, rid: str) -> str | None:
     try:
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
     except FormatError:
         return None
     return signed.doc.get("chain_head") if signed else None
@@ -155,7 +155,7 @@ def receipted_ids(state: StateDir, device_fingerprint: str, now: float) -> set[s
 
 def _ended(state: StateDir, rid: str) -> float | None:
     try:
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
     except FormatError:
         return None
     when = (signed.doc.get("ended") or signed.doc.get("created") or {}) if signed else {}
