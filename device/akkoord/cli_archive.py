@@ -229,6 +229,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{res.log_entries} log entries: " + ("OK" if res.ok else "NOT OK"))
         for f in res.findings:
             print(f"  FINDING {f}")
+        if not res.ledger.get("ledger"):
+            print("  note: this archive keeps no ledger, so erasures cannot be re-applied "
+                  "after restoring a backup (docs/AVG.md; `archive init --ledger`)")
     return EXIT_OK if res.ok else EXIT_FINDINGS
 
 
