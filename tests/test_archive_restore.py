@@ -217,3 +217,45 @@ def test_a_missing_ledger_is_a_finding_and_stops_new_entries(world):
         delete(archive, index, kit.state.recording_ids()[0], reason="x",
                signing_key=org.signing)
     assert [e["type"] for e in log_view(archive)[0]] == ["archive_created"]
+
+
+def test_deleting_also_erases_a_copy_held_in_quarantine(world):
+    """An earlier ingest of a damaged copy left the recording in quarantine, with its wrapped
+    keys; erasing the recording erases that copy too (and a restore does it again)."""
+    kit, org, stick, archive, index, _db, _ledger = world
+    a = kit.state.recording_ids()[0]
+    bad = kit.root / "bad"
+    shutil.copytree(stick, bad)
+    rec = next((bad / "akkoord-collect").glob(f"*/recordings/{a}"))
+    data = bytearray((rec / "recording.akr").read_bytes())
+    data[len(data) // 2] ^= 1
+    (rec / "recording.akr").write_bytes(bytes(data))
+    res = ingest(archive, index, bad, key=org.signing)
+    # (ingest of an already-held id with other bytes: quarantined, reported)
+    assert list(res.quarantined) == [a]
+    (q,) = index.quarantined()
+    assert (archive.root / q["path"] / "keys.json").exists()
+    rows = _backup(archive, index, kit.root / "backup2")
+    delete(archive, index, a, reason="AVG", signing_key=org.signing)
+    assert not (archive.root / q["path"]).exists()
+    archive, index = _put_back(archive, index, kit.root / "backup2", rows)
+    assert (archive.root / q["path"] / "keys.json").exists()
+    assert restore(archive, index).deleted == [a]
+    assert not (archive.root / q["path"]).exists()
+    assert audit(archive, index).ok
+    index.close()
+
+
+def test_a_crash_between_log_and_ledger_is_caught_up(world):
+    """The log got an entry the ledger did not (a crash between the two appends): verify
+    says so, and restore (or the next entry) brings the ledger up to the log."""
+    kit, org, _stick, archive, index, _db, ledger = world
+    a = kit.state.recording_ids()[0]
+    delete(archive, index, a, reason="AVG", signing_key=org.signing)
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    ledger.write_bytes(b"".join(lines[:-1]))
+    res = audit(archive, index)
+    assert res.to_json()["ledger_relation"] == "ledger_behind" and not res.ok
+    out = restore(archive, index)
+    assert out.already == [a] and ledger.read_bytes() == archive.log_path.read_bytes()
+    assert audit(archive, index).ok

@@ -113,7 +113,9 @@ def ledger_state(archive: Archive, override: Path | None = None) -> LedgerState:
     elif _is_prefix(ledger, log):
         st.relation = "ledger_behind"
         st.findings.append(f"the ledger {path} ends at entry {len(ledger)}, before the "
-                           f"archive's log ({len(log)}): the ledger was cut back or replaced")
+                           f"archive's log ({len(log)}): cut back or replaced, or a crash "
+                           "between the two appends (the next copy, deletion or `archive "
+                           "restore` brings it up to the log)")
     else:
         st.relation = "diverged"
         first = next(i for i, (a, b) in enumerate(zip(ledger, log, strict=False)) if a != b)
@@ -196,7 +198,7 @@ class LedgerRefused(UsageError):
 
 
 def restore(archive: Archive, index: Index, override: Path | None = None) -> RestoreResult:
-    from akkoord.archive.ops import destroy_objects  # ops imports this module
+    from akkoord.archive.ops import destroy_objects, destroy_quarantined  # ops imports us
 
     path = _ledger_path(archive, override)
     if path is None:
@@ -210,6 +212,15 @@ def restore(archive: Archive, index: Index, override: Path | None = None) -> Res
                             + "; ".join(findings[:3]))
     ledger = _lines(path)
     log = _lines(archive.log_path) if archive.log_path.exists() else []
+    if len(ledger) < len(log) and _is_prefix(ledger, log) and path == _ledger_path(archive):
+        # The ledger lacks the log's last entries (a crash between the two appends): the
+        # log, if it verifies, is the longer truth; the ledger is brought up to it first.
+        entries, findings, _head = _verified(archive, archive.log_path)
+        if findings:
+            raise LedgerRefused("the ledger is behind the archive's log, and the log does "
+                                "not verify: " + "; ".join(findings[:3]))
+        sync_ledger(archive)
+        ledger = _lines(path)
     if not _is_prefix(log, ledger):
         raise LedgerRefused(f"the archive's log is not a prefix of the ledger {path} (a ledger "
                             "of another archive, or one cut back): nothing was changed")
@@ -231,10 +242,13 @@ def restore(archive: Archive, index: Index, override: Path | None = None) -> Res
                 "chain_head": str(detail.get("chain_head") or ""), "objects": "{}",
                 "ingested": when, "copies": int(detail.get("copies_made") or 0),
                 "deleted": when, "delete_reason": reason})
+            destroy_quarantined(archive, index, rid)
             out.tombstones.append(rid)
             continue
         objects = json.loads(row["objects"] or "{}")
         back = [n for n, d in objects.items() if archive.object_path(d).exists()]
+        if destroy_quarantined(archive, index, rid):
+            back.append("quarantine")
         if row["status"] == "deleted" and not back:
             out.already.append(rid)
             continue

@@ -34,8 +34,8 @@ from akkoord.store.orglog import OrgLog, next_copy_number, read_org_log
 from akkoord.store.verify import Report, load_content_keys, verify_recording
 from akkoord.trust import OrgSigningKey
 
-__all__ = ["AuditResult", "audit", "delete", "destroy_objects", "export_copy", "open_recording",
-           "to_wav"]
+__all__ = ["AuditResult", "audit", "delete", "destroy_objects", "destroy_quarantined",
+           "export_copy", "open_recording", "to_wav"]
 
 
 def _row(index: Index, rid: str) -> dict[str, Any]:
@@ -185,8 +185,28 @@ def delete(archive: Archive, index: Index, rid: str, *, reason: str,
         "archive_delete", rid, reason=reason, chain_head=row["chain_head"],
         copies_made=row["copies"])
     destroy_objects(archive, objects)
+    destroy_quarantined(archive, index, rid)
     index.mark_deleted(rid, utc(time.time()), reason)
     return entry
+
+
+def destroy_quarantined(archive: Archive, index: Index, rid: str) -> list[str]:
+    """A copy of the recording held in quarantine (an earlier ingest that failed) is erased
+    too: its keys.json would decrypt it as well as the archived one."""
+    done = []
+    for q in index.quarantined():
+        if q["recording_id"] != rid:
+            continue
+        folder = archive.root / q["path"]
+        if not folder.is_dir() or folder.is_symlink() or archive.quarantine not in \
+                folder.resolve().parents:
+            continue
+        keys = folder / WRAPPED_KEYS_FILE
+        if keys.is_file() and not keys.is_symlink():
+            _shred(keys)
+        shutil.rmtree(folder)
+        done.append(q["path"])
+    return done
 
 
 def destroy_objects(archive: Archive, objects: dict[str, str]) -> None:
