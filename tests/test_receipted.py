@@ -120,3 +120,27 @@ def test_a_genuine_receipt_lets_it_go_everywhere(dev):
     assert out.applied == [rid]
     assert _may_go(dev, rid) == {"list": True, "retention": True, "advice": True}
     assert not dev.state.recording_dir(rid).exists()
+
+
+@pytest.mark.parametrize("plant", ["fifo", "link", "huge"])
+def test_a_planted_fifo_link_or_huge_archived_json_neither_hangs_nor_counts(dev, plant):
+    """Retention and the console read archived.json only as a small regular file: a FIFO
+    would hang them, a link would borrow another recording's genuine receipt."""
+    import os
+
+    rid = make_recording(dev)
+    other = make_recording(dev)
+    apply_receipt(dev.state, dev.custody, json.dumps(_receipt(dev, other)).encode(), "r",
+                  device_fingerprint=_fp(dev), trusted=trusted_signing_keys(dev.state),
+                  now=dev.clock.wall_epoch())
+    marker = dev.state.recording_dir(rid) / ARCHIVED_FILE
+    if plant == "fifo":
+        os.mkfifo(marker)
+    elif plant == "link":
+        marker.symlink_to(dev.state.recording_dir(other) / ARCHIVED_FILE)
+    else:
+        marker.write_bytes(b" " * (2 << 20) + json.dumps(_receipt(dev, rid)).encode())
+    listed = {r["recording_id"]: r["receipted"] for r in dev.device.list()["recordings"]}
+    assert listed == {rid: False, other: True}
+    with pytest.raises(Refused):
+        dev.device.delete(rid, "x", False, {"name": "t"})
