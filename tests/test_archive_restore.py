@@ -259,3 +259,23 @@ def test_a_crash_between_log_and_ledger_is_caught_up(world):
     out = restore(archive, index)
     assert out.already == [a] and ledger.read_bytes() == archive.log_path.read_bytes()
     assert audit(archive, index).ok
+
+
+def test_init_with_a_ledger_needs_the_organisation_signing_key(tmp_path, capsys):
+    kit = make_kit()
+    try:
+        org = make_org(kit.root / "org", kit.org)
+        base = ["archive", "init", "--organisation", org.name, "--trust", str(org.signing_pub),
+                "--recipient", str(org.hpke_pub), "--ledger", str(tmp_path / "l.log")]
+        assert main([*base[:2], str(tmp_path / "a"), *base[2:]]) == 2
+        assert "signing" in capsys.readouterr().err and not (tmp_path / "l.log").exists()
+        assert main([*base[:2], str(tmp_path / "b"), *base[2:], "--signing-key",
+                     str(org.signing_key_path)]) == 0
+        b = Archive.open(tmp_path / "b")
+        assert b.config["ledger"] == str((tmp_path / "l.log").resolve())
+        assert (tmp_path / "l.log").read_bytes() == b.log_path.read_bytes()
+        (entry,) = log_view(b)[0]
+        assert entry["type"] == "archive_created"
+        assert entry["detail"]["archive_id"] == b.config["archive_id"]
+    finally:
+        kit.cleanup()

@@ -177,16 +177,15 @@ def init_archive(root: Path, *, organisation: str, trust: list[Path], recipients
         "signing_key": str(Path(signing_key).resolve()) if signing_key else None,
         "certificate": str(Path(certificate).resolve()) if certificate else None,
     }
+    signer = None
     if ledger is not None:  # outside the archive and its backups (archive/ledger.py)
         from akkoord.archive.ledger import init_ledger
 
-        doc["ledger"] = init_ledger(ledger, root)
-    signer = None
-    if ledger is not None:
         signer = load_signer(Path(signing_key), None) if signing_key else None
         if signer is None or signer.org_key is None:
             raise UsageError("a ledger is started with a signed first entry: pass "
                              "--signing-key ORG_SIGNING_KEY (the organisation's, not an admin's)")
+        doc["ledger"] = init_ledger(ledger, root)
         doc["archive_id"] = secrets.token_hex(16)
     for d in ("objects", "staging", "quarantine"):
         (root / d).mkdir(exist_ok=True, mode=0o700)
