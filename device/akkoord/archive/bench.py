@@ -254,7 +254,8 @@ def _collection(root: Path, count: int, seconds: int, repeats: int = 4,
         fast = _measure(fixture, fs, root / "fast-work", repeats)
     out: dict[str, Any] = {"fast_collect_stick": kind, **_figures(fast, "fast_")}
     shutil.rmtree(root / "fast", ignore_errors=True)
-    n, secs = stick_count or (count, max(seconds // 5, 3))
+    # a minute per recording at least (a few MB would pass inside the throttle's burst)
+    n, secs = stick_count or (count, max(seconds // 5, min(seconds, 60)))
     fixture = _fixture(root / "slow", n, secs)
     size = int(fixture_bytes(fixture) * 3) + (64 << 20)
     with throttled_target(root, size) as (target, procs, what):
@@ -363,7 +364,7 @@ def archive_figures(root: Path, quick: bool = False, *, rows: int | None = None,
                     postgresql: bool = True) -> dict[str, Any]:
     """`rows` recordings in the index (default 100,000; 20,000 with `quick`), and
     `recordings` = (count, seconds each) collected and ingested (on the throttled stick a
-    fifth as long each: a USB stick's speeds)."""
+    fifth as long each, at least a minute: a USB stick's speeds)."""
     root.mkdir(parents=True, exist_ok=True)
     count, seconds = recordings or ((4, 60) if quick else (10, 300))
     out = _collection(root / "collect", count, seconds, repeats=3 if quick else 4)
