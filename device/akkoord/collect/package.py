@@ -245,7 +245,7 @@ def collect_to_stick(
                 for later in pending[i + 1:]:  # a stick that failed once is not trusted further
                     result.failed[later] = "not collected: the stick failed before it"
                 break
-            signed = read_manifest(src)
+            signed = read_manifest(src, segments=False)
             logged.append((rid, log.submit(
                 custody.append, "archive_collected", rid, token_serial=token.get("serial"),
                 chain_head=signed.doc.get("chain_head") if signed else None,
