@@ -279,3 +279,43 @@ def test_init_with_a_ledger_needs_the_organisation_signing_key(tmp_path, capsys)
         assert entry["detail"]["archive_id"] == b.config["archive_id"]
     finally:
         kit.cleanup()
+
+
+def test_an_archive_made_without_a_ledger_can_start_one(tmp_path, capsys):
+    """`archive ledger FILE` for an existing archive: the whole log so far goes into it; a
+    backup from before that (whose archive.json knows no ledger) is restored with
+    `archive restore --ledger FILE`, which also records the ledger in it."""
+    kit = make_kit()
+    try:
+        org = make_org(kit.root / "org", kit.org)
+        provision(kit, org)
+        for i in range(2):
+            record(kit, segments=4, seed=i)
+        stick = kit.root / "stick"
+        put_token(org, stick, [kit.identity.fingerprint])
+        collect(kit, stick)
+        archive, index = make_archive(kit.root / "archive", org)
+        ingest(archive, index, stick, key=org.signing)
+        a, b = kit.state.recording_ids()
+        export_copy(archive, index, b, org_key=org.hpke, to=kit.root / "c1",
+                    signing_key=org.signing)
+        rows = _backup(archive, index, kit.root / "backup")
+        index.close()
+        ledger = tmp_path / "ledger.log"
+        where = ["--archive", str(archive.root)]
+        assert main(["archive", "ledger", str(ledger), *where]) == 0
+        assert main(["archive", "ledger", str(tmp_path / "two.log"), *where]) == 2  # has one
+        archive = Archive.open(archive.root)
+        assert ledger.read_bytes() == archive.log_path.read_bytes()
+        assert [e["type"] for e in log_view(archive)[0]] == ["export", "ledger_started"]
+        index = _reopen(archive, open_index(archive.root, None))
+        delete(archive, index, a, reason="AVG", signing_key=org.signing)
+        archive, index = _put_back(archive, index, kit.root / "backup", rows)
+        assert "ledger" not in archive.config and index.get(a)["status"] == "complete"
+        out = restore(archive, index, ledger)
+        assert out.deleted == [a] and out.log_entries_added == 2
+        assert Archive.open(archive.root).config["ledger"] == str(ledger.resolve())
+        assert audit(Archive.open(archive.root), index).ok
+        index.close()
+    finally:
+        kit.cleanup()

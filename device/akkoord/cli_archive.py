@@ -258,6 +258,25 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from akkoord.archive.ledger import LedgerRefused, start_ledger
+    from akkoord.errors import UsageError
+
+    archive, index = _open(args)
+    index.close()
+    signer = archive.signer(args.signing_key, None)
+    if signer.org_key is None:
+        raise UsageError("the ledger's first entry is signed with the organisation signing key")
+    try:
+        path = start_ledger(archive, Path(args.file), signer.org_key)
+    except LedgerRefused as exc:
+        print(f"akkoord: REFUSED: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    print(f"{archive.root} now keeps its ledger in {path}; keep that file outside the archive "
+          "and its backups")
+    return EXIT_OK
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from akkoord.collect.package import COLLECT_DIR, TOKEN_FILE
     from akkoord.collect.statements import load_signer, make_token
@@ -365,6 +384,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--ledger", metavar="FILE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_restore)
+
+    p = asub.add_parser("ledger", parents=[common, where],
+                        help="start a ledger for an archive made without one")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--signing-key", metavar="FILE")
+    p.set_defaults(func=cmd_ledger)
 
     p = asub.add_parser("token", parents=[common], help="make a collection token (for a stick)")
     p.add_argument("--signing-key", required=True, metavar="FILE")

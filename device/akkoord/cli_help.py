@@ -66,6 +66,8 @@ EXAMPLES: dict[str, list[str]] = {
     "archive init": ["akkoord archive init /srv/archief --organisation 'Jeugdzorg Noord' "
                      "--trust ~/org/org-signing.pub --recipient ~/org/org.pub "
                      "--ledger /mnt/worm/archief-ledger.log"],
+    "archive ledger": ["akkoord archive ledger /mnt/worm/archief-ledger.log --archive /srv/archief "
+                       "--signing-key ~/org/org-signing.key"],
     "archive restore": ["akkoord archive restore --archive /srv/archief   "
                         "# after restoring /srv/archief from a backup"],
     "archive ingest": ["akkoord archive ingest /media/stick --archive /srv/archief "
@@ -135,6 +137,8 @@ _COMMAND_ARG_HELP = {
     ("archive init", "certificate"): "an admin certificate, when an admin key signs instead",
     ("archive init", "ledger"): "a file OUTSIDE the archive and its backups that keeps a copy "
                                 "of the organisation's log, so a restore cannot undo a deletion",
+    ("archive ledger", "file"): "the ledger file to start, outside the archive and its backups",
+    ("archive ledger", "signing_key"): "the organisation signing key (default: as at init)",
     ("archive restore", "ledger"): "the ledger to replay (default: the one set at init)",
     ("archive ingest", "source"): "a collection stick or a folder copied from one",
     ("archive show", "recording_id"): "the recording's id or the first digits of it",

@@ -41,7 +41,7 @@ from akkoord.fsutil import fsync_fd, write_all
 from akkoord.store.orglog import read_org_log
 
 __all__ = ["LedgerState", "RestoreResult", "check_before_append", "ledger_state", "restore",
-           "sync_ledger"]
+           "start_ledger", "sync_ledger"]
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -178,6 +178,34 @@ def init_ledger(path: Path, archive_root: Path) -> str:
     return str(path)
 
 
+def start_ledger(archive: Archive, path: Path, key: Any) -> Path:
+    """Give an archive made without one a ledger (`archive ledger FILE`): its whole log, as
+    it is now, plus a signed `ledger_started` entry naming the archive, is copied into it.
+    Refused if the archive has one, or if its log does not verify."""
+    import secrets
+
+    from akkoord.clock import SystemClock
+    from akkoord.fsutil import atomic_write
+    from akkoord.store.orglog import OrgLog
+
+    if archive.config.get("ledger"):
+        raise UsageError(f"this archive already keeps a ledger: {archive.config['ledger']}")
+    if archive.log_path.exists():
+        _entries, findings, _head = _verified(archive, archive.log_path)
+        if findings:
+            raise LedgerRefused("the archive's own log does not verify, so it cannot start a "
+                                "ledger: " + "; ".join(findings[:3]))
+    where = init_ledger(path, archive.root)
+    archive.config["ledger"] = where
+    archive.config.setdefault("archive_id", secrets.token_hex(16))
+    atomic_write(archive.root / "archive.json",
+                 json.dumps(archive.config, indent=1).encode() + b"\n", 0o640)
+    OrgLog(archive.log_path, key, SystemClock()).append(
+        "ledger_started", archive_id=archive.config["archive_id"], ledger=where)
+    sync_ledger(archive)
+    return Path(where)
+
+
 @dataclass
 class RestoreResult:
     ledger: str
@@ -274,4 +302,11 @@ def restore(archive: Archive, index: Index, override: Path | None = None) -> Res
         finally:
             os.close(fd)
         out.log_entries_added = len(ledger) - len(log)
+    if not archive.config.get("ledger"):
+        # a backup from before `archive ledger`: from now on it is guarded like the rest
+        from akkoord.fsutil import atomic_write
+
+        archive.config["ledger"] = str(path.resolve())
+        atomic_write(archive.root / "archive.json",
+                     json.dumps(archive.config, indent=1).encode() + b"\n", 0o640)
     return out
