@@ -71,10 +71,11 @@ def collect(kit: Kit, stick: Path, **kw: object) -> CollectionOutcome:
                           **kw)
 
 
-def make_archive(root: Path, org: Org, db: str | None = None) -> tuple[Archive, Index]:
+def make_archive(root: Path, org: Org, db: str | None = None,
+                 ledger: Path | None = None) -> tuple[Archive, Index]:
     archive = init_archive(root, organisation=org.name, trust=[org.signing_pub],
                            recipients=[org.hpke_pub], db=db,
-                           signing_key=org.signing_key_path, certificate=None)
+                           signing_key=org.signing_key_path, certificate=None, ledger=ledger)
     index = open_index(archive.root, db)
     index.migrate()
     return archive, index

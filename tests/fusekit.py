@@ -5,8 +5,13 @@ flipped at one offset - what a failing flash controller or a fake-capacity stick
 reader goes through the kernel's real read path (open, read, page cache, FUSE), so a test
 that exports onto it exercises the device's real read-back, not a hook inside the package.
 
-Runs as its own process (`python fusekit.py BACKING MOUNTPOINT [--flip NAME:OFFSET]`) so the
-FUSE loop never shares the test's interpreter; `mounted(...)` starts and unmounts it.
+With `pull_after=N` it is a stick pulled mid-write instead: once N bytes have been written the
+FUSE process kills itself, and the kernel answers every request on the mount, the one in
+flight included, with ECONNABORTED / ENOTCONN, as it answers for a USB stick that is gone.
+
+Runs as its own process (`python fusekit.py BACKING MOUNTPOINT [--flip NAME:OFFSET]
+[--pull-after BYTES]`) so the FUSE loop never shares the test's interpreter; `mounted(...)`
+starts and unmounts it.
 Built on mfusepy (ctypes bindings for libfuse 3, Debian package fuse3 for fusermount3).
 """
 
@@ -16,6 +21,7 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,13 +45,17 @@ def fuse_unavailable() -> str | None:
 
 
 @contextlib.contextmanager
-def mounted(backing: Path, mountpoint: Path, flip: tuple[str, int] | None = None) -> Iterator[Path]:
-    """Mount the lying stick at `mountpoint` for the duration of the block."""
+def mounted(backing: Path, mountpoint: Path, flip: tuple[str, int] | None = None,
+            pull_after: int | None = None) -> Iterator[Path]:
+    """Mount the lying (or, with `pull_after`, the pulled) stick at `mountpoint` for the
+    duration of the block."""
     backing.mkdir(parents=True, exist_ok=True)
     mountpoint.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, __file__, str(backing), str(mountpoint)]
     if flip is not None:
         cmd += ["--flip", f"{flip[0]}:{flip[1]}"]
+    if pull_after is not None:
+        cmd += ["--pull-after", str(pull_after)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 15
@@ -63,7 +73,8 @@ def mounted(backing: Path, mountpoint: Path, flip: tuple[str, int] | None = None
             proc.wait()
 
 
-def _serve(backing: str, mountpoint: str, flip: tuple[str, int] | None) -> None:
+def _serve(backing: str, mountpoint: str, flip: tuple[str, int] | None,
+           pull_after: int | None = None) -> None:
     import mfusepy
     from mfusepy import FuseOSError, Operations
 
@@ -72,6 +83,7 @@ def _serve(backing: str, mountpoint: str, flip: tuple[str, int] | None) -> None:
 
         def __init__(self) -> None:
             self.root = os.path.realpath(backing)
+            self.written = 0
 
         def _p(self, path: str) -> str:
             return os.path.join(self.root, path.lstrip("/"))
@@ -138,6 +150,9 @@ def _serve(backing: str, mountpoint: str, flip: tuple[str, int] | None) -> None:
             return bytes(data)
 
         def write(self, path, data, offset, fh):
+            self.written += len(data)
+            if pull_after is not None and self.written > pull_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # pulled: mid-request, nothing answered
             return self._os(os.pwrite, fh, data, offset)
 
         def fsync(self, path, datasync, fh):
@@ -163,4 +178,9 @@ if __name__ == "__main__":
         name, _, off = args[i + 1].rpartition(":")
         flip_arg = (name, int(off))
         del args[i : i + 2]
-    _serve(args[0], args[1], flip_arg)
+    pull_arg = None
+    if "--pull-after" in args:
+        i = args.index("--pull-after")
+        pull_arg = int(args[i + 1])
+        del args[i : i + 2]
+    _serve(args[0], args[1], flip_arg, pull_arg)

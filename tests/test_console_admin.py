@@ -88,13 +88,33 @@ def test_retention_and_time_are_set_and_logged(admin_setup, capsys):
     assert len(custody(dev, "clock_set")) == 1
 
 
+def _receipt(dev, org, rid):
+    """What a collection does with the archive's receipt: archived.json, verified."""
+    from akkoord.collect.receipts import apply_receipt, trusted_signing_keys
+    from akkoord.collect.statements import Signer, make_receipt
+    from akkoord.store.manifest import read_manifest
+
+    fp = dev.state.identity().fingerprint
+    head = read_manifest(dev.state.recording_dir(rid)).doc["chain_head"]
+    env = make_receipt(Signer.org(org.key), fp, [{"recording_id": rid, "chain_head": head}],
+                       token_serial=None, now=dev.clock.wall_epoch())
+    out = apply_receipt(dev.state, dev.custody, json.dumps(env).encode(), "receipt",
+                        device_fingerprint=fp, trusted=trusted_signing_keys(dev.state),
+                        now=dev.clock.wall_epoch())
+    assert out.applied == [rid]
+
+
 def test_delete_needs_a_receipt_or_force_and_is_logged(admin_setup, capsys):
     dev, org, host = admin_setup
     a, b, c = make_recording(dev), make_recording(dev), make_recording(dev)
     rc, _, err = run(capsys, host, org, "delete", a, "--reason", "retention ended")
     assert rc == 1 and "no archive receipt" in err
     assert dev.state.recording_dir(a).is_dir()
+    # a custody line is history, not proof: only a signed receipt makes b deletable
     dev.custody.append("archive_receipt", b, archive="Jeugdzorg Utrecht")
+    rc, _, err = run(capsys, host, org, "delete", b, "--reason", "retention ended")
+    assert rc == 1 and "no archive receipt" in err
+    _receipt(dev, org, b)
     rc, done, _ = run(capsys, host, org, "delete", b, "--reason", "retention ended")
     assert rc == 0 and done == {"deleted": b, "receipted": True, "forced": False}
     rc, done, _ = run(capsys, host, org, "delete", a, "--reason", "court order", "--force")

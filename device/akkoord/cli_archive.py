@@ -54,7 +54,8 @@ def cmd_init(args: argparse.Namespace) -> int:
                            trust=[Path(p) for p in args.trust],
                            recipients=[Path(p) for p in args.recipient], db=args.db,
                            signing_key=Path(args.signing_key) if args.signing_key else None,
-                           certificate=Path(args.certificate) if args.certificate else None)
+                           certificate=Path(args.certificate) if args.certificate else None,
+                           ledger=Path(args.ledger) if args.ledger else None)
     index = open_index(archive.root, args.db)
     index.migrate()
     index.close()
@@ -228,7 +229,52 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"{res.log_entries} log entries: " + ("OK" if res.ok else "NOT OK"))
         for f in res.findings:
             print(f"  FINDING {f}")
+        if not res.ledger.get("ledger"):
+            print("  note: this archive keeps no ledger, so erasures cannot be re-applied "
+                  "after restoring a backup (docs/AVG.md; `archive init --ledger`)")
     return EXIT_OK if res.ok else EXIT_FINDINGS
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from akkoord.archive.ledger import LedgerRefused, restore
+
+    archive, index = _open(args)
+    try:
+        res = restore(archive, index, Path(args.ledger) if args.ledger else None)
+    except LedgerRefused as exc:
+        print(f"akkoord: REFUSED: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    finally:
+        index.close()
+    if args.json:
+        _print_json(res.to_json())
+    else:
+        print(f"{archive.root} brought up to its ledger {res.ledger}: "
+              f"{len(res.deleted) + len(res.tombstones)} deletion(s) carried out again, "
+              f"{len(res.already)} already done, {res.copies} copy number(s) reserved, "
+              f"{res.log_entries_added} log entries added")
+        for rid in res.deleted + res.tombstones:
+            print(f"  deleted again: {rid}")
+    return EXIT_OK
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from akkoord.archive.ledger import LedgerRefused, start_ledger
+    from akkoord.errors import UsageError
+
+    archive, index = _open(args)
+    index.close()
+    signer = archive.signer(args.signing_key, None)
+    if signer.org_key is None:
+        raise UsageError("the ledger's first entry is signed with the organisation signing key")
+    try:
+        path = start_ledger(archive, Path(args.file), signer.org_key)
+    except LedgerRefused as exc:
+        print(f"akkoord: REFUSED: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    print(f"{archive.root} now keeps its ledger in {path}; keep that file outside the archive "
+          "and its backups")
+    return EXIT_OK
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -286,6 +332,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "password in ~/.pgpass, not in the URL: the URL is stored)")
     p.add_argument("--signing-key", metavar="FILE")
     p.add_argument("--certificate", metavar="FILE")
+    p.add_argument("--ledger", metavar="FILE")
     p.set_defaults(func=cmd_init)
 
     p = asub.add_parser("ingest", parents=[common, where, signer],
@@ -331,6 +378,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="every object, every signature, the organisation's log")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = asub.add_parser("restore", parents=[common, where],
+                        help="after restoring a backup: re-apply every deletion in the ledger")
+    p.add_argument("--ledger", metavar="FILE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_restore)
+
+    p = asub.add_parser("ledger", parents=[common, where],
+                        help="start a ledger for an archive made without one")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--signing-key", metavar="FILE")
+    p.set_defaults(func=cmd_ledger)
 
     p = asub.add_parser("token", parents=[common], help="make a collection token (for a stick)")
     p.add_argument("--signing-key", required=True, metavar="FILE")

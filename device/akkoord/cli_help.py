@@ -64,7 +64,12 @@ EXAMPLES: dict[str, list[str]] = {
     "simulate-microphone": ["akkoord simulate-microphone /var/lib/akkoord/mic.wav --seconds 600"],
     "simulate": ["akkoord simulate a", "akkoord simulate press b", "akkoord simulate unplug"],
     "archive init": ["akkoord archive init /srv/archief --organisation 'Jeugdzorg Noord' "
-                     "--trust ~/org/org-signing.pub --recipient ~/org/org.pub"],
+                     "--trust ~/org/org-signing.pub --recipient ~/org/org.pub "
+                     "--ledger /mnt/worm/archief-ledger.log"],
+    "archive ledger": ["akkoord archive ledger /mnt/worm/archief-ledger.log --archive /srv/archief "
+                       "--signing-key ~/org/org-signing.key"],
+    "archive restore": ["akkoord archive restore --archive /srv/archief   "
+                        "# after restoring /srv/archief from a backup"],
     "archive ingest": ["akkoord archive ingest /media/stick --archive /srv/archief "
                        "--signing-key ~/org/org-signing.key"],
     "archive list": ["akkoord archive list --archive /srv/archief --limit 20"],
@@ -130,6 +135,11 @@ _COMMAND_ARG_HELP = {
                                    "(org.pub)",
     ("archive init", "signing_key"): "the organisation signing key for receipts and the log",
     ("archive init", "certificate"): "an admin certificate, when an admin key signs instead",
+    ("archive init", "ledger"): "a file OUTSIDE the archive and its backups that keeps a copy "
+                                "of the organisation's log, so a restore cannot undo a deletion",
+    ("archive ledger", "file"): "the ledger file to start, outside the archive and its backups",
+    ("archive ledger", "signing_key"): "the organisation signing key (default: as at init)",
+    ("archive restore", "ledger"): "the ledger to replay (default: the one set at init)",
     ("archive ingest", "source"): "a collection stick or a folder copied from one",
     ("archive show", "recording_id"): "the recording's id or the first digits of it",
     ("archive export", "recording_id"): "the recording's id or the first digits of it",

@@ -12,10 +12,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,26 +58,44 @@ def _drop(fd: int) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def _write_read_back(files: list[Path], target: Path) -> int:
-    """The stick's own limit: write the bytes, fsync, drop the cache, read them back."""
+def _drop_tree(root: Path) -> None:
+    """Drop the cached pages of every file under `root`, so the next read reads the stick."""
+    for p in root.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                _drop(fd)
+            finally:
+                os.close(fd)
+
+
+def _write_read_back(files: list[Path], target: Path, check: bool = True) -> int:
+    """The stick's own limit: write the bytes, fsync, drop the cache, read them back and
+    (`check`) compare them with the source, file by file. Plain code, none of collection's."""
     target.mkdir()
     total = 0
+    a, b = bytearray(CHUNK), bytearray(CHUNK)  # reused, as collection's are: no handicap
     for i, src in enumerate(files):
         dst = target / f"{i}"
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
-            while chunk := fin.read(CHUNK):
-                fout.write(chunk)
-                total += len(chunk)
-            fout.flush()
+        with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+            while n := fin.readinto(a):
+                view = memoryview(a)[:n]
+                while view:
+                    view = view[fout.write(view):]
+                total += n
             os.fsync(fout.fileno())
             _drop(fout.fileno())
-        with open(dst, "rb") as f:
+        with open(dst, "rb", buffering=0) as f, open(src, "rb", buffering=0) as fin:
             # Drop again at read time, as collection does: right after fsync some pages may
             # still be under write-back and stay cached, and a read from the page cache
             # would not be a read of the stick.
             _drop(f.fileno())
-            while f.read(CHUNK):
-                pass
+            while n := f.readinto(b):
+                if not check:
+                    continue
+                same = fin.readinto(a) == n and (a == b if n == CHUNK else a[:n] == b[:n])
+                if not same:
+                    raise OSError(f"{dst}: read back differs")
     return total
 
 
@@ -91,7 +111,8 @@ def _plain_copy(files: list[Path], target: Path) -> None:
 @contextlib.contextmanager
 def _stick(root: Path, mb: int) -> Iterator[tuple[Path, str]]:
     """A file system of its own, as a stick is: a loop-mounted ext4 image where we may mount
-    (root), else a folder on the bench's file system (said in the result)."""
+    (root), else a folder on the bench's file system (said in the result). Not throttled:
+    on the bench's tmpfs this measures what collection and ingest cost in CPU."""
     img, mnt = root / "stick.img", root / "stick"
     mnt.mkdir(parents=True)
     if os.geteuid() == 0 and shutil.which("mkfs.ext4"):
@@ -101,15 +122,27 @@ def _stick(root: Path, mb: int) -> Iterator[tuple[Path, str]]:
         if made.returncode == 0 and subprocess.run(
                 ["mount", "-o", "loop", str(img), str(mnt)], capture_output=True).returncode == 0:
             try:
-                yield mnt, "loop-mounted ext4 image"
+                yield mnt, f"loop-mounted ext4 image on {_fs_of(root)}, not throttled"
             finally:
                 subprocess.run(["umount", str(mnt)], capture_output=True)
                 img.unlink()
             return
-    yield mnt, "folder on the bench file system (not root: no loop mount)"
+    yield mnt, f"folder on {_fs_of(root)} (not root: no loop mount)"
 
 
-def _collection(root: Path, count: int, seconds: int) -> dict[str, Any]:
+def _fs_of(path: Path) -> str:
+    """The file system type `path` is on (from /proc/mounts), for the report."""
+    best, kind = "", "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 2 and str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                best, kind = parts[1], parts[2]
+    return kind
+
+
+def _fixture(root: Path, count: int, seconds: int) -> dict[str, Any]:
+    """A device state folder with `count` recordings, and the organisation's keys."""
     from akkoord.store.keys import generate_org_key
 
     ident, org = DeviceIdentity.generate(), generate_org_key("x25519")
@@ -117,67 +150,129 @@ def _collection(root: Path, count: int, seconds: int) -> dict[str, Any]:
     state.ensure()
     ident.save(state.keys_dir)
     _recordings(state, ident, org, count, seconds)
-    os.sync()  # the fixture's own dirty pages must not be flushed inside a measurement
-    files = sorted(p for p in state.recordings_dir.rglob("*") if p.is_file())
-    custody = CustodyLog(state.custody_path, ident, FixedClock())
-    best_collect = best_limit = best_ingest = best_copy = float("inf")
-    nbytes = sum(p.stat().st_size for p in files)
     okey = OrgSigningKey.generate("Bench")
     write_org_signing_pair(okey, root / "org")
     (root / "org" / "org.pub").write_bytes(org.public.dumps())
     cert = device_certificate(okey, "ed25519", ident.public.raw, "bench", 0, 4_000_000_000, 0)
-    signer = Signer.org(okey)
-    repeats = 5  # best of each, alternating: a busy neighbour slows both, not the ratio
-    with _stick(root / "fs", int(nbytes * 2.5 / MB) + 64) as (fs, kind):
-        for i in range(repeats):
-            stick = fs / "collect"
-            t0 = time.perf_counter()
-            res = collect_to_stick(state, ident, custody, stick, token={"serial": "bench"},
-                                   archived=set(), certificate=json_bytes(cert))
-            best_collect = min(best_collect, time.perf_counter() - t0)
-            assert res.ok and len(res.collected) == count, res.failed
-            # the package is kept (off the stick) for the ingest figures below
-            shutil.rmtree(root / f"pkg{i}", ignore_errors=True)
-            shutil.copytree(stick, root / f"pkg{i}")
-            shutil.rmtree(stick)
-            t0 = time.perf_counter()
-            _write_read_back(files, fs / "limit")
-            best_limit = min(best_limit, time.perf_counter() - t0)
-            shutil.rmtree(fs / "limit")
-    os.sync()
+    (root / "org" / "device.cert.json").write_text(json.dumps(cert))
+    os.sync()  # the fixture's own dirty pages must not be flushed inside a measurement
+    return {"root": str(root), "count": count}
+
+
+def _measure(fixture: dict[str, Any], stick_fs: Path, work: Path, repeats: int
+             ) -> dict[str, float]:
+    """Best-of-`repeats` seconds of each job, alternating with its limit (a busy neighbour
+    slows both, not the ratio). Collection writes to `stick_fs`; ingest reads the package
+    from `stick_fs` (its cached pages dropped first) into an archive under `work`."""
+    root = Path(fixture["root"])
+    state = StateDir(root / "state")
+    ident = DeviceIdentity.load(state.keys_dir)
+    files = sorted(p for p in state.recordings_dir.rglob("*") if p.is_file())
+    custody = CustodyLog(state.custody_path, ident, FixedClock())
+    cert = (root / "org" / "device.cert.json").read_bytes()
+    signer = Signer.org(OrgSigningKey.load(root / "org" / "org-signing.key"))
+    best = dict.fromkeys(("collect", "limit", "unchecked", "ingest", "copy"), float("inf"))
+
+    def timed(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        best[name] = min(best[name], time.perf_counter() - t0)
+        return out
+
+    stick = stick_fs / "collect"
+    for _ in range(repeats):
+        shutil.rmtree(stick, ignore_errors=True)
+        res = timed("collect", lambda: collect_to_stick(
+            state, ident, custody, stick, token={"serial": "bench"}, archived=set(),
+            certificate=cert))
+        assert res.ok and len(res.collected) == fixture["count"], res.failed
+        for name, check in (("limit", True), ("unchecked", False)):
+            timed(name, lambda c=check: _write_read_back(files, stick_fs / "limit", c))
+            shutil.rmtree(stick_fs / "limit")
+    pkg = sorted(p for p in (stick / "akkoord-collect").rglob("recordings/*/*"))
+    work.mkdir(parents=True, exist_ok=True)
     for i in range(repeats):
-        stick = root / f"pkg{i}"
-        archive = init_archive(root / f"archive{i}", organisation="Bench",
+        archive = init_archive(work / f"archive{i}", organisation="Bench",
                                trust=[root / "org" / "org-signing.pub"],
                                recipients=[root / "org" / "org.pub"], db=None,
                                signing_key=None, certificate=None)
         index = open_index(archive.root, None)
         index.migrate()
-        t0 = time.perf_counter()
-        got = ingest(archive, index, stick, key=signer)
-        best_ingest = min(best_ingest, time.perf_counter() - t0)
+        os.sync()
+        _drop_tree(stick)
+        got = timed("ingest", lambda a=archive, x=index: ingest(a, x, stick, key=signer))
         index.close()
-        assert got.ok and len(got.stored) == count, got.to_json()
-        pkg = sorted(p for p in (stick / "akkoord-collect").rglob("recordings/*/*"))
-        t0 = time.perf_counter()
-        _plain_copy(pkg, root / f"plain{i}")
-        best_copy = min(best_copy, time.perf_counter() - t0)
+        assert got.ok and len(got.stored) == fixture["count"], got.to_json()
+        for receipt in (stick / "akkoord-collect" / "receipts").glob("*.json"):
+            receipt.unlink()
+        os.sync()
+        _drop_tree(stick)
+        timed("copy", lambda n=i: _plain_copy(pkg, work / f"plain{n}"))
+        shutil.rmtree(work / f"plain{i}")
+        shutil.rmtree(archive.root)
+    best["bytes"] = sum(p.stat().st_size for p in files)
+    return best
+
+
+def _figures(best: dict[str, float], prefix: str) -> dict[str, Any]:
+    nbytes = best["bytes"]
     return {
-        "collect_stick": kind,
-        "collect_mb": round(nbytes / MB, 1),
-        "collect_mb_s": round(nbytes / MB / best_collect, 1),
-        "collect_limit_mb_s": round(nbytes / MB / best_limit, 1),
-        "collect_vs_write_read_back": round(best_limit / best_collect, 3),
-        "ingest_mb_s": round(nbytes / MB / best_ingest, 1),
-        "ingest_plain_copy_mb_s": round(nbytes / MB / best_copy, 1),
-        "ingest_vs_plain_copy": round(best_copy / best_ingest, 3),
+        f"{prefix}collect_mb": round(nbytes / MB, 1),
+        f"{prefix}collect_mb_s": round(nbytes / MB / best["collect"], 1),
+        f"{prefix}collect_limit_mb_s": round(nbytes / MB / best["limit"], 1),
+        f"{prefix}collect_vs_write_read_back": round(best["limit"] / best["collect"], 3),
+        f"{prefix}collect_vs_write_read_back_unchecked":
+            round(best["unchecked"] / best["collect"], 3),
+        f"{prefix}ingest_mb_s": round(nbytes / MB / best["ingest"], 1),
+        f"{prefix}ingest_plain_copy_mb_s": round(nbytes / MB / best["copy"], 1),
+        f"{prefix}ingest_vs_plain_copy": round(best["copy"] / best["ingest"], 3),
     }
 
 
-def json_bytes(doc: Any) -> bytes:
-    import json
+_CHILD = """
+import json, os, sys
+from pathlib import Path
+spec = json.loads(sys.argv[1])
+if spec["procs"]:
+    with open(spec["procs"], "w") as f:  # into the throttled cgroup, before any I/O
+        f.write(str(os.getpid()))
+from akkoord.archive.bench import _measure
+best = _measure(spec["fixture"], Path(spec["stick"]), Path(spec["work"]), spec["repeats"])
+print(json.dumps(best))
+"""
 
-    return json.dumps(doc).encode()
+
+def _collection(root: Path, count: int, seconds: int, repeats: int = 4,
+                stick_count: tuple[int, int] | None = None) -> dict[str, Any]:
+    """On a stick (a throttled loop device, bench_perf.throttled_target: a USB stick's
+    speeds, so the figure is what it is for): the targets. On an unthrottled loop-mounted
+    image (the ``fast_`` figures): what collection and ingest cost beyond pure I/O in CPU."""
+    from akkoord.bench_perf import throttled_target
+
+    fixture = _fixture(root / "fast", count, seconds)
+    with _stick(root / "fs", int(fixture_bytes(fixture) * 3 / MB) + 64) as (fs, kind):
+        fast = _measure(fixture, fs, root / "fast-work", repeats)
+    out: dict[str, Any] = {"fast_collect_stick": kind, **_figures(fast, "fast_")}
+    shutil.rmtree(root / "fast", ignore_errors=True)
+    # a minute per recording at least (a few MB would pass inside the throttle's burst)
+    n, secs = stick_count or (count, max(seconds // 5, min(seconds, 60)))
+    fixture = _fixture(root / "slow", n, secs)
+    size = int(fixture_bytes(fixture) * 3) + (64 << 20)
+    with throttled_target(root, size) as (target, procs, what):
+        spec = {"procs": procs, "fixture": fixture, "stick": str(target),
+                "work": str(root / "slow-work"), "repeats": max(2, repeats - 1)}
+        done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], check=True,
+                              capture_output=True, text=True, timeout=3600)
+        slow = json.loads(done.stdout.strip().splitlines()[-1])
+    out.update({"collect_stick": what, "collect_throttled": procs is not None,
+                **_figures(slow, "")})
+    shutil.rmtree(root / "slow", ignore_errors=True)
+    return out
+
+
+def fixture_bytes(fixture: dict[str, Any]) -> int:
+    return sum(p.stat().st_size for p in (Path(fixture["root"]) / "state").rglob("*")
+               if p.is_file())
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
@@ -268,10 +363,11 @@ def archive_figures(root: Path, quick: bool = False, *, rows: int | None = None,
                     recordings: tuple[int, int] | None = None,
                     postgresql: bool = True) -> dict[str, Any]:
     """`rows` recordings in the index (default 100,000; 20,000 with `quick`), and
-    `recordings` = (count, seconds each) collected and ingested."""
+    `recordings` = (count, seconds each) collected and ingested (on the throttled stick a
+    fifth as long each, at least a minute: a USB stick's speeds)."""
     root.mkdir(parents=True, exist_ok=True)
     count, seconds = recordings or ((4, 60) if quick else (10, 300))
-    out = _collection(root / "collect", count, seconds)
+    out = _collection(root / "collect", count, seconds, repeats=3 if quick else 4)
     n = rows if rows is not None else (20_000 if quick else 100_000)
     out.update(_index_figures(root / "index", n, postgresql))
     return out

@@ -213,6 +213,20 @@ class Index:
                 if not self.is_conflict(exc):
                     raise
 
+    def record_copy(self, recording_id: str, number: int, made: str,
+                    made_for: str | None) -> bool:
+        """Reserve exactly `number` (a copy the organisation's log already holds, replayed
+        after a restore); False if it was reserved before."""
+        with self.transaction():
+            cur = self.execute("INSERT INTO copies (recording_id, copy_number, made, made_for) "
+                               "VALUES (?, ?, ?, ?) ON CONFLICT (recording_id, copy_number) "
+                               "DO NOTHING", [recording_id, number, made, made_for])
+            if not cur.rowcount:
+                return False
+            self.execute("UPDATE recordings SET copies = copies + 1 WHERE recording_id = ?",
+                         [recording_id])
+            return True
+
     def copies_of(self, recording_id: str) -> list[dict[str, Any]]:
         cur = self.execute("SELECT copy_number, made, made_for FROM copies "
                            "WHERE recording_id = ? ORDER BY copy_number", [recording_id])

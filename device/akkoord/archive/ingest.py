@@ -194,6 +194,16 @@ def _check_and_store(archive: Archive, index: Index, dev: _Device, st: _Staged,
         result.problems.append(st.error or f"{st.src}: not staged")
         return None
     staged, digests = st.staged, st.digests
+    gone = index.get(rid)
+    if gone is not None and gone["status"] == "deleted":
+        # Erased on purpose (AVG): never stored again, not even in quarantine, and no
+        # receipt (the archive does not hold it). The device still has it: delete it there.
+        shutil.rmtree(staged.parent, ignore_errors=True)
+        result.problems.append(
+            f"{rid}: deleted from the archive on {gone['deleted']} ({gone['delete_reason']}); "
+            "not stored again and not receipted: delete it on the device too (console "
+            "`delete ID --force`)")
+        return None
     try:
         report = verify_recording(staged, None, dev.key)
         signed = read_manifest(staged)

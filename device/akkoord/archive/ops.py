@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from akkoord.archive.index import Index
+from akkoord.archive.ledger import check_before_append, ledger_state, sync_ledger
 from akkoord.archive.store import Archive, container_object_name, hash_file
 from akkoord.clock import SystemClock
 from akkoord.collect.statements import Signer, utc
@@ -33,7 +34,8 @@ from akkoord.store.orglog import OrgLog, next_copy_number, read_org_log
 from akkoord.store.verify import Report, load_content_keys, verify_recording
 from akkoord.trust import OrgSigningKey
 
-__all__ = ["AuditResult", "audit", "delete", "export_copy", "open_recording", "to_wav"]
+__all__ = ["AuditResult", "audit", "delete", "destroy_objects", "destroy_quarantined",
+           "export_copy", "open_recording", "to_wav"]
 
 
 def _row(index: Index, rid: str) -> dict[str, Any]:
@@ -68,13 +70,31 @@ def _device_key(directory: Path) -> DevicePublicKey:
     return DevicePublicKey.from_json(signed.doc["device"], "manifest")
 
 
-def _org_log(archive: Archive, signer: Signer) -> OrgLog:
+class _LedgeredLog:
+    """The organisation's log, every entry also appended to the archive's ledger (outside
+    the archive, ledger.py), so a restored backup can have its deletions re-applied."""
+
+    def __init__(self, archive: Archive, log: OrgLog) -> None:
+        self.archive, self.log = archive, log
+
+    def view(self) -> Any:
+        return self.log.view()
+
+    def append(self, kind: str, recording_id: str | None = None, **detail: Any
+               ) -> dict[str, Any]:
+        head = self.log.append(kind, recording_id, **detail)
+        sync_ledger(self.archive)
+        return head
+
+
+def _org_log(archive: Archive, signer: Signer) -> _LedgeredLog:
     if signer.org_key is None:
         raise UsageError("later copies and deletions are signed into the organisation's log "
                          "with the organisation signing key (--signing-key org-signing.key), "
                          "not an admin key")
     key: OrgSigningKey = signer.org_key
-    return OrgLog(archive.log_path, key, SystemClock())
+    check_before_append(archive)  # a restored archive is brought up to date first
+    return _LedgeredLog(archive, OrgLog(archive.log_path, key, SystemClock()))
 
 
 def log_view(archive: Archive) -> tuple[list[dict[str, Any]], list[str]]:
@@ -164,6 +184,34 @@ def delete(archive: Archive, index: Index, rid: str, *, reason: str,
     entry = _org_log(archive, signing_key).append(
         "archive_delete", rid, reason=reason, chain_head=row["chain_head"],
         copies_made=row["copies"])
+    destroy_objects(archive, objects)
+    destroy_quarantined(archive, index, rid)
+    index.mark_deleted(rid, utc(time.time()), reason)
+    return entry
+
+
+def destroy_quarantined(archive: Archive, index: Index, rid: str) -> list[str]:
+    """A copy of the recording held in quarantine (an earlier ingest that failed) is erased
+    too: its keys.json would decrypt it as well as the archived one."""
+    done = []
+    for q in index.quarantined():
+        if q["recording_id"] != rid:
+            continue
+        folder = archive.root / q["path"]
+        if not folder.is_dir() or folder.is_symlink() or archive.quarantine not in \
+                folder.resolve().parents:
+            continue
+        keys = folder / WRAPPED_KEYS_FILE
+        if keys.is_file() and not keys.is_symlink():
+            _shred(keys)
+        shutil.rmtree(folder)
+        done.append(q["path"])
+    return done
+
+
+def destroy_objects(archive: Archive, objects: dict[str, str]) -> None:
+    """The wrapped keys first, overwritten then unlinked (the point of no return), then the
+    rest. Whatever is already gone is skipped: a deletion carried out again is a no-op."""
     order = [WRAPPED_KEYS_FILE, *sorted(n for n in objects if n != WRAPPED_KEYS_FILE)]
     for name in order:
         if name not in objects:
@@ -174,8 +222,6 @@ def delete(archive: Archive, index: Index, rid: str, *, reason: str,
                 _shred(path)
             else:
                 path.unlink()
-    index.mark_deleted(rid, utc(time.time()), reason)
-    return entry
 
 
 @dataclass
@@ -184,6 +230,7 @@ class AuditResult:
     recordings: int = 0
     log_entries: int = 0
     findings: list[str] = field(default_factory=list)
+    ledger: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -191,7 +238,7 @@ class AuditResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "objects": self.objects, "recordings": self.recordings,
-                "log_entries": self.log_entries, "findings": self.findings}
+                "log_entries": self.log_entries, "findings": self.findings, **self.ledger}
 
 
 def audit(archive: Archive, index: Index, progress: Callable[[int], None] | None = None,
@@ -235,4 +282,27 @@ def audit(archive: Archive, index: Index, progress: Callable[[int], None] | None
     entries, log_findings = log_view(archive)
     res.log_entries = len(entries)
     res.findings += log_findings
+    ledger = ledger_state(archive)
+    res.ledger = ledger.to_json()
+    res.findings += ledger.findings
+    by_id = {r["recording_id"]: r for r in rows}
+    for e in _ledger_deletions(archive, ledger.path):
+        row = by_id.get(e)
+        if row is not None and (row["status"] != "deleted" or any(
+                archive.object_path(d).exists() for d in json.loads(row["objects"]).values())):
+            res.findings.append(f"recording {e} was deleted (the ledger says so) but is in "
+                                "the archive again: run `akkoord archive restore`")
     return res
+
+
+def _ledger_deletions(archive: Archive, path: str | None) -> list[str]:
+    if path is None or not Path(path).is_file():
+        return []
+    out = []
+    for key in archive.trusted():
+        view = read_org_log(Path(path), key)
+        out = [e["recording_id"] for e in view.entries
+               if e.get("type") == "archive_delete" and isinstance(e.get("recording_id"), str)]
+        if not view.findings:
+            break
+    return out

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ def hash_file(path: Path) -> str:
 
 def init_archive(root: Path, *, organisation: str, trust: list[Path], recipients: list[Path],
                  db: str | None, signing_key: Path | None,
-                 certificate: Path | None) -> Archive:
+                 certificate: Path | None, ledger: Path | None = None) -> Archive:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     if (root / ARCHIVE_FILE).exists():
@@ -176,10 +177,31 @@ def init_archive(root: Path, *, organisation: str, trust: list[Path], recipients
         "signing_key": str(Path(signing_key).resolve()) if signing_key else None,
         "certificate": str(Path(certificate).resolve()) if certificate else None,
     }
+    signer = None
+    if ledger is not None:  # outside the archive and its backups (archive/ledger.py)
+        from akkoord.archive.ledger import init_ledger
+
+        signer = load_signer(Path(signing_key), None) if signing_key else None
+        if signer is None or signer.org_key is None:
+            raise UsageError("a ledger is started with a signed first entry: pass "
+                             "--signing-key ORG_SIGNING_KEY (the organisation's, not an admin's)")
+        doc["ledger"] = init_ledger(ledger, root)
+        doc["archive_id"] = secrets.token_hex(16)
     for d in ("objects", "staging", "quarantine"):
         (root / d).mkdir(exist_ok=True, mode=0o700)
     atomic_write(root / ARCHIVE_FILE, json.dumps(doc, indent=1).encode() + b"\n", 0o640,
                  exclusive=True)
     with contextlib.suppress(OSError):
         os.chmod(root, 0o700)
-    return Archive(root, doc)
+    archive = Archive(root, doc)
+    if signer is not None and signer.org_key is not None:
+        # The log's first entry names this archive: another archive's ledger (which starts
+        # with its own) can never be replayed into this one.
+        from akkoord.archive.ledger import sync_ledger
+        from akkoord.clock import SystemClock
+        from akkoord.store.orglog import OrgLog
+
+        OrgLog(archive.log_path, signer.org_key, SystemClock()).append(
+            "archive_created", archive_id=doc["archive_id"], organisation=organisation)
+        sync_ledger(archive)
+    return archive

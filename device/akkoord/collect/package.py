@@ -160,7 +160,7 @@ def _files_of(directory: Path) -> list[str]:
     return [n for n in RECORDING_FILES if (directory / n).exists()]
 
 
-def _same(src: Path, dst: Path) -> bool:
+def _same(src: Path, dst: Path, bufs: _Buffers) -> bool:
     """Is the folder already on the stick exactly the device's? (Nothing on the stick is
     trusted: a FIFO or link planted there is "not the same" and gets rewritten.)"""
     names = _files_of(src)
@@ -172,10 +172,10 @@ def _same(src: Path, dst: Path) -> bool:
                 pass
         except (FormatError, OSError):
             return False
-    return all(_read_back_equal(src / n, dst / n) for n in names)
+    return all(_read_back_equal(src / n, dst / n, bufs) for n in names)
 
 
-def _collect_one(src: Path, recordings: Path, rid: str) -> int:
+def _collect_one(src: Path, recordings: Path, rid: str, bufs: _Buffers) -> int:
     final = recordings / rid
     partial = recordings / f"{rid}.partial"
     if partial.exists():
@@ -183,7 +183,6 @@ def _collect_one(src: Path, recordings: Path, rid: str) -> int:
     partial.mkdir()
     written = 0
     names = _files_of(src)
-    bufs = _Buffers()
     for name in names:
         # fsync of a new file also writes its directory entry on the file systems a stick
         # may have (ext4 commits the create with it; on vfat/exfat the entry *is* the inode),
@@ -230,22 +229,23 @@ def collect_to_stick(
     # Custody entries go to the SD card on a second thread while the next recording is
     # written to the stick; one thread keeps them in order.
     logged: list[tuple[str, Future[Any]]] = []
+    bufs = _Buffers()  # one pair for the whole collection
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="akkoord-custody") as log:
         for i, rid in enumerate(pending):
             src = state.recording_dir(rid)
             if progress:
                 progress(i, len(pending), rid)
             try:
-                if (recordings / rid).is_dir() and _same(src, recordings / rid):
+                if (recordings / rid).is_dir() and _same(src, recordings / rid, bufs):
                     result.already.append(rid)
                     continue
-                result.bytes_written += _collect_one(src, recordings, rid)
+                result.bytes_written += _collect_one(src, recordings, rid, bufs)
             except OSError as exc:
                 result.failed[rid] = f"{exc.strerror or exc}"
                 for later in pending[i + 1:]:  # a stick that failed once is not trusted further
                     result.failed[later] = "not collected: the stick failed before it"
                 break
-            signed = read_manifest(src)
+            signed = read_manifest(src, segments=False)
             logged.append((rid, log.submit(
                 custody.append, "archive_collected", rid, token_serial=token.get("serial"),
                 chain_head=signed.doc.get("chain_head") if signed else None,

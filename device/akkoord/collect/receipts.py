@@ -29,13 +29,16 @@ from akkoord.store.custody import CustodyLog
 from akkoord.store.delete import delete_recording
 from akkoord.store.layout import StateDir
 from akkoord.store.manifest import read_manifest
-from akkoord.trust import OrgSigningPublicKey, TrustError
+from akkoord.store.safeio import read_regular
+from akkoord.trust import MAX_STATEMENT_BYTES, OrgSigningPublicKey, TrustError
 
 __all__ = [
     "ARCHIVED_FILE",
     "ReceiptOutcome",
     "apply_receipt",
     "archived_ids",
+    "is_receipted",
+    "receipted_ids",
     "retention_due",
     "run_retention",
     "trusted_signing_keys",
@@ -66,7 +69,7 @@ class ReceiptOutcome:
 
 def _chain_head(state: StateDir, rid: str) -> str | None:
     try:
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
     except FormatError:
         return None
     return signed.doc.get("chain_head") if signed else None
@@ -122,24 +125,37 @@ def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str,
     return out
 
 
+def is_receipted(state: StateDir, rid: str, trusted: list[OrgSigningPublicKey],
+                 device_fingerprint: str, now: float) -> bool:
+    """THE notion of "receipted" on the device (retention, the console's `list` and
+    `delete`, the "collect recordings" advice all ask this): the recording's archived.json is
+    a receipt signed by a trusted organisation (or admin) key, for this device, naming this
+    recording id with this recording's chain head. Custody entries are history, not proof:
+    a stray `archive_receipt` line, or an archived.json an insider wrote or copied from
+    another recording, makes nothing receipted."""
+    marker = state.recording_dir(rid) / ARCHIVED_FILE
+    try:
+        env = load_statement(read_regular(marker, MAX_STATEMENT_BYTES, "receipt"), str(marker))
+    except (OSError, FormatError):
+        return False
+    return _receipt_covers(env, trusted, device_fingerprint, rid, _chain_head(state, rid), now)
+
+
 def archived_ids(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                  now: float) -> set[str]:
     """Recordings whose archived.json is a valid receipt for exactly this recording."""
-    out = set()
-    for rid in state.recording_ids():
-        marker = state.recording_dir(rid) / ARCHIVED_FILE
-        try:
-            env = load_statement(marker.read_bytes(), str(marker))
-        except (OSError, FormatError):
-            continue
-        if _receipt_covers(env, trusted, device_fingerprint, rid, _chain_head(state, rid), now):
-            out.add(rid)
-    return out
+    return {rid for rid in state.recording_ids()
+            if is_receipted(state, rid, trusted, device_fingerprint, now)}
+
+
+def receipted_ids(state: StateDir, device_fingerprint: str, now: float) -> set[str]:
+    """`archived_ids` against the organisation keys this device trusts now."""
+    return archived_ids(state, trusted_signing_keys(state), device_fingerprint, now)
 
 
 def _ended(state: StateDir, rid: str) -> float | None:
     try:
-        signed = read_manifest(state.recording_dir(rid))
+        signed = read_manifest(state.recording_dir(rid), segments=False)
     except FormatError:
         return None
     when = (signed.doc.get("ended") or signed.doc.get("created") or {}) if signed else {}

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 from akkoord import __version__
 from akkoord.clock import Clock
+from akkoord.collect.receipts import is_receipted as receipt_holds
+from akkoord.collect.receipts import receipted_ids, trusted_signing_keys
 from akkoord.collect.runner import RETENTION_FILE  # the console writes it, the collector reads it
 from akkoord.config import Config
 from akkoord.console.clockset import ClockSetter
@@ -45,7 +47,6 @@ from akkoord.trust import (
 
 __all__ = ["RETENTION_FILE", "ConsoleDevice", "DaemonView", "Refused"]
 
-RECEIPT_TYPE = "archive_receipt"
 COLLECTED_TYPE = "archive_collected"
 VERIFY_TIMEOUT_S = 900.0
 _DAY = 86400.0
@@ -234,14 +235,14 @@ class ConsoleDevice:
         }
 
     def _custody_index(self) -> tuple[set[str], set[str]]:
-        collected, receipted = set(), set()
-        for e in self.custody.entries():
-            rid = e.get("recording_id")
-            if e.get("type") == RECEIPT_TYPE and isinstance(rid, str):
-                receipted.add(rid)
-            elif e.get("type") == COLLECTED_TYPE and isinstance(rid, str):
-                collected.add(rid)
-        return collected, receipted
+        """(collected: history from the custody log; receipted: the one proof retention
+        also uses, a verifying archived.json — collect/receipts.py `is_receipted`)."""
+        collected = {e["recording_id"] for e in self.custody.entries()
+                     if e.get("type") == COLLECTED_TYPE and isinstance(e.get("recording_id"), str)}
+        return collected, receipted_ids(self.state, self.fingerprint, self._wall())
+
+    def _wall(self) -> float:
+        return float(self.clock.wall_epoch())  # type: ignore[attr-defined]
 
     def retention_days(self) -> int | None:
         path = self.state.root / RETENTION_FILE
@@ -348,8 +349,9 @@ class ConsoleDevice:
             raise Refused(f"{recording_id} is being recorded or is in its copy window")
         if not self.state.recording_dir(recording_id).is_dir():
             raise Refused(f"no recording {recording_id} on this device", "not_found")
-        _, receipted = self._custody_index()
-        is_receipted = recording_id in receipted
+        is_receipted = receipt_holds(self.state, recording_id,
+                                     trusted_signing_keys(self.state), self.fingerprint,
+                                     self._wall())
         if not is_receipted and not force:
             raise Refused(f"{recording_id} has no archive receipt yet: deleting it would "
                           "destroy the only copy. Collect it first, or add --force (logged).")
