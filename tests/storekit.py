@@ -23,6 +23,13 @@ RATE = 16000
 SEG = 800  # 50 ms segments keep test files small; the format does not care
 
 
+def examples(n: int) -> int:
+    """Hypothesis examples for a property test: `n`, but few in a mutation run
+    (scripts/mutation.py sets AKKOORD_MUTATION=1), which runs the test once per mutant and
+    relies on the deterministic tests beside it to kill mutants."""
+    return min(n, 8) if os.environ.get("AKKOORD_MUTATION") == "1" else n
+
+
 def fast_tmp() -> Path:
     """A scratch dir on tmpfs where there is one: fsync is free there, semantics the same."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
