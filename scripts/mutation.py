@@ -44,7 +44,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     ]),
     "store-custody": (["store/custody.py"], [
         "test_custody.py", "test_trust_custody.py", "test_store_recovery.py",
-        "test_trust_recovery.py", "test_trust_hostile.py", "test_store_custody_chain.py",
+        "test_trust_recovery.py", "test_trust_hostile.py", "test_trust_orglog.py",
+        "test_store_custody_chain.py",
     ]),
     "store-manifest": (["store/manifest.py"], [
         "test_store_roundtrip.py", "test_store_verify.py", "test_store_recovery.py",
