@@ -137,13 +137,20 @@ pytest_add_cli_args_test_selection = {_toml_list(selected)}
     return where
 
 
-def run(name: str, jobs: int) -> dict:
+def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
+    """One target. `survivors_only`: rerun just the survivors of the last run recorded in
+    build/mutation/<target>.json against today's tests (minutes instead of the whole run);
+    its killed mutants stay killed, as tests are only ever added."""
+    before = json.loads((BUILD / f"{name}.json").read_text()) if survivors_only else None
+    if before is not None and not before["survivors"]:
+        return before
     where = stage(name)
     t0 = time.monotonic()
     # AKKOORD_MUTATION=1: Hypothesis tests run few examples per mutant (tests/storekit.py)
     env = {**os.environ, "AKKOORD_MUTATION": "1"}
-    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs)], cwd=where,
-                          text=True, capture_output=True, env=env)
+    names = before["survivors"] if before is not None else []
+    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *names],
+                          cwd=where, text=True, capture_output=True, env=env)
     elapsed = time.monotonic() - t0
     (where / "mutmut-run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
@@ -156,8 +163,20 @@ def run(name: str, jobs: int) -> dict:
                              capture_output=True, check=True).stdout
     survivors = [line.split(":")[0].strip() for line in listing.splitlines()
                  if line.strip().endswith(("survived", "no tests"))]
+    no_tests = [line.split(":")[0].strip() for line in listing.splitlines()
+                if line.strip().endswith("no tests")]
     killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
     judged = killed + stats.get("survived", 0) + stats.get("no_tests", 0)
+    if before is not None:  # only the earlier survivors ran: add the earlier verdicts
+        survivors = [s for s in survivors if s in set(before["survivors"])]
+        stats = {k: v for k, v in before["stats"].items()}
+        stats["killed"] = stats.get("killed", 0) + len(before["survivors"]) - len(survivors)
+        left = set(survivors)
+        stats["no_tests"] = sum(1 for s in before.get("no_tests", []) if s in left)
+        stats["survived"] = len(survivors) - stats["no_tests"]
+        killed = stats["killed"] + stats.get("timeout", 0) + stats.get("segfault", 0)
+        judged = killed + stats["survived"] + stats["no_tests"]
+        elapsed += before["seconds"]
     summary = {
         "target": name,
         "modules": TARGETS[name][0],
@@ -166,6 +185,8 @@ def run(name: str, jobs: int) -> dict:
         "stats": stats,
         "score_percent": round(100 * killed / judged, 1) if judged else None,
         "survivors": survivors,
+        "no_tests": no_tests,
+        "runs": (before or {}).get("runs", 0) + 1,
     }
     (BUILD / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -176,6 +197,9 @@ def main() -> int:
     ap.add_argument("targets", nargs="*", metavar="TARGET",
                     help=f"one or more of: {', '.join([*GROUPS, *TARGETS])} (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel mutants (default 2)")
+    ap.add_argument("--survivors", action="store_true",
+                    help="rerun only the survivors of each target's last run "
+                         "(build/mutation/<target>.json), e.g. after adding tests")
     args = ap.parse_args()
     names = [t for name in args.targets for t in GROUPS.get(name, [name])]
     unknown = sorted(set(names) - set(TARGETS))
@@ -188,7 +212,7 @@ def main() -> int:
         return 2
     worst = 100.0
     for name in names or list(TARGETS):
-        s = run(name, args.jobs)
+        s = run(name, args.jobs, args.survivors)
         score = s["score_percent"]
         worst = min(worst, score if score is not None else 0.0)
         print(f"{name}: {score}% killed ({s['stats']}) in {s['seconds']} s; "
