@@ -5,12 +5,15 @@ each kind of damage gives its own finding at its own entry and byte, and the int
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from akkoord.errors import AkkoordError
+from akkoord.errors import AkkoordError, StorageError
 from akkoord.store.custody import (
     MAX_LINE,
     MAX_LOG,
@@ -218,3 +221,49 @@ def test_the_view_indexes_every_kind_of_entry_by_recording(kit):
     assert hb.gone["type"] == "recording_quarantined"
     assert hb.header_seal is None and hb.exports == [] and hb.failed_exports == []
     assert view.history("c" * 32).started is None
+
+
+def test_append_returns_the_new_head(kit):
+    log = _log(kit, 2)
+    head = log.append("recording_closed", "c" * 32)
+    assert head == log.head()
+    assert head.device_fingerprint == kit.identity.fingerprint
+    assert (head.seq, head.entry["type"]) == (2, "recording_closed")
+
+
+def test_a_new_log_is_readable_by_owner_and_group_only(kit):
+    old = os.umask(0o022)
+    try:
+        log = _log(kit, 1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(log.path.stat().st_mode) == 0o640
+
+
+def test_a_full_disk_names_the_custody_log(kit):
+    log = CustodyLog(Path("/dev/full"), kit.identity, kit.clock)
+    with pytest.raises(StorageError) as err:
+        log.append("recording_started", "0" * 32)
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == "write failed for /dev/full: No space left on device"
+
+
+def test_a_failed_fsync_names_the_custody_log(kit):
+    log = CustodyLog(Path("/dev/null"), kit.identity, kit.clock)  # writes, cannot fsync
+    with pytest.raises(StorageError) as err:
+        log.append("recording_started", "0" * 32)
+    assert err.value.errno == errno.EINVAL
+    assert str(err.value) == "fsync failed for /dev/null: Invalid argument"
+
+
+def test_a_torn_tail_that_cannot_be_set_aside_is_a_storage_error_naming_the_log(kit):
+    log = _log(kit, 2)
+    size = log.path.stat().st_size
+    with open(log.path, "ab") as f:
+        f.write(b'{"entry"')  # torn
+    (log.path.with_name(f"{log.path.name}.tail-{size}")).mkdir()  # where it would go
+    with pytest.raises(StorageError) as err:
+        log.append("recording_closed", "0" * 32)
+    assert err.value.errno == errno.EISDIR
+    assert str(err.value).startswith(f"custody log {log.path}: [Errno 21] Is a directory")
+    assert log.path.stat().st_size == size + 8  # nothing cut, nothing appended

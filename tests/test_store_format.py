@@ -15,7 +15,6 @@ from akkoord.store.format import (
 )
 from akkoord.store.keys import OrgPrivateKey
 from storekit import fast_tmp
-
 from test_vectors import CASES, VECTORS
 
 
