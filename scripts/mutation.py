@@ -50,7 +50,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "store-manifest": (["store/manifest.py"], [
         "test_store_roundtrip.py", "test_store_verify.py", "test_store_recovery.py",
         "test_trust_recovery.py", "test_trust_hostile.py", "test_store_faults.py",
-        "test_store_manifest.py",
+        "test_export_package.py", "test_store_manifest.py",
     ]),
     "store-writer": (["store/writer.py"], [
         "test_store_roundtrip.py", "test_store_faults.py", "test_trust_recovery.py",
