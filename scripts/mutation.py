@@ -53,8 +53,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_export_package.py", "test_store_manifest.py",
     ]),
     "store-writer": (["store/writer.py"], [
-        "test_store_roundtrip.py", "test_store_faults.py", "test_trust_recovery.py",
-        "test_store_recovery.py", "test_store_writer.py",
+        "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
     ]),
     "store-recovery": (["store/recovery.py", "store/reconcile.py"], [
         "test_store_recovery.py", "test_trust_recovery.py", "test_store_faults.py",
