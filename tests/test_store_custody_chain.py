@@ -156,6 +156,20 @@ def test_what_cannot_be_an_entry_is_named(kit, first, why):
     assert findings == [f"{log.path}: {why}; {rest} bytes after the last whole entry"]
 
 
+@pytest.mark.parametrize("field", ["hash", "entry"])
+def test_a_hash_of_the_wrong_length_or_an_entry_not_an_object_is_unreadable(kit, field):
+    log = _log(kit, 2)
+    lines = _lines(log.path)
+    doc = json.loads(lines[1])
+    doc[field] = doc["hash"][:62] if field == "hash" else [doc["entry"]]
+    lines[1] = json.dumps(doc).encode() + b"\n"
+    log.path.write_bytes(b"".join(lines))
+    count, findings = verify_custody_log(log.path, kit.identity.public)
+    assert count == 1
+    assert findings == [f"{log.path}: unreadable entry at byte {len(lines[0])}; "
+                        f"{len(lines[1])} bytes after the last whole entry"]
+
+
 def test_a_signature_that_is_not_strict_base64_is_unreadable(kit):
     log = _log(kit, 2)
     lines = _lines(log.path)
