@@ -5,6 +5,7 @@ builder turns frame records into exactly the documented fields."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -13,6 +14,7 @@ from akkoord.store.format import MANIFEST_FORMAT, Kind
 from akkoord.store.manifest import (
     MANIFEST_FILE,
     FrameRecord,
+    SignedManifest,
     build_manifest,
     iter_segments,
     read_manifest,
@@ -82,13 +84,16 @@ def test_a_canonical_list_after_its_last_entry_ends_there(tmp_path):
     assert list(iter_segments(signed)) == [tuple(s) for s in segs]
 
 
-def test_a_list_that_goes_non_canonical_midway_is_read_whole(tmp_path):
-    text = (f'{{"format":"{MANIFEST_FORMAT}","segments":[[0,0,10,"{MAC}"],'
-            f'[1,10,10,"{MAC}"] ,[2,20,10,"{MAC}"],[3,30,10,"AB"]]}}')
-    _write(tmp_path, text)
+@pytest.mark.parametrize("odd", [1, 2, 4])
+def test_a_list_that_goes_non_canonical_midway_is_read_whole(tmp_path, odd):
+    """Canonical entries are matched in the bytes; from the first that is not (spacing, a
+    capital hex digit), the rest is parsed strictly: each entry exactly once, in order."""
+    entries = [f'[{i},{i * 10},10,"{MAC}"]' for i in range(6)]
+    entries[odd] = f'[{odd}, {odd * 10},10,"{MAC.upper()}"]'
+    _write(tmp_path, f'{{"format":"{MANIFEST_FORMAT}","segments":[{",".join(entries)}]}}')
     signed = read_manifest(tmp_path, segments=False)
     assert list(iter_segments(signed)) == [
-        (0, 0, 10, MAC), (1, 10, 10, MAC), (2, 20, 10, MAC), (3, 30, 10, "AB")]
+        (i, i * 10, 10, MAC.upper() if i == odd else MAC) for i in range(6)]
 
 
 @pytest.mark.parametrize(
@@ -229,3 +234,43 @@ def test_the_recorded_manifest_counts_what_was_recorded(recorded):
     assert doc["duration_samples"] == 4 * SEG + SEG // 2
     assert doc["duration_seconds"] == round((4 * SEG + SEG // 2) / RATE, 3)
     assert [g[1:] for g in doc["gaps"]] == [[2 * SEG, SEG // 2]]
+
+
+def test_the_segment_list_is_walked_not_built(tmp_path):
+    """A twelve-hour manifest holds ~43,000 segments: reading it without its list and walking
+    the list costs a few entries of memory, not the list (nor a decode of the whole text),
+    also when a value before it has a character cut by the reader's 64 KiB window."""
+    n = 20000
+    segs = b",".join(b'[%d,%d,4800,"%s"]' % (i, i * 4800, MAC.encode()) for i in range(n))
+    note = "x" * (65536 - len('{"a":"') - 1) + "é" * 4000  # 'é' straddles byte 65536
+    data = (b'{"a":' + json.dumps(note, ensure_ascii=False).encode()
+            + b',"format":"' + MANIFEST_FORMAT.encode() + b'","segments":[' + segs + b"]}")
+    _write(tmp_path, data)
+    tracemalloc.start()
+    try:
+        signed = read_manifest(tmp_path, segments=False)
+        count = 0
+        for s in iter_segments(signed):
+            count += 1
+            last = s
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert signed.doc == {"a": note, "format": MANIFEST_FORMAT}
+    assert count == n and last == (n - 1, (n - 1) * 4800, 4800, MAC)
+    # the file's bytes (~2 MB; twice for a moment while read) plus a small working set: a
+    # parsed list would add ~6 MB, a decoded text ~2 MB more
+    assert peak < 2 * len(data) + 500_000, (peak, len(data))
+
+
+def test_walking_the_list_yields_before_it_refuses(tmp_path):
+    """Entries come one at a time: a canonical head is handed out before a bad tail (which a
+    manifest read from disk never has: read_manifest checks the list) is refused."""
+    data = (f'{{"segments":[[0,0,1,"{MAC}"],[1,1,1,"{MAC}"],[2,2,1,"{MAC}"],oops]}}').encode()
+    a = data.index(b"[[")
+    signed = SignedManifest(data, None, {}, (a, len(data) - 1))
+    walk = iter_segments(signed)
+    assert [next(walk) for _ in range(3)] == [(i, i, 1, MAC) for i in range(3)]
+    with pytest.raises(FormatError) as err:
+        next(walk)
+    assert str(err.value).startswith("manifest segments: not valid JSON (")
