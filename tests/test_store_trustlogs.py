@@ -1,0 +1,253 @@
+"""The state check and the head check in words (FORMAT.md §11.3): each finding says which
+recording, which log entry and what is wrong, as the report and its JSON carry it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from akkoord.errors import FormatError
+from akkoord.store.custody import CustodyLog
+from akkoord.store.layout import EXPORTS_FILE, WRAPPED_KEYS_FILE
+from akkoord.store.manifest import MANIFEST_FILE
+from akkoord.store.statecheck import (
+    HeadCheck,
+    StateFinding,
+    StateReport,
+    check_head,
+    check_state,
+    parse_head,
+)
+from storekit import make_kit, record
+from test_trust_custody import _export
+
+
+@pytest.fixture
+def kit(tmp_path):
+    return make_kit(tmp_path)
+
+
+def _lines(kit):
+    return kit.state.custody_path.read_bytes().splitlines(keepends=True)
+
+
+def _findings(kit):
+    rep = check_state(kit.state, kit.identity.public)
+    return [(f.code, f.message, f.recording_id) for f in rep.findings]
+
+
+def test_the_report_and_its_json(kit):
+    w, _ = record(kit)
+    rep = check_state(kit.state, kit.identity.public)
+    assert rep.ok and rep.recordings == 1 and rep.entries == len(_lines(kit))
+    assert rep.to_json() == {"entries": rep.entries, "ok": True, "findings": [], "codes": [],
+                             "recordings": 1, "notes": []}
+    bad = StateReport()
+    bad.add("x", "what", "r")
+    assert not bad.ok and str(bad.findings[0]) == "what"
+    assert bad.to_json()["codes"] == [{"code": "x", "message": "what", "recording_id": "r"}]
+    assert StateFinding("c", "m").to_json() == {"code": "c", "message": "m",
+                                                "recording_id": None}
+    del w
+
+
+def test_a_deleted_folder_is_named_with_its_start_entry(kit):
+    w, _ = record(kit)
+    start = next(e for e in CustodyLog(kit.state.custody_path, kit.identity, kit.clock)
+                 .entries() if e["type"] == "recording_started")
+    shutil.rmtree(w.path)
+    assert _findings(kit) == [(
+        "folder_deleted",
+        f"recording {w.id}: the log shows it started (entry {start['seq']}) but its folder "
+        "is gone and the log does not record its deletion", w.id)]
+
+
+def test_a_missing_log_with_recordings_is_a_finding(kit):
+    w, _ = record(kit)
+    kit.state.custody_path.unlink()
+    found = _findings(kit)
+    assert found[0] == ("custody_log",
+                        f"{kit.state.custody_path}: missing, but recordings exist", None)
+    assert ("unknown_recording",
+            f"recording {w.id}: the custody log never recorded it starting "
+            "(planted, or the log lost its tail)", w.id) in found
+
+
+def test_a_changed_manifest_and_a_missing_one_name_the_close_entry(kit):
+    w1, _ = record(kit)
+    w2, _ = record(kit, seed=2)
+    closes = {e["recording_id"]: e["seq"] for e in
+              CustodyLog(kit.state.custody_path, kit.identity, kit.clock).entries()
+              if e["type"] == "recording_closed"}
+    doc = json.loads((w1.path / MANIFEST_FILE).read_bytes())
+    doc["chain_head"] = "00" * 32
+    (w1.path / MANIFEST_FILE).write_text(json.dumps(doc))
+    (w2.path / MANIFEST_FILE).unlink()
+    found = _findings(kit)
+    assert ("manifest_changed",
+            f"recording {w1.id}: the manifest's chain head differs from the one the log "
+            f"recorded at close (entry {closes[w1.id]})", w1.id) in found
+    assert ("manifest_missing",
+            f"recording {w2.id}: the log recorded its close (entry {closes[w2.id]}) "
+            "but the signed manifest is gone", w2.id) in found
+
+
+def test_a_dropped_close_entry_is_named(kit):
+    w, _ = record(kit)
+    kit.state.custody_path.write_bytes(b"".join(_lines(kit)[:-1]))
+    assert _findings(kit) == [(
+        "close_not_logged",
+        f"recording {w.id}: closed and signed, but the log has no close entry "
+        "(its tail was dropped?)", w.id)]
+
+
+@pytest.mark.parametrize("how", ["missing", "changed"])
+def test_changed_or_missing_keys_are_named(kit, how):
+    w, _ = record(kit)
+    keys = w.path / WRAPPED_KEYS_FILE
+    if how == "missing":
+        keys.unlink()
+    else:
+        keys.write_bytes(keys.read_bytes() + b" ")
+    assert _findings(kit) == [(
+        "keys_changed",
+        f"recording {w.id}: content keys changed or missing: can no longer be decrypted "
+        f"(keys.json is {how})", w.id)]
+
+
+def test_an_unreadable_keys_file_counts_as_changed(kit):
+    w, _ = record(kit)
+    keys = w.path / WRAPPED_KEYS_FILE
+    keys.unlink()
+    keys.mkdir()
+    (code, message, _), = _findings(kit)
+    assert code == "keys_changed" and message.endswith("(keys.json is changed)")
+
+
+def test_export_records_shortened_or_deleted_are_named(kit, tmp_path):
+    w, _ = record(kit)
+    _export(kit, w, tmp_path, n=2)
+    data = (w.path / EXPORTS_FILE).read_bytes()
+    from storekit import frames_of
+
+    first, second = frames_of(w.path / EXPORTS_FILE)
+    (w.path / EXPORTS_FILE).write_bytes(data[: second.offset])
+    assert _findings(kit) == [(
+        "exports_shortened",
+        f"recording {w.id}: the log recorded copies [2] that {EXPORTS_FILE} does not hold "
+        "(shortened, or a copy interrupted by a power loss)", w.id)]
+    (w.path / EXPORTS_FILE).unlink()
+    assert _findings(kit) == [(
+        "exports_deleted",
+        f"recording {w.id}: the log recorded 2 copies, but {EXPORTS_FILE} is gone", w.id)]
+    del first
+
+
+def test_a_damaged_export_record_is_named_at_its_frame(kit, tmp_path):
+    w, _ = record(kit)
+    _export(kit, w, tmp_path)
+    with open(w.path / EXPORTS_FILE, "ab") as f:
+        f.write(b"junk")
+    (code, message, rid), = _findings(kit)
+    first = json.loads((w.path / MANIFEST_FILE).read_bytes())["frame_count"]
+    assert (code, rid) == ("exports_damaged", w.id)
+    assert message.startswith(f"recording {w.id}: export record {first + 1} damaged: ")
+
+
+def test_a_dropped_tail_is_named_by_the_header_that_points_past_it(kit):
+    record(kit)
+    cut = len(_lines(kit))
+    kit.custody.append("device_started")
+    w2, _ = record(kit, seed=2)
+    kept = _lines(kit)[:cut]
+    kit.state.custody_path.write_bytes(b"".join(kept))
+    found = _findings(kit)
+    assert ("log_tail_dropped",
+            f"recording {w2.id}'s header names custody entry {cut}, but the log ends at "
+            f"entry {cut - 1}: its tail was dropped", w2.id) in found
+
+
+def test_a_rewritten_log_is_named_by_the_header_that_holds_the_old_hash(kit):
+    record(kit)
+    w2, _ = record(kit, seed=2)
+    lines = _lines(kit)
+    header_seq = json.loads(lines[-2])["entry"]["seq"] - 1  # the head before w2 started
+    kit.state.custody_path.write_bytes(b"".join(lines[:header_seq]))
+    log = CustodyLog(kit.state.custody_path, kit.identity, kit.clock)
+    for _ in range(len(lines) - header_seq):
+        log.append("note")  # same length, another history, signed with the device key
+    found = _findings(kit)
+    assert ("log_rewritten",
+            f"recording {w2.id}'s header names custody entry {header_seq} with another "
+            "hash: the log was rewritten from there", w2.id) in found
+
+
+def test_quarantined_folders_are_listed_in_a_note(kit):
+    for name in ("b" * 32, "a" * 32):
+        (kit.state.quarantine_dir / name).mkdir(parents=True)
+    rep = check_state(kit.state, kit.identity.public)
+    assert rep.notes == [
+        f"2 folder(s) in {kit.state.quarantine_dir} that recovery refused to close or sign, "
+        f"kept whole for a person to look at: {'a' * 32}, {'b' * 32}"]
+
+
+def test_the_head_check_in_words(kit, tmp_path):
+    w, _ = record(kit)
+    (head,) = _export(kit, w, tmp_path)
+    seq = json.loads(head.read_text())["seq"]
+    n = len(_lines(kit))
+    res = check_head(kit.state, kit.identity.public, head)
+    assert res == HeadCheck("contained", f"the log still contains entry {seq} as the copy "
+                            f"recorded it ({n - 1 - seq} entries since)", seq, n)
+    assert res.ok and res.to_json() == {"ok": True, "status": "contained",
+                                        "message": res.message, "seq": seq, "log_entries": n}
+    who = f"this device ({kit.identity.fingerprint[:16]})"
+    kit.state.custody_path.write_bytes(b"".join(_lines(kit)[:seq - 1]))
+    res = check_head(kit.state, kit.identity.public, head)
+    assert (res.status, res.message, res.log_entries) == (
+        "dropped", f"{who} signed entry {seq}, but the log ends at entry {seq - 2}: "
+        "2 or more entries were dropped", seq - 1)
+    assert not res.ok
+    other = make_kit(tmp_path / "other")
+    res = check_head(kit.state, other.identity.public, head)
+    assert (res.status, res.message) == (
+        "not_this_device", f"the head (entry {seq}) is not signed by this device "
+        f"({other.identity.fingerprint[:16]}): it says nothing about this log")
+
+
+@pytest.mark.parametrize(
+    ("doc", "why"),
+    [
+        ([1], "not an akkoord custody head"),
+        ({"format": "other", "seq": 1}, "not an akkoord custody head"),
+        ({"format": "akkoord-custody-head/2", "seq": 1, "hash": "zz", "signature": ""},
+         "custody head lacks a readable hash or signature"),
+        ({"format": "akkoord-custody-head/2", "seq": 1, "hash": "00" * 32,
+          "signature": "a!"}, "custody head lacks a readable hash or signature"),
+        ({"format": "akkoord-custody-head/2", "seq": 1, "signature": ""},
+         "custody head lacks a readable hash or signature"),
+        ({"format": "akkoord-custody-head/2", "seq": -1, "hash": "00" * 32, "signature": ""},
+         "custody head has no valid seq/hash"),
+        ({"format": "akkoord-custody-head/2", "seq": True, "hash": "00" * 32,
+          "signature": ""}, "custody head has no valid seq/hash"),
+        ({"format": "akkoord-custody-head/2", "seq": "1", "hash": "00" * 32,
+          "signature": ""}, "custody head has no valid seq/hash"),
+        ({"format": "akkoord-custody-head/2", "seq": 1, "hash": "00" * 31, "signature": ""},
+         "custody head has no valid seq/hash"),
+    ],
+)
+def test_a_head_file_that_is_not_one_says_why(tmp_path, doc, why):
+    path = tmp_path / "custody-head.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(FormatError) as err:
+        parse_head(path)
+    assert str(err.value) == f"{path}: {why}"
+
+
+def test_a_head_file_is_parsed(tmp_path):
+    path = tmp_path / "custody-head.json"
+    path.write_text(json.dumps({"format": "akkoord-custody-head/2", "seq": 0,
+                                "hash": "ab" * 32, "signature": "AAAA"}))
+    assert parse_head(path) == (0, b"\xab" * 32, b"\x00\x00\x00")
