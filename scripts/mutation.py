@@ -128,6 +128,9 @@ def stage(name: str) -> Path:
 [tool.mutmut]
 source_paths = ["src/akkoord"]
 also_copy = ["scripts"]
+# CPU seconds per mutant = (its tests' time + 1) * this * 2: mutmut's default (15) lets a
+# mutant that loops forever hold a core for minutes; the tests take CPU, not wall, time.
+timeout_multiplier = 4
 only_mutate = {_toml_list([f"src/akkoord/{f}" for f in files])}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", {", ".join(json.dumps(a) for a in DESELECT)}]
 pytest_add_cli_args_test_selection = {_toml_list(selected)}
