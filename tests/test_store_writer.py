@@ -270,3 +270,122 @@ def test_an_unsynced_writer_still_writes_whole_frames(kit):
     w.add_audio(pcm(1))
     assert w.close("party_a").status == "complete"
     assert _kinds(w)[-3:] == ["AUDIO", "CHECKPOINT", "END"]
+
+
+def test_the_stop_note_of_a_clean_close(kit):
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    w.add_gap(5, "overflow")  # estimated=False unless said
+    kit.clock.advance(2)
+    result = w.close("party_a", party="A")
+    assert result.manifest["stop"] == {"event": "stop", "reason": "party_a",
+                                       "time": kit.clock.wall().to_json(),
+                                       "samples": SEG + 5, "party": "A"}
+    assert [t.get("estimated") for t in result.manifest["timeline"]
+            if t["event"] == "gap"] == [False]
+
+
+class _FailAt(FileOps):
+    """Fails the write or sync of frame bytes at one call, after `ok` good calls."""
+
+    def __init__(self, op: str, ok: int, err: int, then: str | None = None) -> None:
+        self.op, self.left, self.err, self.then = op, ok, err, then
+
+    def write(self, fd: int, data: bytes, where: str) -> None:
+        if self.op == "write" and self._fire():
+            raise OSError(self.err, os.strerror(self.err))
+        super().write(fd, data, where)
+
+    def sync(self, fd: int, where: str) -> None:
+        if self.then == "sync" and self.op == "fired":
+            self.then = None
+            raise OSError(errno.EIO, f"Input/output error at {where}")
+        if self.op == "sync" and self._fire():
+            raise OSError(self.err, os.strerror(self.err))
+        super().sync(fd, where)
+
+    def _fire(self) -> bool:
+        self.left -= 1
+        if self.left < 0:
+            self.op = "fired"
+            return True
+        return False
+
+
+def test_a_write_failing_while_closing_is_retried_once_with_the_reserve_freed(kit):
+    ops = _FailAt("write", 2 + 1, errno.ENOSPC)  # header, checkpoint, audio; then close
+    w = kit.writer(ops=ops)
+    w.add_audio(pcm(1))
+    result = w.close("party_a")
+    assert result.status == "complete" and result.error is None
+    where = f"{w.container} (frame 3, byte {frames_of(w.container)[3].offset})"
+    assert result.manifest["stop"]["storage_error"] == (
+        f"write failed at {where}: [Errno 28] No space left on device")
+    assert _kinds(w)[-3:] == ["AUDIO", "CHECKPOINT", "END"]
+    assert not (w.path / RESERVE_FILE).exists()
+
+
+def test_an_fsync_failing_while_closing_leaves_the_recording_for_recovery(kit):
+    w = kit.writer(ops=_FailAt("sync", 2 + 1, errno.EIO))
+    w.add_audio(pcm(1))
+    result = w.close("party_a")
+    assert result.status == "left_for_recovery" and result.manifest is None
+    assert result.error.startswith(f"fsync failed at {w.container} (frame 3, byte ")
+    assert result.error.endswith("the recording is left for recovery")
+    failed = list(kit.custody.entries())[-1]
+    assert (failed["type"], failed["recording_id"], failed["detail"]) == (
+        "recording_failed", w.id, {"error": result.error})
+    with pytest.raises(UsageError, match="already closed"):
+        w.close("party_a")
+    assert not (w.path / "manifest.json").exists()
+
+
+def test_after_a_final_failure_close_says_so_once(kit):
+    w = kit.writer(ops=FaultyOps("sync", 3, errno.EIO))
+    with pytest.raises(RecordingFailed):
+        w.add_audio(pcm(1))
+    result = w.close("party_a")
+    assert result.status == "left_for_recovery"
+    assert list(kit.custody.entries())[-1]["recording_id"] == w.id
+    with pytest.raises(UsageError) as err:
+        w.close("party_a")
+    assert str(err.value) == f"recording {w.id} is already closed"
+
+
+def test_a_cut_back_whose_fsync_fails_is_final_and_says_so(kit):
+    ops = _FailAt("write", 2, errno.ENOSPC, then="sync")
+    w = kit.writer(ops=ops)
+    size = w.container.stat().st_size
+    with pytest.raises(RecordingFailed) as err:
+        w.add_audio(pcm(1))
+    where = f"{w.container} (frame 2, byte {size})"
+    assert str(err.value) == (
+        f"write failed at {where} ([Errno 28] No space left on device) and cutting back "
+        f"failed ([Errno 5] Input/output error at {where}); the recording is left for "
+        "recovery")
+    assert err.value.closable is False
+
+
+def test_a_custody_log_that_fails_at_close_does_not_lose_the_recording(kit):
+    from pathlib import Path
+
+    from akkoord.store.custody import CustodyLog
+
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    w._custody = CustodyLog(Path("/dev/full"), kit.identity, kit.clock)
+    result = w.close("party_a")
+    assert result.status == "complete"
+    assert read_manifest(w.path).doc["status"] == "complete"
+
+
+def test_a_writer_leaves_no_file_open(kit):
+    fds = set(os.listdir("/proc/self/fd"))
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    w.close("party_a")
+    w2 = kit.writer(ops=FaultyOps("sync", 3, errno.EIO))
+    with pytest.raises(RecordingFailed):
+        w2.add_audio(pcm(1))
+    w2.close("party_a")
+    assert set(os.listdir("/proc/self/fd")) <= fds
