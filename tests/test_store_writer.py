@@ -389,3 +389,43 @@ def test_a_writer_leaves_no_file_open(kit):
         w2.add_audio(pcm(1))
     w2.close("party_a")
     assert set(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_the_reserve_is_written_where_fallocate_is_not_supported(kit, monkeypatch):
+    """Some file systems (FAT on a stick, some FUSE) refuse posix_fallocate: the reserve is
+    then written out as zeros, mode 0600 like the rest of the folder."""
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    old = os.umask(0o022)
+    try:
+        w = kit.writer(reserve_bytes=70_000)
+    finally:
+        os.umask(old)
+    reserve = w.path / RESERVE_FILE
+    assert reserve.read_bytes() == bytes(70_000)
+    assert stat.S_IMODE(reserve.stat().st_mode) == 0o600
+
+
+def test_checkpoints_say_what_they_are(kit):
+    w = kit.writer()
+    kit.clock.advance(1)
+    w.checkpoint()
+    cps = [f for f in frames_of(w.container) if f.header.kind == Kind.CHECKPOINT]
+    assert [parse_meta(f)[0]["event"] for f in cps] == ["checkpoint", "checkpoint"]
+    assert parse_meta(cps[-1])[0] == {"event": "checkpoint", "time": kit.clock.wall().to_json()}
+    assert cps[-1].header.body_len == 64  # a signature, no ciphertext
+
+
+def test_fileops_write_names_the_file_when_the_disk_is_full():
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as err:
+            FileOps().write(fd, b"frame", "the container (frame 9, byte 99)")
+    finally:
+        os.close(fd)
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == ("write failed for the container (frame 9, byte 99): "
+                              "No space left on device")
