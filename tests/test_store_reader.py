@@ -1,0 +1,232 @@
+"""Reading files nobody vouches for (store/safeio.py) and the state folder's layout
+(store/layout.py), to the word: each refusal names the file and the reason, strict JSON
+draws its lines exactly at 64-bit integers and finite numbers, and secret base64 is decoded
+exactly as RFC 4648 says."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from akkoord.errors import FormatError, KeyMaterialError, UsageError
+from akkoord.store.layout import DEFAULT_STATE, StateDir, state_from_env
+from akkoord.store.safeio import (
+    MAX_INT,
+    b64decode_secret,
+    check_name,
+    open_regular,
+    read_regular,
+    strict_decoder,
+    strict_json,
+)
+
+
+def test_a_nul_in_a_name_is_refused_before_any_system_call():
+    with pytest.raises(FormatError) as err:
+        check_name("a\0b")
+    assert str(err.value) == "'a\\x00b': a file name cannot contain a NUL byte"
+    assert check_name("a/b") == __import__("pathlib").Path("a/b")
+    with pytest.raises(FormatError):
+        open_regular("x\0y")
+
+
+def test_what_is_not_a_regular_file_is_named_by_kind(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "dir")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    try:
+        for name, kind in (("fifo", "FIFO"), ("dir", "folder")):
+            with pytest.raises(FormatError) as err:
+                open_regular(tmp_path / name, "manifest")
+            assert str(err.value) == f"{tmp_path / name}: not a regular file (a {kind}); " \
+                "refusing it"
+        with pytest.raises(FormatError) as err:
+            open_regular("/dev/null")
+        assert str(err.value) == "/dev/null: not a regular file (a character device); " \
+            "refusing it"
+        with pytest.raises(FormatError) as err:
+            open_regular(tmp_path / "link", "manifest")
+        assert str(err.value) == (f"{tmp_path / 'link'}: cannot open the manifest: "
+                                  "Too many levels of symbolic links")
+        with pytest.raises(FormatError) as err:
+            open_regular(tmp_path / "sock", "container")
+        assert str(err.value) == (f"{tmp_path / 'sock'}: cannot open the container: "
+                                  "No such device or address")
+    finally:
+        sock.close()
+    with pytest.raises(FileNotFoundError):
+        open_regular(tmp_path / "none")
+
+
+def test_an_open_regular_file_blocks_normally_and_is_closed_on_exec(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    with open_regular(tmp_path / "f") as f:
+        assert os.get_blocking(f.fileno()) and not os.get_inheritable(f.fileno())
+        assert f.read() == b"abc"
+
+
+def test_a_file_larger_than_its_limit_says_what_it_is(tmp_path):
+    p = tmp_path / "m"
+    p.write_bytes(b"x" * 11)
+    assert read_regular(p, 11) == b"x" * 11
+    with pytest.raises(FormatError) as err:
+        read_regular(p, 10, "manifest")
+    assert str(err.value) == f"{p}: implausibly large for a manifest (11 bytes)"
+    with pytest.raises(FormatError) as err:
+        read_regular(p, 10)
+    assert str(err.value) == f"{p}: implausibly large for a file (11 bytes)"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (str(MAX_INT), MAX_INT),
+        (str(-MAX_INT - 1), -MAX_INT - 1),
+        ("-9999999999999999999", None),  # 19 digits, beyond 64 bits
+        ("9223372036854775808", None),
+        ("12345678901234567890", None),  # 20 digits: refused before int()
+        ("1.5e3", 1500.0),
+        ("1e308", 1e308),
+        ("1e309", None),
+        ("-1e309", None),
+        ("0." + "0" * 37 + "1", 1e-38),  # 40 characters
+        ("0." + "0" * 38 + "1", None),  # 41 characters
+    ],
+)
+def test_numbers_are_read_up_to_their_limits(text, value):
+    if value is None:
+        with pytest.raises(FormatError) as err:
+            strict_json(text, "f")
+        assert "out of range" in str(err.value) and str(err.value).startswith("f: not valid JSON")
+        with pytest.raises(ValueError):
+            strict_decoder().decode(text)
+    else:
+        assert strict_json(text, "f") == value
+        assert strict_decoder().decode(text) == value
+
+
+def test_refusals_say_what_is_wrong():
+    cases = {
+        "NaN": "f: not valid JSON (NaN is not a number JSON allows)",
+        "[Infinity]": "f: not valid JSON (Infinity is not a number JSON allows)",
+        "123456789012345678901234567890": "f: not valid JSON (integer 12345678901234567890"
+                                          "1234… is out of range)",
+        "9223372036854775808": "f: not valid JSON (integer 9223372036854775808 is out of "
+                               "range)",
+        "1e999": "f: not valid JSON (number 1e999 is out of range)",
+        "0." + "0" * 50: "f: not valid JSON (number 0.0000000000000000000000… is out of "
+                         "range)",
+    }
+    for text, why in cases.items():
+        with pytest.raises(FormatError) as err:
+            strict_json(text, "f")
+        assert str(err.value) == why
+    with pytest.raises(FormatError) as err:
+        strict_json(b"\xff", "f")
+    assert str(err.value) == "f: not valid JSON (UnicodeDecodeError)"
+    with pytest.raises(FormatError) as err:
+        strict_json("[" * 100_000 + "]" * 100_000, "f")
+    assert str(err.value) == "f: not valid JSON (RecursionError)"
+    with pytest.raises(FormatError) as err:
+        strict_json("{", "f")
+    assert str(err.value).startswith("f: not valid JSON (Expecting property name")
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 31, 32, 33, 64])
+def test_secret_base64_decodes_like_the_standard(n):
+    raw = bytes((i * 37 + 11) % 256 for i in range(n))
+    text = base64.b64encode(raw).decode()
+    out = b64decode_secret(text, "k")
+    assert isinstance(out, bytearray) and out == raw
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (5, "not valid base64"),
+        ("abc", "not valid base64"),  # not a multiple of 4
+        ("A" * 1028, "not valid base64"),  # too long for a key
+        ("a===", "not valid base64"),  # three padding characters
+        ("ab!d", "not valid base64"),
+        ("ab=d", "not valid base64"),  # padding inside
+        ("AB==", "not valid base64 (non-zero padding bits)"),
+        ("AAB=", "not valid base64 (non-zero padding bits)"),
+    ],
+)
+def test_secret_base64_refusals(text, why):
+    with pytest.raises(FormatError) as err:
+        b64decode_secret(text, "k")
+    assert str(err.value) == f"k: {why}"
+
+
+def test_secret_base64_at_its_length_limit():
+    text = base64.b64encode(bytes(768)).decode()
+    assert len(text) == 1024 and b64decode_secret(text, "k") == bytes(768)
+    assert b64decode_secret("AA==", "k") == b"\x00"
+    assert b64decode_secret("AAA=", "k") == b"\x00\x00"
+
+
+def test_state_folder_layout(tmp_path, monkeypatch):
+    s = StateDir(tmp_path / "state")
+    assert (s.keys_dir, s.recipients_dir, s.recordings_dir, s.quarantine_dir) == (
+        s.root / "keys", s.root / "keys" / "recipients", s.root / "recordings",
+        s.root / "quarantine")
+    assert (s.custody_path, s.lock_path) == (s.root / "custody.log", s.root / "akkoord.lock")
+    assert (s.certificate_path, s.trust_dir) == (s.root / "keys" / "device.cert.json",
+                                                 s.root / "keys" / "trust")
+    assert s.recording_ids() == [] and s.recipients() == []
+    assert s.device_public_key() is None and s.device_certificate() is None
+    with pytest.raises(KeyMaterialError) as err:
+        s.identity()
+    assert str(err.value) == (f"no device identity in {s.keys_dir}: run `akkoord keys init` "
+                              "first")
+    old = os.umask(0o022)
+    try:
+        s.ensure()
+    finally:
+        os.umask(old)
+    for d in (s.root, s.recordings_dir, s.quarantine_dir):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    for name in ("b" * 32, "a" * 32, "A" * 32, "a" * 31, "x" * 32, "a" * 33):
+        (s.recordings_dir / name).mkdir()
+    assert s.recording_ids() == ["a" * 32, "b" * 32]
+    assert s.recording_dir("a" * 32) == s.recordings_dir / ("a" * 32)
+    for bad in ("A" * 32, "../" + "a" * 29, "a" * 31):
+        with pytest.raises(UsageError) as err:
+            s.recording_dir(bad)
+        assert str(err.value) == f"{bad!r} is not a recording id (32 hex digits)"
+    s.keys_dir.mkdir()
+    s.certificate_path.write_text("[1]")
+    assert s.device_certificate() is None
+    s.certificate_path.write_text('{"a": 1}')
+    assert s.device_certificate() == {"a": 1}
+    s.certificate_path.write_text("{")
+    assert s.device_certificate() is None
+
+    monkeypatch.delenv("AKKOORD_STATE", raising=False)
+    assert state_from_env() == DEFAULT_STATE
+    assert state_from_env("/x") == __import__("pathlib").Path("/x")
+    monkeypatch.setenv("AKKOORD_STATE", str(tmp_path))
+    assert state_from_env() == tmp_path
+    assert state_from_env("/x") == __import__("pathlib").Path("/x")
+
+
+def test_recipients_are_read_in_name_order(tmp_path):
+    from akkoord.store.keys import generate_org_key
+
+    s = StateDir(tmp_path)
+    s.recipients_dir.mkdir(parents=True)
+    keys = [generate_org_key("x25519") for _ in range(2)]
+    for name, k in zip(("b.pub", "a.pub"), keys, strict=True):
+        (s.recipients_dir / name).write_bytes(k.public.dumps())
+    (s.recipients_dir / "notes.txt").write_text("not a key")
+    assert [k.fingerprint for k in s.recipients()] == [keys[1].fingerprint,
+                                                        keys[0].fingerprint]
+    assert json.loads((s.recipients_dir / "a.pub").read_text())["kem"] == "x25519"
