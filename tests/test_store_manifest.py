@@ -274,3 +274,15 @@ def test_walking_the_list_yields_before_it_refuses(tmp_path):
     with pytest.raises(FormatError) as err:
         next(walk)
     assert str(err.value).startswith("manifest segments: not valid JSON (")
+
+
+@pytest.mark.parametrize("segments", [True, False])
+def test_odd_entries_and_spacing_in_the_list_come_through_as_they_are(tmp_path, segments):
+    """A malformed list is the verifier's to report entry by entry: the reader neither drops
+    nor reshapes what it cannot match (a string stays one value, not its characters)."""
+    text = (f'{{"format":"{MANIFEST_FORMAT}","segments":[[0,0,1,"{MAC}"] ,'
+            f'[1,1,1,"{MAC}"],"ab",7,[2,2,1,"{MAC}"]]}}')
+    _write(tmp_path, text)
+    signed = read_manifest(tmp_path, segments=segments)
+    assert list(iter_segments(signed)) == [
+        (0, 0, 1, MAC), (1, 1, 1, MAC), ("ab",), (7,), (2, 2, 1, MAC)]
