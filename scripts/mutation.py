@@ -56,27 +56,24 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
     ]),
     "store-recovery": (["store/recovery.py", "store/reconcile.py"], [
-        "test_store_recovery.py", "test_trust_recovery.py", "test_store_faults.py",
-        "test_store_fuzz.py", "test_loud_failures.py", "test_store_recovery_pins.py",
+        "test_store_recovery_pins.py", "test_store_recovery.py", "test_trust_recovery.py",
+        "test_store_faults.py",
     ]),
     "store-exports": (["store/exports.py"], [
-        "test_export_package.py", "test_trust_custody.py", "test_loud_failures.py",
-        "test_store_exports.py",
+        "test_store_exports.py", "test_export_package.py", "test_trust_custody.py",
     ]),
     "store-keys": (["store/keys.py", "store/delete.py"], [
-        "test_trust.py", "test_store_delete.py", "test_trust_key_memory.py",
-        "test_trust_sigcheck.py", "test_custody.py", "test_store_roundtrip.py",
-        "test_store_keys.py",
+        "test_store_keys.py", "test_store_delete.py", "test_trust.py", "test_trust_sigcheck.py",
+        "test_store_roundtrip.py",
     ]),
     "store-trustlogs": (["store/statecheck.py", "store/orglog.py", "store/sigcheck.py"], [
-        "test_trust_custody.py", "test_trust_orglog.py", "test_trust_sigcheck.py",
-        "test_collect.py", "test_store_trustlogs.py",
+        "test_store_trustlogs.py", "test_trust_custody.py", "test_trust_orglog.py",
+        "test_trust_sigcheck.py",
     ]),
     "store-reader": (["store/reader.py", "store/safeio.py", "store/layout.py",
                       "store/inspect.py"], [
-        "test_store_fuzz.py", "test_store_roundtrip.py", "test_store_verify.py",
-        "test_trust_hostile.py", "test_perf_stream.py", "test_cli_store.py",
-        "test_store_reader.py",
+        "test_store_reader.py", "test_store_fuzz.py", "test_store_roundtrip.py",
+        "test_store_verify.py", "test_trust_hostile.py", "test_cli_store.py",
     ]),
     "store-verify": (["store/verify.py"], [
         "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",

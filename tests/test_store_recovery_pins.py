@@ -232,3 +232,51 @@ def test_a_header_naming_another_device_is_not_signed(kit):
     (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
     assert res.action == "quarantined"
     assert res.detail.startswith("the header does not name this device's key; ")
+
+
+def test_unconcluded_exports_are_reconciled_once_each_with_what_is_known(kit):
+    from akkoord.store.exports import append_export
+    from akkoord.store.reconcile import open_exports, reconcile_exports
+
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    w.close("party_a")
+    gone = "c" * 32
+    kit.custody.append("export", w.id, copy_number=1, stick_id_sha256="s1")
+    append_export(w.path, kit.identity, kit.clock, copy_number=1, stick_id_sha256="s1")
+    kit.custody.append("export", w.id, copy_number=2, stick_id_sha256="s2")  # power cut
+    kit.custody.append("export", w.id, copy_number=3, stick_id_sha256=None)
+    kit.custody.append("export_failed", w.id, copy_number=3)  # concluded
+    kit.custody.append("export", gone, copy_number=1, stick_id_sha256=None)  # folder gone
+    seqs = {(e.get("recording_id"), (e.get("detail") or {}).get("copy_number")): e["seq"]
+            for e in kit.custody.entries() if e["type"] == "export"}
+    assert [(e["recording_id"], e["detail"]["copy_number"])
+            for e in open_exports(list(kit.custody.entries()))] == [
+        (w.id, 1), (w.id, 2), (gone, 1)]
+    done = reconcile_exports(kit.state, kit.custody)
+    assert done == [
+        {"recording_id": w.id, "copy_number": 2, "export_seq": seqs[(w.id, 2)],
+         "outcome": "not_completed", "stick_id_sha256": "s2"},
+        {"recording_id": gone, "copy_number": 1, "export_seq": seqs[(gone, 1)],
+         "outcome": "unknown", "stick_id_sha256": None},
+    ]
+    tail = list(kit.custody.entries())[-2:]
+    assert [(e["type"], e["recording_id"], e["detail"]) for e in tail] == [
+        ("export_reconciled", d["recording_id"],
+         {k: v for k, v in d.items() if k != "recording_id"}) for d in done]
+    assert reconcile_exports(kit.state, kit.custody) == []  # once each
+    assert open_exports(list(kit.custody.entries())) == [
+        e for e in kit.custody.entries() if e["type"] == "export"
+        and e["recording_id"] == w.id and e["detail"]["copy_number"] == 1]
+
+
+def test_an_unreadable_export_record_leaves_the_outcome_unknown(kit):
+    from akkoord.store.layout import EXPORTS_FILE
+    from akkoord.store.reconcile import reconcile_exports
+
+    w = kit.writer()
+    w.close("party_a")
+    (w.path / EXPORTS_FILE).mkdir()  # not a file: cannot be read
+    kit.custody.append("export", w.id, copy_number=1, stick_id_sha256=None)
+    (d,) = reconcile_exports(kit.state, kit.custody)
+    assert d["outcome"] == "unknown"
