@@ -230,3 +230,64 @@ def test_recipients_are_read_in_name_order(tmp_path):
     assert [k.fingerprint for k in s.recipients()] == [keys[1].fingerprint,
                                                         keys[0].fingerprint]
     assert json.loads((s.recipients_dir / "a.pub").read_text())["kem"] == "x25519"
+
+
+def test_inspect_lists_every_frame_and_the_damage_where_it_is(tmp_path):
+    from akkoord.store.exports import append_export
+    from akkoord.store.inspect import inspect_recording
+    from akkoord.store.manifest import read_manifest
+    from storekit import frames_of, make_kit, record
+
+    kit = make_kit(tmp_path)
+    w, _ = record(kit, segments=2, gap_after=0)
+    append_export(w.path, kit.identity, kit.clock, copy_number=1, stick_id_sha256=None)
+    container = w.path / "recording.akr"
+    with open(container, "ab") as f:
+        f.write(b"tail!")
+    doc = inspect_recording(w.path)
+    frames = frames_of(container)
+    manifest = read_manifest(w.path).doc
+    assert doc["path"] == str(w.path) and doc["recording_id"] == w.id
+    assert doc["size"] == container.stat().st_size
+    assert [f["index"] for f in doc["frames"]] == [f.header.index for f in frames]
+    first = doc["frames"][0]
+    assert first == {
+        "index": 0, "kind": "HEADER", "file": "recording.akr", "offset": 0,
+        "length": frames[0].length, "final": False, "start_sample": 0, "samples": 0,
+        "recording_id": w.id, "seal": frames[0].seal.hex(), "meta": first["meta"]}
+    assert first["meta"]["recording_id"] == w.id
+    end = doc["frames"][-1]
+    assert (end["kind"], end["final"]) == ("END", True)
+    gap = next(f for f in doc["frames"] if f["kind"] == "GAP")
+    assert (gap["start_sample"], gap["samples"]) == (800, 400)
+    (damage,) = doc["damage"]
+    assert damage["file"] == "recording.akr" and damage["offset"] == frames[-1].offset + \
+        frames[-1].length and damage["length"] == 5 and damage["reason"]
+    (export,) = doc["exports"]
+    assert (export["kind"], export["file"], export["offset"]) == ("EXPORT", "exports.akr", 0)
+    assert doc["manifest"] == {
+        "status": "complete", "recording_id": w.id, "frame_count": manifest["frame_count"],
+        "chain_head": manifest["chain_head"], "duration_samples": 2000,
+        "duration_seconds": manifest["duration_seconds"], "simulated": False,
+        "device_fingerprint": kit.identity.fingerprint, "segments": 2, "gaps": 1,
+        "signed": True, "file": "manifest.json"}
+
+
+def test_inspect_an_open_recording_and_a_folder_that_is_none(tmp_path):
+    from akkoord.store.inspect import inspect_recording
+    from storekit import make_kit
+
+    kit = make_kit(tmp_path)
+    w = kit.writer()
+    w._close_fd()
+    (w.path / "exports.akr").write_bytes(b"junk")
+    doc = inspect_recording(w.path)
+    assert doc["manifest"] is None and doc["exports"] == []
+    assert [(d["file"], d["offset"], d["length"]) for d in doc["damage"]] == [
+        ("exports.akr", 0, 4)]
+    with pytest.raises(FormatError) as err:
+        inspect_recording(tmp_path)
+    assert str(err.value) == f"{tmp_path}: no recording.akr — not an akkoord recording folder"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "recording.akr").write_bytes(b"")
+    assert inspect_recording(tmp_path / "x")["recording_id"] == "x"
