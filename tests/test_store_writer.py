@@ -113,10 +113,10 @@ def test_without_a_reserve_or_custody_log(kit):
     from akkoord.store.writer import RecordingWriter
 
     w = RecordingWriter.create(kit.state, kit.identity, [kit.org.public], AudioParams(),
-                               kit.clock, simulated=True, reserve_bytes=0)
+                               kit.clock, reserve_bytes=0)
     assert not (w.path / RESERVE_FILE).exists()
     meta, _ = parse_meta(frames_of(w.container)[0])
-    assert "custody" not in meta and meta["simulated"] is True
+    assert "custody" not in meta and meta["simulated"] is False
     w.add_audio(pcm(1))
     assert w.close("party_a").status == "complete"
 
@@ -429,3 +429,81 @@ def test_fileops_write_names_the_file_when_the_disk_is_full():
     assert err.value.errno == errno.ENOSPC
     assert str(err.value) == ("write failed for the container (frame 9, byte 99): "
                               "No space left on device")
+
+
+class _OtherFile(FileOps):
+    """The real FileOps, but the n-th write or sync goes to another file (/dev/full cannot
+    be written, /dev/null cannot be fsync'ed): the writer's real error path end to end."""
+
+    def __init__(self, op: str, n: int) -> None:
+        self.op, self.n = op, n
+
+    def _target(self, op: str, fd: int) -> int:
+        if op == self.op:
+            self.n -= 1
+            if self.n == 0:
+                return os.open("/dev/full" if op == "write" else "/dev/null", os.O_WRONLY)
+        return fd
+
+    def write(self, fd: int, data: bytes, where: str) -> None:
+        target = self._target("write", fd)
+        try:
+            super().write(target, data, where)
+        finally:
+            if target != fd:
+                os.close(target)
+
+    def sync(self, fd: int, where: str) -> None:
+        target = self._target("sync", fd)
+        try:
+            super().sync(target, where)
+        finally:
+            if target != fd:
+                os.close(target)
+
+
+@pytest.mark.parametrize(("op", "words"), [
+    ("write", "write failed for {where}: No space left on device"),
+    ("sync", "fsync failed for {where}: Invalid argument"),
+])
+def test_a_real_write_or_fsync_failure_names_the_frame_twice_over(kit, op, words):
+    w = kit.writer(ops=_OtherFile(op, 3))
+    size = w.container.stat().st_size
+    with pytest.raises(RecordingFailed) as err:
+        w.add_audio(pcm(1))
+    where = f"{w.container} (frame 2, byte {size})"
+    assert words.format(where=where) in str(err.value)
+    assert str(err.value).count(where) == 2
+
+
+def test_a_given_content_key_is_the_one_wrapped(kit):
+    from akkoord.store.keys import unwrap_content_key
+
+    ck = bytes(range(32))
+    w = kit.writer(content_key=ck)
+    doc = json.loads((w.path / WRAPPED_KEYS_FILE).read_bytes())
+    assert unwrap_content_key(doc["recipients"], w.recording_id, kit.org, "k") == ck
+
+
+def test_writes_are_synced_unless_told_otherwise(kit):
+    from akkoord.store.writer import RecordingWriter
+
+    with pytest.raises(RecordingFailed):
+        RecordingWriter.create(kit.state, kit.identity, [kit.org.public], AudioParams(),
+                               kit.clock, ops=FaultyOps("sync", 1, errno.EIO))
+
+
+def test_a_segment_larger_than_the_frame_buffer(kit):
+    """One second of 48 kHz stereo is 192,000 bytes: more than the writer's first buffer."""
+    from akkoord.store.verify import verify_recording
+    from akkoord.store.writer import RecordingWriter
+
+    w = RecordingWriter.create(kit.state, kit.identity, [kit.org.public],
+                               AudioParams(channels=2), kit.clock, custody=kit.custody)
+    big = os.urandom(192_000)
+    w.add_audio(big)
+    w.add_audio(big[:4000])
+    w.close("party_a")
+    rep = verify_recording(w.path, kit.org)
+    assert rep.ok, rep.findings
+    assert read_manifest(w.path).doc["duration_samples"] == 48_000 + 1000
