@@ -280,3 +280,41 @@ def test_an_unreadable_export_record_leaves_the_outcome_unknown(kit):
     kit.custody.append("export", w.id, copy_number=1, stick_id_sha256=None)
     (d,) = reconcile_exports(kit.state, kit.custody)
     assert d["outcome"] == "unknown"
+
+
+def test_a_recording_that_ends_in_an_event_is_timed_at_it(kit):
+    w = _open(kit, 2)
+    w2 = kit.writer()
+    w2.add_audio(pcm(1))
+    w2.add_event("press", party="A")
+    w2._close_fd()
+    del w
+    results = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert [r.action for r in results] == ["interrupted", "interrupted"]
+    rec = frames_of(w2.container)[-1]
+    assert rec.header.kind == Kind.RECOVERY and rec.header.start_sample == SEG
+
+
+def test_the_quarantine_folder_is_made_private(kit):
+    import shutil
+    import stat
+
+    w = _open(kit)
+    with open(w.container, "r+b") as f:
+        f.write(b"\x00" * 4)
+    shutil.rmtree(kit.state.quarantine_dir)
+    old = os.umask(0o022)
+    try:
+        (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    finally:
+        os.umask(old)
+    assert res.action == "quarantined"
+    assert stat.S_IMODE(kit.state.quarantine_dir.stat().st_mode) == 0o700
+
+
+def test_an_outcome_without_its_export_entry_is_no_error():
+    from akkoord.store.reconcile import open_exports
+
+    entries = [{"type": "export_failed", "recording_id": "a", "detail": {"copy_number": 1}},
+               {"type": "export", "recording_id": "a", "detail": {"copy_number": 2}}]
+    assert open_exports(entries) == [entries[1]]
