@@ -286,3 +286,54 @@ def test_odd_entries_and_spacing_in_the_list_come_through_as_they_are(tmp_path, 
     signed = read_manifest(tmp_path, segments=segments)
     assert list(iter_segments(signed)) == [
         (0, 0, 1, MAC), (1, 1, 1, MAC), ("ab",), (7,), (2, 2, 1, MAC)]
+
+
+def test_a_recording_without_audio_lasts_zero_samples():
+    m = build_manifest([_header(), _rec(1, Kind.CHECKPOINT, 0), _rec(2, Kind.END, 0)])
+    assert (m["duration_samples"], m["duration_seconds"], m["segments"]) == (0, 0.0, [])
+
+
+def test_a_gap_at_the_end_counts_to_the_duration():
+    m = build_manifest([
+        _header(),
+        _rec(1, Kind.CHECKPOINT, 0),
+        _rec(2, Kind.AUDIO, 0, 1000),
+        _rec(3, Kind.GAP, 1000, 500, meta={"event": "gap"}),
+        _rec(4, Kind.END, 1500, meta={"event": "stop"}),
+    ])
+    assert m["duration_samples"] == 1500 and m["gaps"] == [[3, 1000, 500]]
+
+
+def test_times_are_rounded_to_the_millisecond():
+    head = _header()
+    head.meta["audio"] = {"sample_rate": 7000}
+    m = build_manifest([
+        head,
+        _rec(1, Kind.CHECKPOINT, 0),
+        _rec(2, Kind.AUDIO, 0, 1),
+        _rec(3, Kind.EVENT, 1, meta={"event": "note"}),
+        _rec(4, Kind.AUDIO, 1, 10),
+        _rec(5, Kind.RECOVERY, 11, meta={"event": "recovered"}),
+    ])
+    assert m["timeline"][0]["at_seconds"] == 0.0  # 1/7000 s
+    assert m["duration_seconds"] == 0.002  # 11/7000 s = 0.00157
+    assert m["unsigned_tail"]["seconds"] == 0.002
+
+
+def test_a_header_without_recipients_lists_none():
+    head = _header()
+    del head.meta["recipients"]
+    del head.meta["created"]
+    m = build_manifest([head, _rec(1, Kind.END, 0)])
+    assert m["recipients"] == [] and m["created"] is None
+
+
+def test_a_builder_that_refused_its_first_frame_still_refuses_to_finish():
+    from akkoord.store.manifest import ManifestBuilder
+
+    b = ManifestBuilder(lambda *a: None)
+    with pytest.raises(FormatError):
+        b.add(_rec(0, Kind.AUDIO, 0, 10))
+    with pytest.raises(FormatError) as err:
+        b.finish()
+    assert str(err.value) == "a manifest needs the recording's header frame first"
