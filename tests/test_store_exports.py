@@ -207,3 +207,17 @@ def test_a_manifest_without_the_chain_start_is_refused(rec, drop):
     with pytest.raises(FormatError) as err:
         _append(kit, path)
     assert str(err.value) == f"{path}: manifest lacks recording_id/chain_head"
+
+
+def test_no_append_after_a_frame_this_device_did_not_sign(rec):
+    kit, path = rec
+    other = DeviceIdentity.generate()
+    append_export(path, other, kit.clock, copy_number=1, stick_id_sha256=None)
+    size = (path / EXPORTS_FILE).stat().st_size
+    first = read_manifest(path).doc["frame_count"]
+    with pytest.raises(FormatError) as err:
+        _append(kit, path, 2)
+    assert str(err.value) == (
+        f"{path / EXPORTS_FILE}: export record {first} is signature does not verify; "
+        "not appending to a damaged record")
+    assert (path / EXPORTS_FILE).stat().st_size == size
