@@ -108,7 +108,7 @@ def test_a_record_from_another_recording_is_named(rec, tmp_path):
     with pytest.raises(FormatError) as err:
         _append(kit, path, 2)
     assert str(err.value) == (
-        f"{path / EXPORTS_FILE}: export record {r.index} is belongs to another recording; "
+        f"{path / EXPORTS_FILE}: export record {r.index}: belongs to another recording; "
         "not appending to a damaged record")
 
 
@@ -182,7 +182,7 @@ def test_damaged_bytes_are_named_where_they_are(rec):
     assert good.problem is None
     assert (bad.index, bad.offset, bad.meta) == (first + 1, size, None)
     assert bad.problem.startswith("damaged: ")
-    with pytest.raises(FormatError, match=f"export record {first + 1} is damaged: "):
+    with pytest.raises(FormatError, match=f"export record {first + 1}: damaged: "):
         _append(kit, path, 2)
     assert file.stat().st_size == size + 21  # nothing appended
 
@@ -218,6 +218,6 @@ def test_no_append_after_a_frame_this_device_did_not_sign(rec):
     with pytest.raises(FormatError) as err:
         _append(kit, path, 2)
     assert str(err.value) == (
-        f"{path / EXPORTS_FILE}: export record {first} is signature does not verify; "
+        f"{path / EXPORTS_FILE}: export record {first}: signature does not verify; "
         "not appending to a damaged record")
     assert (path / EXPORTS_FILE).stat().st_size == size
