@@ -221,3 +221,45 @@ def test_no_append_after_a_frame_this_device_did_not_sign(rec):
         f"{path / EXPORTS_FILE}: export record {first}: signature does not verify; "
         "not appending to a damaged record")
     assert (path / EXPORTS_FILE).stat().st_size == size
+
+
+def test_a_symlinked_record_is_refused_by_name(rec, tmp_path):
+    kit, path = rec
+    (tmp_path / "elsewhere").write_bytes(b"")
+    (path / EXPORTS_FILE).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FormatError) as err:
+        read_exports(path, kit.identity.public)
+    assert str(err.value) == (f"{path / EXPORTS_FILE}: cannot open the export record: "
+                              "Too many levels of symbolic links")
+
+
+def test_frames_after_damage_are_still_listed(rec):
+    kit, path = rec
+    for n in (1, 2):
+        _append(kit, path, n)
+    file = path / EXPORTS_FILE
+    f1, f2 = frames_of(file)
+    data = bytearray(file.read_bytes())
+    data[f1.offset + HEADER_LEN + 3] ^= 1  # inside copy 1's meta
+    file.write_bytes(bytes(data))
+    first = read_manifest(path).doc["frame_count"]
+    damaged, after = read_exports(path, kit.identity.public)
+    assert damaged.meta is None and damaged.problem.startswith("damaged: ")
+    assert (after.index, after.offset) == (first + 1, f2.offset)
+    assert after.problem == f"does not chain on (index {first + 1}, expected {first})"
+
+
+def test_an_export_frame_without_a_signature_body_is_refused(rec):
+    kit, path = rec
+    doc = read_manifest(path).doc
+    meta = json.dumps({"event": "export", "copy_number": 1}).encode()
+    header = FrameHeader(kind=int(Kind.EXPORT), flags=0, meta_len=len(meta),
+                         index=doc["frame_count"], samples=0,
+                         start_sample=doc["duration_samples"], body_len=10,
+                         recording_id=bytes.fromhex(doc["recording_id"]),
+                         prev=bytes.fromhex(doc["chain_head"]), audio_mac=bytes(32)).pack()
+    (path / EXPORTS_FILE).write_bytes(finish_frame(header, meta, bytes(10))[0])
+    (r,) = read_exports(path, kit.identity.public)
+    assert r.problem == "signature does not verify"
+    (r,) = read_exports(path)
+    assert r.problem is None  # chained: without a key only the chain is checked
