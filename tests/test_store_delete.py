@@ -57,8 +57,10 @@ def test_delete_overwrites_the_wrapped_keys_before_unlinking(kit):
 
 def test_an_open_recording_is_not_deleted(kit):
     w, _ = record(kit, segments=1, close=False)
-    with pytest.raises(UsageError, match="still open"):
+    with pytest.raises(UsageError) as err:
         delete_recording(kit.state, w.id, kit.custody, "retention")
+    assert str(err.value) == (f"recording {w.id} is still open (no manifest): let recovery "
+                              "close it first (`akkoord recover`)")
     assert (w.path / WRAPPED_KEYS_FILE).exists()
 
 

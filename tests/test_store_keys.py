@@ -287,3 +287,22 @@ def test_content_subkeys_differ_by_purpose_and_by_recording_and_wipe():
     wipe(None)
     fresh = new_content_key()
     assert isinstance(fresh, bytearray) and len(fresh) == 32 and fresh != new_content_key()
+
+
+def test_an_org_public_key_that_is_not_a_key_says_so(tmp_path):
+    path = _key_file(tmp_path / "org.pub", {
+        "type": "akkoord-org-public-key", "version": 1, "kem": "mlkem768-x25519",
+        "public_key": base64.b64encode(b"\xff" * (1184 + 32)).decode()})
+    with pytest.raises(KeyMaterialError) as err:
+        OrgPublicKey.load(path)
+    assert str(err.value).startswith(f"{path}: not a valid mlkem768-x25519 public key: ")
+    _key_file(path, {"type": "akkoord-org-public-key", "version": 1, "kem": "x25519",
+                     "public_key": "!!!!"})
+    with pytest.raises(KeyMaterialError) as err:
+        OrgPublicKey.load(path)
+    assert str(err.value) == f"{path}: public_key: not valid base64"
+
+
+def test_an_org_key_pair_goes_into_a_new_nested_folder(tmp_path):
+    priv, pub = write_org_key_pair(generate_org_key("x25519"), tmp_path / "a" / "b")
+    assert priv.parent == tmp_path / "a" / "b" and pub.exists()
