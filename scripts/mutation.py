@@ -124,9 +124,6 @@ def stage(name: str) -> Path:
 [tool.mutmut]
 source_paths = ["src/akkoord"]
 also_copy = ["scripts"]
-# CPU seconds per mutant = (its tests' time + 1) * this * 2: mutmut's default (15) lets a
-# mutant that loops forever hold a core for minutes; the tests take CPU, not wall, time.
-timeout_multiplier = 4
 only_mutate = {_toml_list([f"src/akkoord/{f}" for f in files])}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", {", ".join(json.dumps(a) for a in DESELECT)}]
 pytest_add_cli_args_test_selection = {_toml_list(selected)}
@@ -135,19 +132,24 @@ pytest_add_cli_args_test_selection = {_toml_list(selected)}
     return where
 
 
+def _listed(listing: str, *statuses: str) -> list[str]:
+    return [line.split(":")[0].strip() for line in listing.splitlines()
+            if line.strip().endswith(statuses)]
+
+
 def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
-    """One target. `survivors_only`: rerun just the survivors of the last run recorded in
-    build/mutation/<target>.json against today's tests (minutes instead of the whole run);
-    its killed mutants stay killed, as tests are only ever added."""
+    """One target. `survivors_only`: rerun just the survivors and timeouts of the last run
+    recorded in build/mutation/<target>.json against today's tests (minutes instead of the
+    whole run); its killed mutants stay killed, as tests are only ever added."""
     before = json.loads((BUILD / f"{name}.json").read_text()) if survivors_only else None
-    if before is not None and not before["survivors"]:
+    rerun = [*before["survivors"], *before.get("timeouts", [])] if before else []
+    if before is not None and not rerun:
         return before
     where = stage(name)
     t0 = time.monotonic()
     # AKKOORD_MUTATION=1: Hypothesis tests run few examples per mutant (tests/storekit.py)
     env = {**os.environ, "AKKOORD_MUTATION": "1"}
-    names = before["survivors"] if before is not None else []
-    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *names],
+    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *rerun],
                           cwd=where, text=True, capture_output=True, env=env)
     elapsed = time.monotonic() - t0
     (where / "mutmut-run.log").write_text(done.stdout + done.stderr)
@@ -159,31 +161,35 @@ def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
     stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
     listing = subprocess.run([str(MUTMUT), "results"], cwd=where, text=True,
                              capture_output=True, check=True).stdout
-    survivors = [line.split(":")[0].strip() for line in listing.splitlines()
-                 if line.strip().endswith(("survived", "no tests"))]
-    no_tests = [line.split(":")[0].strip() for line in listing.splitlines()
-                if line.strip().endswith("no tests")]
+    survivors = _listed(listing, "survived", "no tests")
+    no_tests = _listed(listing, "no tests")
+    timeouts = _listed(listing, "timeout")
+    if before is not None:  # only the earlier survivors and timeouts ran: add the rest
+        ran = set(rerun)
+        survivors = [m for m in survivors if m in ran]
+        no_tests = [m for m in no_tests if m in ran]
+        timeouts = [m for m in timeouts if m in ran]
+        stats = dict(before["stats"])
+        stats["killed"] = (before["stats"].get("killed", 0)
+                           + len(rerun) - len(survivors) - len(timeouts))
+        stats["timeout"] = len(timeouts)
+        stats["no_tests"] = len(no_tests)
+        stats["survived"] = len(survivors) - len(no_tests)
+        elapsed += before["seconds"]
     killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
     judged = killed + stats.get("survived", 0) + stats.get("no_tests", 0)
-    if before is not None:  # only the earlier survivors ran: add the earlier verdicts
-        survivors = [s for s in survivors if s in set(before["survivors"])]
-        stats = {k: v for k, v in before["stats"].items()}
-        stats["killed"] = stats.get("killed", 0) + len(before["survivors"]) - len(survivors)
-        left = set(survivors)
-        stats["no_tests"] = sum(1 for s in before.get("no_tests", []) if s in left)
-        stats["survived"] = len(survivors) - stats["no_tests"]
-        killed = stats["killed"] + stats.get("timeout", 0) + stats.get("segfault", 0)
-        judged = killed + stats["survived"] + stats["no_tests"]
-        elapsed += before["seconds"]
     summary = {
         "target": name,
         "modules": TARGETS[name][0],
         "tests": TARGETS[name][1],
         "seconds": round(elapsed),
         "stats": stats,
+        # timeouts count as killed (mutmut's rule), but are listed: a busy machine can make
+        # a mutant time out; --survivors runs them again.
         "score_percent": round(100 * killed / judged, 1) if judged else None,
         "survivors": survivors,
         "no_tests": no_tests,
+        "timeouts": timeouts,
         "runs": (before or {}).get("runs", 0) + 1,
     }
     (BUILD / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
