@@ -318,3 +318,118 @@ def test_an_outcome_without_its_export_entry_is_no_error():
     entries = [{"type": "export_failed", "recording_id": "a", "detail": {"copy_number": 1}},
                {"type": "export", "recording_id": "a", "detail": {"copy_number": 2}}]
     assert open_exports(entries) == [entries[1]]
+
+
+# --- what recovery refuses to sign, each reason in full -----------------------------------
+
+
+def _reseal(container, at, **change):
+    """Rewrite frame `at` with some header fields changed and a fresh seal (anyone can
+    chain; only checkpoints need the device key)."""
+    from akkoord.store.format import FrameHeader, finish_frame
+
+    f = frames_of(container)[at]
+    data = container.read_bytes()
+    h = f.header
+    fields = {k: getattr(h, k) for k in ("kind", "flags", "meta_len", "index", "samples",
+                                         "start_sample", "body_len", "recording_id", "prev",
+                                         "audio_mac")}
+    fields.update(change)
+    body = data[f.offset + len(f.header_bytes) + len(f.meta_bytes): f.offset + f.length - 32]
+    frame, _ = finish_frame(FrameHeader(**fields).pack(), f.meta_bytes, body)
+    container.write_bytes(data[: f.offset] + frame + data[f.offset + f.length:])
+    return f
+
+
+@pytest.mark.parametrize("change", ["prev", "index"])
+def test_a_frame_that_does_not_chain_is_where_the_prefix_ends(kit, change):
+    w = _open(kit, 4)
+    k = 4  # header, checkpoint, event, audio 0, audio 1 <- this one
+    f = frames_of(w.container)[k]
+    _reseal(w.container, k, **({"prev": bytes(32)} if change == "prev" else {"index": 99}))
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    after = len(frames_of(kit.state.quarantine_dir / w.id / CONTAINER_FILE)) - k
+    assert res.action == "quarantined"
+    assert res.detail.startswith(
+        f"a damaged frame at byte {f.offset} is followed by {after} good frames; ")
+
+
+def test_a_custody_log_that_cannot_be_written_does_not_stop_recovery(kit):
+    from pathlib import Path
+
+    from akkoord.store.custody import CustodyLog, CustodyView
+
+    w = _open(kit)
+    view = CustodyView.read(kit.state.custody_path, kit.identity.public)
+    broken = CustodyLog(Path("/dev/full"), kit.identity, kit.clock)
+    res = recover_recording(w.path, kit.identity, kit.clock, broken, log_view=view)
+    assert res.action == "interrupted"
+    assert read_manifest(w.path).doc["status"] == "interrupted"
+
+
+def test_a_recording_the_log_shows_as_gone_is_damage_not_a_power_loss(kit):
+    w = _open(kit)
+    kit.custody.append("recording_aborted", w.id)
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res == RecoveryResult(
+        w.id, "damaged",
+        "the custody log shows it as recording_aborted, but its manifest is missing: damaged")
+    assert not (w.path / MANIFEST_FILE).exists()
+
+
+def test_a_folder_without_a_container_is_removed(kit):
+    w = kit.writer()
+    w._close_fd()
+    w.container.unlink()
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res == RecoveryResult(w.id, "removed",
+                                 "no frame was written before the device stopped")
+
+
+def test_a_header_the_log_did_not_record_is_named(kit):
+    from akkoord.store.custody import CustodyLog, CustodyView
+
+    w = _open(kit)
+    other = CustodyLog(kit.root / "other.log", kit.identity, kit.clock)
+    other.append("recording_started", w.id, header_seal="00" * 32)
+    view = CustodyView.read(other.path, kit.identity.public)
+    res = recover_recording(w.path, kit.identity, kit.clock, None, state=kit.state,
+                            log_view=view)
+    assert res.action == "quarantined"
+    assert res.detail.startswith(
+        "frame 0 is not the header frame the custody log recorded at the start; ")
+
+
+def test_a_container_without_its_start_checkpoint_is_not_signed(kit, monkeypatch):
+    monkeypatch.setattr(RecordingWriter, "checkpoint",
+                        lambda self: self.add_event("no checkpoint"))
+    w = kit.writer()
+    monkeypatch.undo()
+    w.add_audio(pcm(1))
+    w._close_fd()
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res.action == "quarantined"
+    assert res.detail.startswith("frame 1 is not the device's signed start checkpoint; ")
+
+
+def test_an_end_frame_without_a_checkpoint_before_it_is_not_signed(kit, monkeypatch):
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    monkeypatch.setattr(RecordingWriter, "checkpoint", lambda self: None)
+    w._append(Kind.END, meta={"event": "stop"}, final=True)
+    monkeypatch.undo()
+    w._close_fd()
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res.action == "quarantined"
+    assert res.detail.startswith("the END frame does not follow a signed checkpoint; ")
+
+
+def test_an_export_frame_inside_a_container_is_not_signed(kit):
+    w = kit.writer()
+    w.add_audio(pcm(1))
+    w._append(Kind.EXPORT, meta={"event": "export"})
+    w._close_fd()
+    (res,) = recover_all(kit.state, kit.identity, kit.clock, kit.custody)
+    assert res.action == "quarantined"
+    assert res.detail.startswith(
+        "frame 3 is a EXPORT frame, which a recording never holds; ")
