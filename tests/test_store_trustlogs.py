@@ -3,6 +3,7 @@ recording, which log entry and what is wrong, as the report and its JSON carry i
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 
@@ -251,3 +252,51 @@ def test_a_head_file_is_parsed(tmp_path):
     path.write_text(json.dumps({"format": "akkoord-custody-head/2", "seq": 0,
                                 "hash": "ab" * 32, "signature": "AAAA"}))
     assert parse_head(path) == (0, b"\xab" * 32, b"\x00\x00\x00")
+
+
+# --- the organisation's own log (store/orglog.py) -----------------------------------------
+
+
+def _org_log(tmp_path):
+    from akkoord.clock import FixedClock
+    from akkoord.store.orglog import OrgLog
+    from storekit import SIGNING
+
+    log = OrgLog(tmp_path / "org-custody.log", SIGNING, FixedClock())
+    heads = [log.append("export", "a" * 32, copy_number=n) for n in (1, 2)]
+    return log, heads
+
+
+def test_an_org_head_verifies_only_as_signed(tmp_path):
+    from akkoord.store.orglog import verify_org_head
+
+    log, (_, h2) = _org_log(tmp_path)
+    key = log.key.public
+    assert verify_org_head(h2, key) and h2["seq"] == 1 and h2["entry"]["detail"] == {
+        "copy_number": 2}
+    sig = h2["signature"]
+    bad = [
+        {k: v for k, v in h2.items() if k != "signature"},
+        {**h2, "hash": "zz"},
+        {**h2, "seq": True},
+        {**h2, "seq": -1},
+        {**h2, "seq": "1"},
+        {**h2, "hash": h2["hash"][:62]},
+        {**h2, "signature": sig[:10] + "!" + sig[10:]},  # lenient base64 would skip the '!'
+        {**h2, "seq": 0},
+    ]
+    for doc in bad:
+        assert verify_org_head(doc, key) is False, doc
+
+
+def test_a_tampered_org_log_names_the_signing_key(tmp_path):
+    log, _ = _org_log(tmp_path)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    doc = json.loads(lines[1])
+    doc["sig"] = base64.b64encode(bytes(64)).decode()
+    lines[1] = json.dumps(doc).encode() + b"\n"
+    log.path.write_bytes(b"".join(lines))
+    view = log.view()
+    assert [e["seq"] for e in view.entries] == [0]
+    assert view.findings == [f"{log.path}: entry 1 (byte {len(lines[0])}): signature invalid "
+                             f"for key {log.key.public.fingerprint[:16]}"]
