@@ -306,3 +306,55 @@ def test_an_org_public_key_that_is_not_a_key_says_so(tmp_path):
 def test_an_org_key_pair_goes_into_a_new_nested_folder(tmp_path):
     priv, pub = write_org_key_pair(generate_org_key("x25519"), tmp_path / "a" / "b")
     assert priv.parent == tmp_path / "a" / "b" and pub.exists()
+
+
+def test_a_device_public_key_names_its_algorithm_or_is_ed25519(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    raw = DeviceIdentity.generate().public.raw
+    path = _key_file(tmp_path / "d.pub", {"type": "akkoord-device-public-key", "version": 1,
+                                          "public_key": base64.b64encode(raw).decode()})
+    assert DevicePublicKey.load(path) == DevicePublicKey(raw, "ed25519")
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    _key_file(path, {"type": "akkoord-device-public-key", "version": 1,
+                     "algorithm": "ecdsa-p256", "public_key": base64.b64encode(p256).decode()})
+    key = DevicePublicKey.load(path)
+    assert (key.algorithm, key.raw) == ("ecdsa-p256", p256)
+    _key_file(path, {"type": "akkoord-device-public-key", "version": 1, "public_key": "!"})
+    with pytest.raises(KeyMaterialError) as err:
+        DevicePublicKey.load(path)
+    assert str(err.value) == f"{path}: public_key: not valid base64"
+
+
+def test_a_key_file_is_read_up_to_one_mebibyte(tmp_path):
+    doc = json.loads((VECTORS / "org.key").read_text())
+    path = tmp_path / "org.key"
+    path.write_text(" " * (1 << 20) + json.dumps(doc))  # the key after 1 MiB of spaces
+    with pytest.raises(KeyMaterialError) as err:
+        OrgPrivateKey.load(path)
+    assert str(err.value) == f"{path}: not an akkoord key file (not JSON)"
+    path.write_text(" " * ((1 << 20) - len(json.dumps(doc))) + json.dumps(doc))
+    assert OrgPrivateKey.load(path).fingerprint == doc["fingerprint"]
+
+
+def test_the_org_key_file_is_written_as_committed():
+    key = OrgPrivateKey.load(VECTORS / "org.key")
+    assert key.dumps() == (VECTORS / "org.key").read_bytes()
+
+
+def test_an_org_private_key_with_bad_base64_says_where(tmp_path):
+    path = _key_file(tmp_path / "org.key", {"type": "akkoord-org-private-key", "version": 1,
+                                            "kem": "x25519", "private_key": "!!!!"})
+    with pytest.raises(KeyMaterialError) as err:
+        OrgPrivateKey.load(path)
+    assert str(err.value) == f"{path}: private_key: not valid base64"
+
+
+def test_no_recipient_is_explained_in_full():
+    with pytest.raises(NoRecipientError) as err:
+        wrap_content_key(os.urandom(32), RID, [])
+    assert str(err.value) == (
+        "no organisation key is configured: a recording could never be read back. "
+        "Add one with `akkoord keys add-recipient org.pub`.")
