@@ -207,15 +207,21 @@ def test_the_head_check_in_words(kit, tmp_path):
     who = f"this device ({kit.identity.fingerprint[:16]})"
     kit.state.custody_path.write_bytes(b"".join(_lines(kit)[:seq - 1]))
     res = check_head(kit.state, kit.identity.public, head)
-    assert (res.status, res.message, res.log_entries) == (
+    assert res == HeadCheck(
         "dropped", f"{who} signed entry {seq}, but the log ends at entry {seq - 2}: "
-        "2 or more entries were dropped", seq - 1)
+        "2 or more entries were dropped", seq, seq - 1)
     assert not res.ok
     other = make_kit(tmp_path / "other")
     res = check_head(kit.state, other.identity.public, head)
-    assert (res.status, res.message) == (
+    assert res == HeadCheck(
         "not_this_device", f"the head (entry {seq}) is not signed by this device "
-        f"({other.identity.fingerprint[:16]}): it says nothing about this log")
+        f"({other.identity.fingerprint[:16]}): it says nothing about this log", seq, 0)
+    for _ in range(3):  # the same length again, another history
+        kit.custody.append("note")
+    res = check_head(kit.state, kit.identity.public, head)
+    assert res == HeadCheck(
+        "forked", f"{who} signed another entry {seq} than the log now holds: the log forks "
+        f"at or before entry {seq}", seq, seq + 2)
 
 
 @pytest.mark.parametrize(
@@ -227,6 +233,8 @@ def test_the_head_check_in_words(kit, tmp_path):
          "custody head lacks a readable hash or signature"),
         ({"format": "akkoord-custody-head/2", "seq": 1, "hash": "00" * 32,
           "signature": "a!"}, "custody head lacks a readable hash or signature"),
+        ({"format": "akkoord-custody-head/2", "seq": 1, "hash": "00" * 32,
+          "signature": "AA!AA"}, "custody head lacks a readable hash or signature"),
         ({"format": "akkoord-custody-head/2", "seq": 1, "signature": ""},
          "custody head lacks a readable hash or signature"),
         ({"format": "akkoord-custody-head/2", "seq": -1, "hash": "00" * 32, "signature": ""},
@@ -245,6 +253,22 @@ def test_a_head_file_that_is_not_one_says_why(tmp_path, doc, why):
     with pytest.raises(FormatError) as err:
         parse_head(path)
     assert str(err.value) == f"{path}: {why}"
+
+
+def test_a_head_file_that_is_not_json_or_too_large_says_so(tmp_path):
+    path = tmp_path / "custody-head.json"
+    path.write_text("{")
+    with pytest.raises(FormatError) as err:
+        parse_head(path)
+    assert str(err.value).startswith(f"{path}: not valid JSON (")
+    doc = json.dumps({"format": "akkoord-custody-head/2", "seq": 0, "hash": "ab" * 32,
+                      "signature": "AAAA"})
+    path.write_text(doc + " " * (64 * 1024 - len(doc)))
+    assert parse_head(path)[0] == 0
+    path.write_text(doc + " " * (64 * 1024 + 1 - len(doc)))
+    with pytest.raises(FormatError) as err:
+        parse_head(path)
+    assert str(err.value) == f"{path}: implausibly large for a custody head (65537 bytes)"
 
 
 def test_a_head_file_is_parsed(tmp_path):
