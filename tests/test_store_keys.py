@@ -358,3 +358,46 @@ def test_no_recipient_is_explained_in_full():
     assert str(err.value) == (
         "no organisation key is configured: a recording could never be read back. "
         "Add one with `akkoord keys add-recipient org.pub`.")
+
+
+def test_the_vector_device_saves_its_public_key_as_committed(tmp_path):
+    """scripts/make_vectors.py makes its device from a fixed seed: saved by today's code,
+    its public key file is the committed one, byte for byte (into folders made on the way)."""
+    import hashlib
+
+    seed = hashlib.sha256(b"akkoord test vector seed: device").digest()
+    ident = DeviceIdentity.from_seed(seed)
+    ident.save(tmp_path / "new" / "keys")
+    assert (tmp_path / "new" / "keys" / "device.pub").read_bytes() == (
+        VECTORS / "device.pub").read_bytes()
+    doc = json.loads((tmp_path / "new" / "keys" / "device.key").read_bytes())
+    assert (tmp_path / "new" / "keys" / "device.key").read_text() == json.dumps(
+        doc, indent=1) + "\n"
+    assert base64.b64decode(doc["private_key"]) == seed
+
+
+def test_the_committed_recording_opens_with_the_derived_subkeys():
+    """Known answer for the key schedule: the content key unwrapped from the committed
+    recording derives the seal key that opens its first audio frame and the MAC key that
+    its header's audio MAC was made with."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from akkoord.store.format import HEADER_LEN, Kind, audio_mac, nonce_for
+    from storekit import frames_of
+
+    rec = VECTORS / "complete" / "recording"
+    keys = json.loads((rec / "keys.json").read_text())
+    rid = bytes.fromhex(keys["recording_id"])
+    ck = unwrap_content_key(keys["recipients"], rid, OrgPrivateKey.load(VECTORS / "org.key"),
+                            "keys.json")
+    sub = ContentKeys.derive(ck, rid)
+    data = (rec / "recording.akr").read_bytes()
+    f = next(x for x in frames_of(rec / "recording.akr") if x.header.kind == Kind.AUDIO)
+    at = f.offset + HEADER_LEN + len(f.meta_bytes)
+    body = data[at : at + f.header.body_len]
+    pcm = ChaCha20Poly1305(bytes(sub.seal_key)).decrypt(
+        nonce_for(f.header.index, f.header.final), body, f.header_bytes + f.meta_bytes)
+    assert len(pcm) == f.header.samples * 2
+    assert audio_mac(bytes(sub.mac_key), pcm) == f.header.audio_mac
+    wav = (VECTORS / "complete" / "copy" / "opname.wav").read_bytes()
+    assert wav[44 : 44 + len(pcm)] == pcm
