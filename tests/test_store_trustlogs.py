@@ -324,3 +324,34 @@ def test_a_tampered_org_log_names_the_signing_key(tmp_path):
     assert [e["seq"] for e in view.entries] == [0]
     assert view.findings == [f"{log.path}: entry 1 (byte {len(lines[0])}): signature invalid "
                              f"for key {log.key.public.fingerprint[:16]}"]
+
+
+def test_a_replaced_container_is_named(kit):
+    w1, _ = record(kit)
+    w2, _ = record(kit, seed=2)
+    shutil.copy(w2.path / "recording.akr", w1.path / "recording.akr")
+    assert ("container_replaced",
+            f"recording {w1.id}: its header frame is not the one the log recorded at start",
+            w1.id) in _findings(kit)
+
+
+def test_unreadable_containers_and_manifests_are_findings_not_crashes(kit, tmp_path):
+    w1, _ = record(kit)
+    w2, _ = record(kit, seed=2)
+    w3, _ = record(kit, seed=3)
+    w4, _ = record(kit, seed=4)
+    c1 = w1.path / "recording.akr"
+    c1.unlink()
+    c1.symlink_to(tmp_path / "elsewhere")
+    (w2.path / MANIFEST_FILE).write_text("{")
+    with open(w3.path / "recording.akr", "r+b") as f:
+        f.write(b"junk")  # frame 0 is no frame: no header to compare
+    (w4.path / "recording.akr").unlink()
+    found = _findings(kit)
+    assert ("unreadable", f"recording {w1.id}: {c1}: cannot open the container: Too many "
+            "levels of symbolic links", w1.id) in found
+    m2, gone = [f for f in found if f[2] == w2.id]
+    assert m2[0] == "unreadable" and m2[1].startswith(
+        f"recording {w2.id}: {w2.path / MANIFEST_FILE}: not valid JSON (")
+    assert gone[0] == "manifest_missing"  # an unreadable manifest is no signed manifest
+    assert [f for f in found if f[2] in (w3.id, w4.id)] == []
