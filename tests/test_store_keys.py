@@ -162,6 +162,8 @@ def test_org_key_pairs_round_trip_and_are_never_overwritten(tmp_path, kem, hybri
         "fingerprint": key.fingerprint,
     }
     assert len(key.public.raw) == (32 if kem == "x25519" else 1184 + 32)
+    # written like org.key (committed in tests/vectors): one-space indent, a final newline
+    assert pub.read_text() == json.dumps(json.loads(pub.read_text()), indent=1) + "\n"
     before = priv.read_bytes()
     with pytest.raises(KeyMaterialError) as err:
         write_org_key_pair(generate_org_key("x25519"), tmp_path / "org")
