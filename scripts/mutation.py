@@ -69,10 +69,12 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_trustlogs.py", "test_trust_custody.py", "test_trust_orglog.py",
         "test_trust_sigcheck.py",
     ]),
-    "store-reader": (["store/reader.py", "store/safeio.py", "store/layout.py",
-                      "store/inspect.py"], [
-        "test_store_reader.py", "test_store_fuzz.py", "test_store_roundtrip.py",
-        "test_store_verify.py", "test_trust_hostile.py", "test_cli_store.py",
+    "store-io": (["store/safeio.py", "store/layout.py", "store/inspect.py"], [
+        "test_store_reader.py", "test_trust_hostile.py", "test_cli_store.py",
+    ]),
+    "store-reader": (["store/reader.py"], [
+        "test_store_fuzz.py", "test_store_roundtrip.py", "test_store_verify.py",
+        "test_store_tamper.py", "test_store_reader.py",
     ]),
     "store-verify": (["store/verify.py"], [
         "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",
