@@ -70,11 +70,11 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_trust_sigcheck.py",
     ]),
     "store-io": (["store/safeio.py", "store/layout.py", "store/inspect.py"], [
-        "test_store_reader.py", "test_trust_hostile.py", "test_cli_store.py",
+        "test_store_io.py", "test_trust_hostile.py", "test_cli_store.py",
     ]),
     "store-reader": (["store/reader.py"], [
         "test_store_fuzz.py", "test_store_roundtrip.py", "test_store_verify.py",
-        "test_store_tamper.py", "test_store_reader.py",
+        "test_store_tamper.py",
     ]),
     "store-verify": (["store/verify.py"], [
         "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",
