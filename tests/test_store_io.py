@@ -291,3 +291,13 @@ def test_inspect_an_open_recording_and_a_folder_that_is_none(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "recording.akr").write_bytes(b"")
     assert inspect_recording(tmp_path / "x")["recording_id"] == "x"
+
+
+def test_a_block_device_is_named_as_one(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mknod of a block device node")
+    node = tmp_path / "disk"
+    os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    with pytest.raises(FormatError) as err:
+        read_regular(node, 100, "container")
+    assert str(err.value) == f"{node}: not a regular file (a block device); refusing it"
