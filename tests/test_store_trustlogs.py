@@ -355,3 +355,11 @@ def test_unreadable_containers_and_manifests_are_findings_not_crashes(kit, tmp_p
         f"recording {w2.id}: {w2.path / MANIFEST_FILE}: not valid JSON (")
     assert gone[0] == "manifest_missing"  # an unreadable manifest is no signed manifest
     assert [f for f in found if f[2] in (w3.id, w4.id)] == []
+
+
+def test_a_recording_left_open_is_not_a_finding(kit):
+    w = kit.writer()
+    w.add_audio(b"\x00\x01" * 800)
+    w._close_fd()  # the power went; recovery has not run yet
+    rep = check_state(kit.state, kit.identity.public)
+    assert rep.ok and rep.recordings == 1
