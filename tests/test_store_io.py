@@ -301,3 +301,61 @@ def test_a_block_device_is_named_as_one(tmp_path):
     with pytest.raises(FormatError) as err:
         read_regular(node, 100, "container")
     assert str(err.value) == f"{node}: not a regular file (a block device); refusing it"
+
+
+def test_a_file_that_grows_while_read_is_read_whole_up_to_the_limit():
+    """/proc files say size 0 and then hold text: the reader reads on past what fstat said."""
+    whole = open("/proc/version", "rb").read()  # noqa: SIM115 - the reference reading
+    assert len(whole) > 20
+    assert read_regular("/proc/version", 4096) == whole
+    with pytest.raises(FormatError) as err:
+        read_regular("/proc/version", 10, "manifest")
+    assert str(err.value) == "/proc/version: implausibly large for a manifest (grew while read)"
+
+
+def test_integer_limits_in_words():
+    for text, why in {
+        "12345678901234567890": "integer 12345678901234567890… is out of range",
+        "-9223372036854775809": "integer -9223372036854775809 is out of range",
+    }.items():
+        with pytest.raises(FormatError) as err:
+            strict_json(text, "f")
+        assert str(err.value) == f"f: not valid JSON ({why})"
+
+
+def test_read_regular_names_what_it_could_not_open(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(FormatError) as err:
+        read_regular(tmp_path / "link", 10, "manifest")
+    assert str(err.value) == (f"{tmp_path / 'link'}: cannot open the manifest: "
+                              "Too many levels of symbolic links")
+
+
+def test_inspect_reads_past_damage_and_takes_the_id_from_the_header(tmp_path):
+    import shutil
+
+    from akkoord.store.format import FrameHeader, Kind, finish_frame
+    from akkoord.store.inspect import inspect_recording
+    from storekit import frames_of, make_kit, record
+
+    kit = make_kit(tmp_path)
+    w, _ = record(kit, segments=3)
+    frames = frames_of(w.path / "recording.akr")
+    data = bytearray((w.path / "recording.akr").read_bytes())
+    data[frames[4].offset + 100] ^= 1  # frame 4 damaged, the frames after it whole
+    moved = tmp_path / "renamed"
+    shutil.copytree(w.path, moved)
+    (moved / "recording.akr").write_bytes(bytes(data))
+    doc = inspect_recording(moved)
+    assert doc["recording_id"] == w.id  # from the header, not the folder's name
+    assert [f["index"] for f in doc["frames"]] == [
+        f.header.index for f in frames if f.header.index != 4]
+    assert [d["offset"] for d in doc["damage"]] == [frames[4].offset]
+    assert doc["exports"] == [] and "meta_error" not in doc["frames"][0]
+    meta = b"{not json"
+    header = FrameHeader(kind=int(Kind.EXPORT), flags=0, meta_len=len(meta), index=0,
+                         samples=0, start_sample=0, body_len=0, recording_id=w.recording_id,
+                         prev=bytes(32), audio_mac=bytes(32)).pack()
+    (moved / "exports.akr").write_bytes(finish_frame(header, meta, b"")[0])
+    (export,) = inspect_recording(moved)["exports"]
+    assert export["meta"] is None and export["meta_error"]
