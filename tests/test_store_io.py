@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_a_nul_in_a_name_is_refused_before_any_system_call():
     with pytest.raises(FormatError) as err:
         check_name("a\0b")
     assert str(err.value) == "'a\\x00b': a file name cannot contain a NUL byte"
-    assert check_name("a/b") == __import__("pathlib").Path("a/b")
+    assert check_name("a/b") == Path("a/b")
     with pytest.raises(FormatError):
         open_regular("x\0y")
 
@@ -212,10 +213,10 @@ def test_state_folder_layout(tmp_path, monkeypatch):
 
     monkeypatch.delenv("AKKOORD_STATE", raising=False)
     assert state_from_env() == DEFAULT_STATE
-    assert state_from_env("/x") == __import__("pathlib").Path("/x")
+    assert state_from_env("/x") == Path("/x")
     monkeypatch.setenv("AKKOORD_STATE", str(tmp_path))
     assert state_from_env() == tmp_path
-    assert state_from_env("/x") == __import__("pathlib").Path("/x")
+    assert state_from_env("/x") == Path("/x")
 
 
 def test_recipients_are_read_in_name_order(tmp_path):
@@ -305,7 +306,7 @@ def test_a_block_device_is_named_as_one(tmp_path):
 
 def test_a_file_that_grows_while_read_is_read_whole_up_to_the_limit():
     """/proc files say size 0 and then hold text: the reader reads on past what fstat said."""
-    whole = __import__("pathlib").Path("/proc/version").read_bytes()
+    whole = Path("/proc/version").read_bytes()
     assert len(whole) > 20
     assert read_regular("/proc/version", 4096) == whole
     with pytest.raises(FormatError) as err:
