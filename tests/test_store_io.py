@@ -360,3 +360,11 @@ def test_inspect_reads_past_damage_and_takes_the_id_from_the_header(tmp_path):
     (moved / "exports.akr").write_bytes(finish_frame(header, meta, b"")[0])
     (export,) = inspect_recording(moved)["exports"]
     assert export["meta"] is None and export["meta_error"]
+
+
+def test_open_regular_calls_it_a_file_unless_told(tmp_path):
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(FormatError) as err:
+        open_regular(tmp_path / "link")
+    assert str(err.value) == (f"{tmp_path / 'link'}: cannot open the file: "
+                              "Too many levels of symbolic links")
