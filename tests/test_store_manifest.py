@@ -4,6 +4,7 @@ builder turns frame records into exactly the documented fields."""
 
 from __future__ import annotations
 
+import base64
 import json
 import tracemalloc
 
@@ -337,3 +338,58 @@ def test_a_builder_that_refused_its_first_frame_still_refuses_to_finish():
     with pytest.raises(FormatError) as err:
         b.finish()
     assert str(err.value) == "a manifest needs the recording's header frame first"
+
+
+def test_the_signature_file_is_read_strictly_and_bounded(tmp_path):
+    from akkoord.store.manifest import SIGNATURE_FILE
+
+    _write(tmp_path, f'{{"format":"{MANIFEST_FORMAT}","segments":[]}}')
+    sig = tmp_path / SIGNATURE_FILE
+    sig.write_bytes(base64.b64encode(bytes(64)) + b"\n")
+    assert read_manifest(tmp_path).signature == bytes(64)
+    for bad in (b"AAAA!AAA\n", b"A" * 4096 + b"\n", b"AAAA" * 1024 + b"\n"):
+        sig.write_bytes(bad)  # not strict base64; or more than 4096 bytes
+        for segments in (True, False):
+            assert read_manifest(tmp_path, segments=segments).signature is None
+    sig.write_bytes(b"AAAA" * 1023 + b"\n")
+    assert read_manifest(tmp_path).signature == bytes(3069)
+
+
+def test_an_implausibly_large_manifest_says_so(tmp_path):
+    from akkoord.store.manifest import MAX_MANIFEST
+
+    with open(tmp_path / MANIFEST_FILE, "wb") as f:
+        f.truncate(MAX_MANIFEST + 1)  # sparse
+    with pytest.raises(FormatError) as err:
+        read_manifest(tmp_path)
+    assert str(err.value) == (f"{tmp_path / MANIFEST_FILE}: implausibly large for a manifest "
+                              f"({MAX_MANIFEST + 1} bytes)")
+
+
+@pytest.mark.parametrize("text", [
+    '{"format":"%s"}',  # no segment list at all
+    '{"format":"%s","segments":5}',  # not a list
+    '{"format":"%s","segments":[],"segments":5}',  # duplicate keys: the last one counts
+    '{"format":"%s","segments":5,"segments":[]}',
+])
+def test_odd_segment_keys_read_as_the_full_read_reads_them(tmp_path, text):
+    _write(tmp_path, text % MANIFEST_FORMAT)
+    full = read_manifest(tmp_path).doc
+    part = read_manifest(tmp_path, segments=False)
+    assert part.doc == {k: v for k, v in full.items() if not (
+        k == "segments" and isinstance(v, list))}
+    if isinstance(full.get("segments"), list):
+        assert part.data[slice(*part.segments_span)] == b"[]"
+    else:
+        assert part.segments_span is None
+
+
+@pytest.mark.parametrize("text", ["nonsense", "[1]", "", "  "])
+def test_what_is_not_an_object_is_refused_in_the_full_reads_words(tmp_path, text):
+    _write(tmp_path, text)
+    with pytest.raises(FormatError) as full:
+        read_manifest(tmp_path)
+    with pytest.raises(FormatError) as part:
+        read_manifest(tmp_path, segments=False)
+    assert str(part.value) == str(full.value)
+    assert str(full.value).startswith(f"{tmp_path / MANIFEST_FILE}: ")
