@@ -368,3 +368,9 @@ def test_open_regular_calls_it_a_file_unless_told(tmp_path):
         open_regular(tmp_path / "link")
     assert str(err.value) == (f"{tmp_path / 'link'}: cannot open the file: "
                               "Too many levels of symbolic links")
+
+
+def test_a_state_folder_is_made_with_its_parents(tmp_path):
+    s = StateDir(tmp_path / "var" / "lib" / "akkoord")
+    s.ensure()
+    assert s.recordings_dir.is_dir() and s.quarantine_dir.is_dir()
