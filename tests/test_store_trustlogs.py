@@ -363,3 +363,26 @@ def test_a_recording_left_open_is_not_a_finding(kit):
     w._close_fd()  # the power went; recovery has not run yet
     rep = check_state(kit.state, kit.identity.public)
     assert rep.ok and rep.recordings == 1
+
+
+# --- the strict R rule of the fast signature checker (store/sigcheck.py) -------------------
+
+
+def _enc(y: int, sign: int = 0) -> bytes:
+    return (y | (sign << 255)).to_bytes(32, "little")
+
+
+def test_non_canonical_r_encodings_are_refused_before_openssl_sees_them():
+    """OpenSSL may accept an R whose encoding is not canonical; the strict rule (FORMAT.md
+    §10.1) does not. These are the encodings the fast checker must refuse by itself."""
+    from akkoord.store.sigcheck import SMALL_ORDER, _r_ok
+
+    p = 2**255 - 19
+    assert not _r_ok(_enc(p))  # y = p: the alias of 0
+    assert not _r_ok(_enc(p + 5))  # y > p
+    assert not _r_ok(_enc(2**255 - 1))
+    assert not _r_ok(_enc(1, sign=1))  # x = 0 with the sign bit set
+    assert not _r_ok(_enc(p - 1, sign=1))
+    assert all(not _r_ok(r) for r in SMALL_ORDER)
+    assert _r_ok(_enc(p - 2)) and _r_ok(_enc(2)) and _r_ok(_enc(2, sign=1))
+    assert _r_ok(_enc(p - 20, sign=1))
