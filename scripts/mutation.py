@@ -174,7 +174,9 @@ def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
         stats = dict(before["stats"])
         stats["killed"] = (before["stats"].get("killed", 0)
                            + len(rerun) - len(survivors) - len(timeouts))
-        stats["timeout"] = len(timeouts)
+        # timeouts of the earlier run not listed by name (and so not rerun) stay killed
+        stats["timeout"] = len(timeouts) + (before["stats"].get("timeout", 0)
+                                            - len(before.get("timeouts", [])))
         stats["no_tests"] = len(no_tests)
         stats["survived"] = len(survivors) - len(no_tests)
         elapsed += before["seconds"]
