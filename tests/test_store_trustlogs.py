@@ -386,3 +386,98 @@ def test_non_canonical_r_encodings_are_refused_before_openssl_sees_them():
     assert all(not _r_ok(r) for r in SMALL_ORDER)
     assert _r_ok(_enc(p - 2)) and _r_ok(_enc(2)) and _r_ok(_enc(2, sign=1))
     assert _r_ok(_enc(p - 20, sign=1))
+
+
+def test_the_fast_checker_hands_other_algorithms_to_their_own_verifier():
+    from akkoord.store.keys import DevicePublicKey
+    from akkoord.store.sigcheck import signature_checker
+    from akkoord.trust import EcdsaP256Signer
+
+    signer = EcdsaP256Signer.generate()
+    key = DevicePublicKey(signer.public_raw, "ecdsa-p256")
+    check = signature_checker(key)
+    sig = signer.sign(b"checkpoint")
+    assert check(sig, b"checkpoint") and not check(sig, b"other")
+
+
+def test_failed_exports_are_not_expected_in_the_record(kit, tmp_path):
+    w, _ = record(kit)
+    _export(kit, w, tmp_path)  # copy 1: made and recorded
+    kit.custody.append("export", w.id, copy_number=2, stick_id_sha256=None)
+    kit.custody.append("export_failed", w.id, copy_number=2, reason="stick removed")
+    assert _findings(kit) == []
+
+
+def test_an_export_record_that_cannot_be_read_is_named(kit, tmp_path):
+    w, _ = record(kit)
+    _export(kit, w, tmp_path)
+    rec = w.path / EXPORTS_FILE
+    rec.unlink()
+    rec.symlink_to(tmp_path)
+    assert ("exports_damaged", f"recording {w.id}: {rec}: cannot open the export record: "
+            "Too many levels of symbolic links", w.id) in _findings(kit)
+
+
+def test_an_export_record_without_a_custody_pointer_is_fine(kit):
+    from akkoord.store.exports import append_export
+
+    w, _ = record(kit)
+    kit.custody.append("export", w.id, copy_number=1, stick_id_sha256=None)
+    append_export(w.path, kit.identity, kit.clock, copy_number=1, stick_id_sha256=None)
+    assert _findings(kit) == []
+
+
+def test_a_dropped_tail_is_named_by_the_export_record_that_points_past_it(kit, tmp_path):
+    w, _ = record(kit)
+    cut = len(_lines(kit))
+    _export(kit, w, tmp_path)
+    kit.state.custody_path.write_bytes(b"".join(_lines(kit)[:cut]))
+    from akkoord.store.exports import read_exports
+
+    (r,) = read_exports(w.path)
+    seq = r.meta["custody_seq"]
+    assert ("log_tail_dropped",
+            f"recording {w.id}'s export record {r.index} names custody entry {seq}, but the "
+            f"log ends at entry {cut - 1}: its tail was dropped", w.id) in _findings(kit)
+
+
+def test_log_findings_are_reported_in_the_logs_words(kit):
+    record(kit)
+    lines = _lines(kit)
+    lines[1] = lines[1].replace(b"recording_closed", b"recording_deleted")
+    kit.state.custody_path.write_bytes(b"".join(lines))
+    from akkoord.store.custody import verify_custody_log
+
+    _, words = verify_custody_log(kit.state.custody_path, kit.identity.public)
+    assert [f for f in _findings(kit) if f[0] == "custody_log"] == [
+        ("custody_log", w, None) for w in words]
+
+
+def test_only_the_first_ten_quarantined_folders_are_named(kit):
+    names = [f"{i:032x}" for i in range(11)]
+    for name in names:
+        (kit.state.quarantine_dir / name).mkdir(parents=True)
+    (note,) = check_state(kit.state, kit.identity.public).notes
+    assert note.startswith("11 folder(s) in ")
+    assert note.endswith(", ".join(names[:10]))
+
+
+def test_every_deleted_folder_is_found(kit):
+    ws = sorted((record(kit, seed=s)[0] for s in range(3)), key=lambda w: w.id)
+    shutil.rmtree(ws[2].path)  # the last in id order: found after the others are passed
+    assert [f[0] for f in _findings(kit)] == ["folder_deleted"]
+
+
+def test_copy_numbers_that_are_not_integers_are_passed_over(tmp_path):
+    from akkoord.store.orglog import next_copy_number
+
+    log, _ = _org_log(tmp_path)
+    log.append("export", "a" * 32, copy_number=True)
+    log.append("export", "a" * 32, copy_number="7")
+    folder = tmp_path / ("a" * 32)
+    folder.mkdir()
+    assert next_copy_number(folder, log.view()) == 3
+    log.append("export", "b" * 32, copy_number=True)  # a recording with no real number yet
+    folder_b = tmp_path / ("b" * 32)
+    folder_b.mkdir()
+    assert next_copy_number(folder_b, log.view()) == 1
