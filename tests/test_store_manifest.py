@@ -347,7 +347,7 @@ def test_the_signature_file_is_read_strictly_and_bounded(tmp_path):
     sig = tmp_path / SIGNATURE_FILE
     sig.write_bytes(base64.b64encode(bytes(64)) + b"\n")
     assert read_manifest(tmp_path).signature == bytes(64)
-    for bad in (b"AAAA!AAA\n", b"A" * 4096 + b"\n", b"AAAA" * 1024 + b"\n"):
+    for bad in (b"AAAA!AAAA\n", b"A" * 4096 + b"\n", b"AAAA" * 1024 + b"\n"):
         sig.write_bytes(bad)  # not strict base64; or more than 4096 bytes
         for segments in (True, False):
             assert read_manifest(tmp_path, segments=segments).signature is None
