@@ -481,3 +481,27 @@ def test_copy_numbers_that_are_not_integers_are_passed_over(tmp_path):
     folder_b = tmp_path / ("b" * 32)
     folder_b.mkdir()
     assert next_copy_number(folder_b, log.view()) == 1
+
+
+def test_a_valid_signature_around_a_small_order_r_is_refused():
+    """Made with the device's own private key, a signature whose R is the identity point
+    satisfies the verification equation, and OpenSSL accepts it; the strict rule (§10.1),
+    and so the fast checker, must not."""
+    import hashlib
+
+    from akkoord.store.keys import DeviceIdentity
+    from akkoord.store.sigcheck import signature_checker
+
+    seed = bytes(range(32))
+    ident = DeviceIdentity.from_seed(seed)
+    h = hashlib.sha512(seed).digest()
+    a = int.from_bytes(h[:32], "little")
+    a &= (1 << 254) - 8
+    a |= 1 << 254
+    L = 2**252 + 27742317777372353535851937790883648493
+    msg = b"checkpoint"
+    r = _enc(1)  # the identity point
+    k = int.from_bytes(hashlib.sha512(r + ident.public.raw + msg).digest(), "little") % L
+    sig = r + ((k * a) % L).to_bytes(32, "little")
+    assert not signature_checker(ident.public)(sig, msg)
+    assert signature_checker(ident.public)(ident.sign(msg), msg)
