@@ -3,7 +3,10 @@
 
     scripts/mutation.py                 every target below
     scripts/mutation.py consent         one target (names below)
-    scripts/mutation.py --jobs 2 store
+    scripts/mutation.py --jobs 2 store  a group: every store-* target, one after another
+    scripts/mutation.py store-writer    one module (or small group) of store/
+    scripts/mutation.py --survivors store-writer
+                                        rerun only the last run's survivors and timeouts
 
 For each target, mutmut (https://github.com/boxed/mutmut) changes the code one small edit at
 a time (a comparison flipped, a constant changed, a call dropped…) and runs the tests that
