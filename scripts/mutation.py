@@ -3,7 +3,10 @@
 
     scripts/mutation.py                 every target below
     scripts/mutation.py consent         one target (names below)
-    scripts/mutation.py --jobs 2 store
+    scripts/mutation.py --jobs 2 store  a group: every store-* target, one after another
+    scripts/mutation.py store-writer    one module (or small group) of store/
+    scripts/mutation.py --survivors store-writer
+                                        rerun only the last run's survivors and timeouts
 
 For each target, mutmut (https://github.com/boxed/mutmut) changes the code one small edit at
 a time (a comparison flipped, a constant changed, a call dropped…) and runs the tests that
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,14 +39,54 @@ MUTMUT = Path(sys.executable).parent / "mutmut"
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "consent": (["consent.py"], ["test_consent.py", "test_consent_properties.py",
                                  "test_consent_transcripts.py"]),
-    "store": (
-        ["store/*"],
-        [
-            "test_store_roundtrip.py", "test_store_tamper.py", "test_store_verify.py",
-            "test_store_recovery.py", "test_store_faults.py", "test_store_fuzz.py",
-            "test_store_delete.py", "test_custody.py", "test_cli_store.py", "test_vectors.py",
-        ],
-    ),
+    # store/: one target per module (or small group), each with the tests that guard it;
+    # "store" in GROUPS runs them all.
+    "store-format": (["store/format.py"], [
+        "test_store_roundtrip.py", "test_store_tamper.py", "test_store_verify.py",
+        "test_store_faults.py", "test_vectors_store.py", "test_store_format.py",
+    ]),
+    "store-custody": (["store/custody.py"], [
+        "test_custody.py", "test_trust_custody.py", "test_store_recovery.py",
+        "test_trust_recovery.py", "test_trust_hostile.py", "test_trust_orglog.py",
+        "test_store_custody_chain.py",
+    ]),
+    "store-manifest": (["store/manifest.py"], [
+        "test_store_manifest.py", "test_store_roundtrip.py", "test_store_verify.py",
+        "test_trust_recovery.py", "test_export_package.py",
+    ]),
+    "store-writer": (["store/writer.py"], [
+        "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
+    ]),
+    "store-recovery": (["store/recovery.py", "store/reconcile.py"], [
+        "test_store_recovery_pins.py", "test_store_recovery.py", "test_trust_recovery.py",
+        "test_store_faults.py",
+    ]),
+    "store-exports": (["store/exports.py"], [
+        "test_store_exports.py", "test_export_package.py", "test_trust_custody.py",
+    ]),
+    "store-keys": (["store/keys.py", "store/delete.py"], [
+        "test_store_keys.py", "test_store_delete.py", "test_trust.py", "test_trust_sigcheck.py",
+        "test_store_roundtrip.py",
+    ]),
+    "store-trustlogs": (["store/statecheck.py", "store/orglog.py", "store/sigcheck.py"], [
+        "test_store_trustlogs.py", "test_trust_custody.py", "test_trust_orglog.py",
+        "test_trust_sigcheck.py",
+    ]),
+    "store-io": (["store/safeio.py", "store/layout.py", "store/inspect.py"], [
+        "test_store_io.py", "test_trust_hostile.py", "test_cli_store.py",
+    ]),
+    "store-reader": (["store/reader.py"], [
+        "test_store_fuzz.py", "test_store_roundtrip.py", "test_store_verify.py",
+        "test_store_tamper.py",
+    ]),
+    "store-verify": (["store/verify.py"], [
+        "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",
+        "test_store_recovery.py", "test_store_faults.py", "test_trust_custody.py",
+        "test_trust_recovery.py", "test_trust_hostile.py", "test_vectors_store.py",
+    ]),
+    "store-audio": (["store/audio_out.py"], [
+        "test_store_roundtrip.py", "test_perf_stream.py", "test_store_format.py",
+    ]),
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_copycheck_words.py",
                                             "test_copy_attacks.py", "test_perf_copycheck.py",
                                             "test_trust_hostile.py", "test_trust_orglog.py",
@@ -53,12 +97,16 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
                                    "test_daemon_disk.py"]),
 }
 
+# group -> targets: `scripts/mutation.py store` runs every store-* target.
+GROUPS: dict[str, list[str]] = {"store": [t for t in TARGETS if t.startswith("store-")]}
+
 # Tests that start `python -m akkoord` in a subprocess import the unmutated package (the
 # venv's editable install), so they cannot kill a mutant: left out to save time.
 DESELECT = [
     "-m", "not browser and not alsa",
     # regenerates the vectors with scripts/make_vectors.py in a subprocess: slow, cannot kill
     "--deselect", "tests/test_vectors.py::test_generator_reproduces_the_expected_results",
+    "--deselect", "tests/test_vectors_store.py::test_generator_reproduces_the_refusals",
 ]
 
 
@@ -74,24 +122,43 @@ def stage(name: str) -> Path:
     (where / "src").mkdir(parents=True)
     shutil.copytree(ROOT / "device" / "akkoord", where / "src" / "akkoord",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "tests", where / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("tests", "scripts"):  # tests/test_vectors_store.py imports from scripts/
+        shutil.copytree(ROOT / folder, where / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    # a target may name the test file meant to guard it before that file exists
+    selected = [f"tests/{t}" for t in tests if (ROOT / "tests" / t).exists()]
     pyproject = (ROOT / "pyproject.toml").read_text()
     pyproject += f"""
 [tool.mutmut]
 source_paths = ["src/akkoord"]
+also_copy = ["scripts"]
 only_mutate = {_toml_list([f"src/akkoord/{f}" for f in files])}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", {", ".join(json.dumps(a) for a in DESELECT)}]
-pytest_add_cli_args_test_selection = {_toml_list([f"tests/{t}" for t in tests])}
+pytest_add_cli_args_test_selection = {_toml_list(selected)}
 """
     (where / "pyproject.toml").write_text(pyproject)
     return where
 
 
-def run(name: str, jobs: int) -> dict:
+def _listed(listing: str, *statuses: str) -> list[str]:
+    return [line.split(":")[0].strip() for line in listing.splitlines()
+            if line.strip().endswith(statuses)]
+
+
+def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
+    """One target. `survivors_only`: rerun just the survivors and timeouts of the last run
+    recorded in build/mutation/<target>.json against today's tests (minutes instead of the
+    whole run); its killed mutants stay killed, as tests are only ever added."""
+    before = json.loads((BUILD / f"{name}.json").read_text()) if survivors_only else None
+    rerun = [*before["survivors"], *before.get("timeouts", [])] if before else []
+    if before is not None and not rerun:
+        return before
     where = stage(name)
     t0 = time.monotonic()
-    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs)], cwd=where,
-                          text=True, capture_output=True)
+    # AKKOORD_MUTATION=1: Hypothesis tests run few examples per mutant (tests/storekit.py)
+    env = {**os.environ, "AKKOORD_MUTATION": "1"}
+    done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *rerun],
+                          cwd=where, text=True, capture_output=True, env=env)
     elapsed = time.monotonic() - t0
     (where / "mutmut-run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
@@ -102,8 +169,23 @@ def run(name: str, jobs: int) -> dict:
     stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
     listing = subprocess.run([str(MUTMUT), "results"], cwd=where, text=True,
                              capture_output=True, check=True).stdout
-    survivors = [line.split(":")[0].strip() for line in listing.splitlines()
-                 if line.strip().endswith(("survived", "no tests"))]
+    survivors = _listed(listing, "survived", "no tests")
+    no_tests = _listed(listing, "no tests")
+    timeouts = _listed(listing, "timeout")
+    if before is not None:  # only the earlier survivors and timeouts ran: add the rest
+        ran = set(rerun)
+        survivors = [m for m in survivors if m in ran]
+        no_tests = [m for m in no_tests if m in ran]
+        timeouts = [m for m in timeouts if m in ran]
+        stats = dict(before["stats"])
+        stats["killed"] = (before["stats"].get("killed", 0)
+                           + len(rerun) - len(survivors) - len(timeouts))
+        # timeouts of the earlier run not listed by name (and so not rerun) stay killed
+        stats["timeout"] = len(timeouts) + (before["stats"].get("timeout", 0)
+                                            - len(before.get("timeouts", [])))
+        stats["no_tests"] = len(no_tests)
+        stats["survived"] = len(survivors) - len(no_tests)
+        elapsed += before["seconds"]
     killed = stats.get("killed", 0) + stats.get("timeout", 0) + stats.get("segfault", 0)
     judged = killed + stats.get("survived", 0) + stats.get("no_tests", 0)
     summary = {
@@ -112,8 +194,13 @@ def run(name: str, jobs: int) -> dict:
         "tests": TARGETS[name][1],
         "seconds": round(elapsed),
         "stats": stats,
+        # timeouts count as killed (mutmut's rule), but are listed: a busy machine can make
+        # a mutant time out; --survivors runs them again.
         "score_percent": round(100 * killed / judged, 1) if judged else None,
         "survivors": survivors,
+        "no_tests": no_tests,
+        "timeouts": timeouts,
+        "runs": (before or {}).get("runs", 0) + 1,
     }
     (BUILD / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
@@ -122,19 +209,24 @@ def run(name: str, jobs: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("targets", nargs="*", metavar="TARGET",
-                    help=f"one or more of: {', '.join(TARGETS)} (default: all)")
+                    help=f"one or more of: {', '.join([*GROUPS, *TARGETS])} (default: all)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel mutants (default 2)")
+    ap.add_argument("--survivors", action="store_true",
+                    help="rerun only the survivors of each target's last run "
+                         "(build/mutation/<target>.json), e.g. after adding tests")
     args = ap.parse_args()
-    unknown = sorted(set(args.targets) - set(TARGETS))
+    names = [t for name in args.targets for t in GROUPS.get(name, [name])]
+    unknown = sorted(set(names) - set(TARGETS))
     if unknown:
-        ap.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+        ap.error(f"unknown target(s) {', '.join(unknown)}; "
+                 f"choose from {', '.join([*GROUPS, *TARGETS])}")
     if not MUTMUT.exists():
         print(f"mutmut is not installed in {MUTMUT.parent} (make mutation installs it)",
               file=sys.stderr)
         return 2
     worst = 100.0
-    for name in args.targets or list(TARGETS):
-        s = run(name, args.jobs)
+    for name in names or list(TARGETS):
+        s = run(name, args.jobs, args.survivors)
         score = s["score_percent"]
         worst = min(worst, score if score is not None else 0.0)
         print(f"{name}: {score}% killed ({s['stats']}) in {s['seconds']} s; "

@@ -48,6 +48,13 @@ def _remove_scratch(pid: int, root: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def examples(n: int) -> int:
+    """Hypothesis examples for a property test: `n`, but few in a mutation run
+    (scripts/mutation.py sets AKKOORD_MUTATION=1), which runs the test once per mutant and
+    relies on the deterministic tests beside it to kill mutants."""
+    return min(n, 8) if os.environ.get("AKKOORD_MUTATION") == "1" else n
+
+
 def fast_tmp() -> Path:
     """A scratch dir on tmpfs where there is one: fsync is free there, semantics the same."""
     return Path(tempfile.mkdtemp(prefix="s-", dir=_scratch_root()))

@@ -57,6 +57,35 @@ def test_delete_overwrites_the_wrapped_keys_before_unlinking(kit):
 
 def test_an_open_recording_is_not_deleted(kit):
     w, _ = record(kit, segments=1, close=False)
-    with pytest.raises(UsageError, match="still open"):
+    with pytest.raises(UsageError) as err:
         delete_recording(kit.state, w.id, kit.custody, "retention")
+    assert str(err.value) == (f"recording {w.id} is still open (no manifest): let recovery "
+                              "close it first (`akkoord recover`)")
     assert (w.path / WRAPPED_KEYS_FILE).exists()
+
+
+def test_the_deletion_is_logged_with_its_reason_and_chain_head(kit):
+    w, _ = record(kit, segments=1)
+    head = json.loads((w.path / "manifest.json").read_bytes())["chain_head"]
+    delete_recording(kit.state, w.id, kit.custody, "retention",
+                     {"requested_by": "console", "forced": True})
+    last = list(kit.custody.entries())[-1]
+    assert last["detail"] == {"reason": "retention", "chain_head": head,
+                              "requested_by": "console", "forced": True}
+    assert sorted(p.name for p in kit.state.recordings_dir.iterdir()) == []
+
+
+def test_a_recording_whose_keys_are_already_gone_is_still_deleted(kit):
+    w, _ = record(kit, segments=1)
+    head = json.loads((w.path / "manifest.json").read_bytes())["chain_head"]
+    (w.path / WRAPPED_KEYS_FILE).unlink()
+    delete_recording(kit.state, w.id, kit.custody, "retention")
+    assert not w.path.exists()
+    assert list(kit.custody.entries())[-1]["detail"] == {"reason": "retention",
+                                                         "chain_head": head}
+
+
+def test_an_unknown_recording_says_where_it_looked(kit):
+    with pytest.raises(UsageError) as err:
+        delete_recording(kit.state, "ab" * 16, kit.custody, "retention")
+    assert str(err.value) == f"no recording {'ab' * 16} in {kit.state.recordings_dir}"

@@ -19,10 +19,11 @@ from akkoord.store.layout import CONTAINER_FILE
 from akkoord.store.reader import Damage, scan
 from akkoord.store.recovery import recover_recording
 from akkoord.store.verify import verify_recording
-from storekit import fast_tmp, make_kit, record
+from storekit import examples, fast_tmp, make_kit, record
 
 FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(300), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -16,6 +16,7 @@ from akkoord.store.verify import verify_recording
 from storekit import (
     RATE,
     copy_recording,
+    examples,
     fast_tmp,
     frame_bytes,
     frames_of,
@@ -26,7 +27,8 @@ from storekit import (
 
 SEGMENTS = 5
 FAST = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

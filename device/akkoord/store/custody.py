@@ -79,7 +79,6 @@ class CustodyHead:
 @dataclass(frozen=True)
 class _Line:
     offset: int
-    end: int
     entry: dict[str, Any]
     hash: bytes
     sig: bytes
@@ -104,7 +103,7 @@ def _parse_lines(data: bytes) -> tuple[list[_Line], int, str | None]:
             ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError
         ):
             return lines, pos, f"unreadable entry at byte {pos}"
-        lines.append(_Line(pos, nl + 1, entry, digest, sig))
+        lines.append(_Line(pos, entry, digest, sig))
         pos = nl + 1
     return lines, pos, None
 

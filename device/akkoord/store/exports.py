@@ -118,7 +118,7 @@ def append_export(
     bad = [r for r in existing if r.problem]
     if bad:
         raise FormatError(
-            f"{directory / EXPORTS_FILE}: export record {bad[0].index} is {bad[0].problem}; "
+            f"{directory / EXPORTS_FILE}: export record {bad[0].index}: {bad[0].problem}; "
             "not appending to a damaged record"
         )
     if existing:
