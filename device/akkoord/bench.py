@@ -30,6 +30,7 @@ from akkoord.bench_perf import (
     export_limit_figures,
     memory_figures,
     peer_figures,
+    pipeline_figures,
     scratch_root,
 )
 from akkoord.clock import FixedClock
@@ -408,6 +409,7 @@ def run_bench(
         result.update(archive_figures(root / "archive", quick))
         result.update(export_limit_figures(root, path, ident, org, repeat=2 if quick else 3))
         result.update(peer_figures(root, vn, ident, org, repeat=2 if quick else 3))
+        result.update(pipeline_figures(root, vn, ident, org, repeat=2 if quick else 3))
         result.update(_checkpoint_figures(ident))
         # Memory against length: seal, verify, decrypt and export of a short and a long
         # recording (--big-mb), each in a fresh process.
@@ -433,6 +435,12 @@ def run_bench(
         "verify_key_vs_age_d": "<= 1.3",
         "decrypt_vs_age_d": "<= 1.5",
         "decrypt_vs_verify_key": "<= 1.15",
+        "verify_key_vs_format_floor": "<= 1.18 (>= 0.85 of the sequential floor, CPU)",
+        "seal_vs_format_floor": "<= 1.18 (>= 0.85 of the sequential floor, CPU)",
+        "verify_key_vs_age_d_wall": "<= 1.3 (wall: the time one waits)",
+        "decrypt_vs_age_d_wall": "<= 1.5 (wall)",
+        "verify_pipeline_vs_format_floor_parallel_wall":
+            "<= 1.18 (worker thread, wall, against the longest pass)",
         "start_latency_loaded_p95_vs_limit": "<= 1 (250 ms, both cores busy)",
         "verify_rss_at_12h_vs_limit": "<= 1 (48 MB), growth < 2 MB per hour",
         "start_latency_p95_vs_limit": "<= 1 (250 ms)",

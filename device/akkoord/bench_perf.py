@@ -32,7 +32,9 @@ __all__ = [
     "busy_load",
     "export_limit_figures",
     "memory_figures",
+    "parallel_capacity",
     "peer_figures",
+    "pipeline_figures",
     "scratch_root",
     "segments_of",
     "write_recording",
@@ -126,9 +128,22 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
         wall[name] = min(wall.get(name, float("inf")), w)
 
     floor = _floor(n, base, ident)
+    written = root / "peer-write.bin"
+
+    def write_file() -> None:  # what any writer of these bytes pays: seal's container, the WAV
+        fd = os.open(written, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            at = 0
+            for seg in segments_of(n, base):
+                at += os.pwrite(fd, seg, at)
+        finally:
+            os.close(fd)
+
     rec: Path | None = None
     for i in range(repeat):
         note("floor", floor)
+        note("write", write_file)
+        written.unlink()
         shutil.rmtree(sealed, ignore_errors=True)
         note("seal", lambda: write_recording(sealed, n, base, ident, org))
         rec = next((sealed / "recordings").iterdir())
@@ -172,6 +187,14 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
         "verify_key_vs_age_d": round(best["verify"] / best["age_d"], 3),
         "decrypt_vs_age_d": round(best["decrypt"] / best["age_d"], 3),
         "decrypt_vs_verify_key": round(best["decrypt"] / best["verify"], 3),
+        # Writing the bytes (to the same scratch folder, in one-segment writes, the input
+        # made as seal's is) is outside the floor: seal writes the container, decrypt the
+        # WAV. With it, what is left above is the per-frame Python of each.
+        "write_file_cpu_s": round(best["write"], 3),
+        "seal_vs_format_floor_and_write": round(best["seal"] / (best["floor"] + best["write"]),
+                                                3),
+        "decrypt_vs_verify_key_and_write": round(
+            best["decrypt"] / (best["verify"] + best["write"]), 3),
     }
 
 
@@ -198,6 +221,146 @@ def _floor(n: int, base: bytes, ident: DeviceIdentity) -> Callable[[], None]:
                 ident.public.verify(sig, msg)
 
     return run
+
+
+# -- the floor pass by pass, and verify with and without its worker thread -------------------
+
+
+def _floor_passes(n: int, ident: DeviceIdentity) -> dict[str, Callable[[], None]]:
+    """The floor's three passes over `n` distinct segments, each on its own: the AEAD, the
+    audio MAC (HMAC-SHA-256 of the plaintext) and the keyless chain (SHA-256 of the
+    ciphertext, the seal, an Ed25519 checkpoint per 10 s). One buffer, its first bytes
+    changed per segment: distinct bytes, no copies the passes themselves do not need."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    from akkoord.store.format import HEADER_LEN, checkpoint_message, nonce_for
+
+    aead, mac_key, head = ChaCha20Poly1305(os.urandom(32)), os.urandom(32), bytes(HEADER_LEN)
+    msg = checkpoint_message(head, b"{}")
+    sig = ident.sign(msg)
+    pcm = bytearray(os.urandom(SEGMENT_BYTES))
+    ct = bytearray(os.urandom(SEGMENT_BYTES + 16))
+
+    def run_aead() -> None:
+        for i in range(n):
+            pcm[:4] = i.to_bytes(4, "big")
+            aead.encrypt_into(nonce_for(i, False), pcm, head, ct)
+
+    def run_mac() -> None:
+        for i in range(n):
+            pcm[:4] = i.to_bytes(4, "big")
+            hmac.digest(mac_key, pcm, "sha256")
+
+    def run_chain() -> None:
+        for i in range(n):
+            ct[:4] = i.to_bytes(4, "big")
+            hashlib.sha256(head + hashlib.sha256(ct).digest()).digest()
+            if i % 10 == 0:
+                ident.public.verify(sig, msg)
+
+    return {"aead": run_aead, "mac": run_mac, "chain": run_chain}
+
+
+_CAPACITY_CHILD = """
+import hashlib, os, time
+buf = os.urandom(1 << 20)
+t = time.perf_counter()
+for _ in range(200):
+    hashlib.sha256(buf).digest()
+print(time.perf_counter() - t)
+"""
+
+
+def parallel_capacity(repeat: int = 3) -> float:
+    """How many cores' worth two processes get at once here: 2 x (one alone) / (two side by
+    side), best of `repeat`. ~2 on an idle machine with two free cores; ~1 where the other
+    cores are taken (then no thread of ours can run beside another)."""
+    def run(k: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _CAPACITY_CHILD],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        t = time.perf_counter()
+        for p in procs:
+            p.communicate()
+        return time.perf_counter() - t
+
+    best = 0.0
+    for _ in range(repeat):
+        one, two = run(1), run(2)
+        best = max(best, 2 * one / two)
+    return round(best, 2)
+
+
+def pipeline_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
+                     repeat: int = 3) -> dict[str, Any]:
+    """The format's floor pass by pass and `verify --key` with and without its worker
+    thread (reader.scan_ahead), alternated on the same recording in the same run.
+
+    Sequential floor: the three passes one after another, what one thread must do.
+    Parallel floor: the longest pass, what no number of threads beats. The worker's split
+    (AEAD + chain on the worker, MAC and rules on the caller) has its own floor, the
+    longer of its two halves. CPU seconds count every thread; wall seconds are what one
+    waits, and only fall below CPU where a second core is free (`parallel_capacity`)."""
+    from akkoord.store.layout import CONTAINER_FILE
+    from akkoord.store.reader import PARALLEL_MIN_CPUS, usable_cpus
+    from akkoord.store.verify import verify_recording
+
+    rec = write_recording(root / "pipeline", n, os.urandom(SEGMENT_BYTES), ident, org)
+    passes = _floor_passes(n, ident)
+    cpu: dict[str, float] = {}
+    wall: dict[str, float] = {}
+
+    def note(name: str, fn: Callable[[], Any]) -> None:
+        w, c = _cpu_timed(fn)
+        # (getrusage counts in ticks on some kernels: a tiny run can read 0)
+        cpu[name] = min(cpu.get(name, float("inf")), max(c, 1e-6))
+        wall[name] = min(wall.get(name, float("inf")), max(w, 1e-6))
+
+    container = rec / CONTAINER_FILE
+
+    def read_file() -> None:  # what any reader of the file pays before the floor's passes
+        buf = bytearray(1 << 20)
+        with open(container, "rb", buffering=0) as f:
+            while f.readinto(buf):
+                pass
+
+    for _ in range(repeat):
+        for name, fn in passes.items():
+            note(name, fn)
+        note("read", read_file)
+        note("sequential", lambda: verify_recording(rec, org, parallel=False))
+        note("pipeline", lambda: verify_recording(rec, org, parallel=True))
+    shutil.rmtree(root / "pipeline")
+    mb = n * SEGMENT_BYTES / MB
+    seq_floor = cpu["aead"] + cpu["mac"] + cpu["chain"]
+    par_floor = max(cpu["aead"], cpu["mac"], cpu["chain"])
+    two_floor = max(cpu["aead"] + cpu["chain"], cpu["mac"])
+    cpus = usable_cpus()
+    return {
+        "usable_cpus": cpus,
+        "parallel_capacity": parallel_capacity(),
+        "verify_uses_worker_thread": cpus >= PARALLEL_MIN_CPUS,
+        "chacha20_poly1305_gb_s": round(mb / 1000 / cpu["aead"], 2),
+        "hmac_sha256_gb_s": round(mb / 1000 / cpu["mac"], 2),
+        "chain_sha256_gb_s": round(mb / 1000 / cpu["chain"], 2),
+        "format_floor_sequential_cpu_s": round(seq_floor, 3),
+        "format_floor_parallel_s": round(par_floor, 3),
+        "format_floor_two_threads_s": round(two_floor, 3),
+        "verify_sequential_cpu_s": round(cpu["sequential"], 3),
+        "verify_sequential_wall_s": round(wall["sequential"], 3),
+        "verify_pipeline_cpu_s": round(cpu["pipeline"], 3),
+        "verify_pipeline_wall_s": round(wall["pipeline"], 3),
+        "verify_sequential_vs_format_floor_sequential": round(cpu["sequential"] / seq_floor, 3),
+        # Reading the container (page cache to our buffer) is outside the floor; with it,
+        # what is left above is the per-frame Python of the verifier.
+        "read_file_cpu_s": round(cpu["read"], 3),
+        "verify_sequential_vs_format_floor_and_read": round(
+            cpu["sequential"] / (seq_floor + cpu["read"]), 3),
+        "verify_pipeline_vs_sequential_wall": round(wall["pipeline"] / wall["sequential"], 3),
+        "verify_pipeline_vs_sequential_cpu": round(cpu["pipeline"] / cpu["sequential"], 3),
+        "verify_pipeline_vs_format_floor_parallel_wall": round(wall["pipeline"] / par_floor, 3),
+        "verify_pipeline_vs_format_floor_two_threads_wall": round(
+            wall["pipeline"] / two_floor, 3),
+    }
 
 
 # -- memory against recording length ----------------------------------------------------------

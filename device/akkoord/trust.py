@@ -105,6 +105,7 @@ __all__ = [
     "revocation_list",
     "sign_statement",
     "statement_message",
+    "strict_decoder",
     "verify_signature",
     "write_org_signing_pair",
 ]
@@ -443,6 +444,14 @@ def _finite_float(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise TrustError(f"{text[:20]} is out of range")
     return value
+
+
+def strict_decoder() -> json.JSONDecoder:
+    """loads_strict's rules as a decoder, for a reader that walks a document value by value
+    (the copy verifier never builds a manifest's segment list)."""
+    return json.JSONDecoder(
+        object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite_float
+    )
 
 
 def loads_strict(data: bytes, where: str, limit: int = MAX_STATEMENT_BYTES) -> Any:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import heapq
 import hmac
 import os
 import re
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,10 +30,22 @@ from akkoord.export.wavfile import CANONICAL_HEADER_LEN, check_canonical_wav
 from akkoord.store.custody import entry_hash, head_message
 from akkoord.store.format import MANIFEST_FORMAT
 from akkoord.store.keys import DevicePublicKey, wipe
-from akkoord.store.manifest import MANIFEST_FILE, SIGNATURE_FILE, verify_manifest_signature
+from akkoord.store.manifest import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    JsonBytes,
+    verify_manifest_signature,
+)
 from akkoord.store.safeio import b64decode_secret
 from akkoord.store.verify import Finding
-from akkoord.trust import Chain, OrgSigningPublicKey, TrustError, check_device, loads_strict
+from akkoord.trust import (
+    Chain,
+    OrgSigningPublicKey,
+    TrustError,
+    check_device,
+    loads_strict,
+    strict_decoder,
+)
 
 __all__ = ["COPY_FILE", "CopyReport", "compare_audio", "verify_copy"]
 
@@ -147,41 +160,156 @@ def _int(v: Any, what: str, lo: int, hi: int) -> int:
     return v
 
 
-def _checked_manifest(m: dict[str, Any]) -> dict[str, Any]:
-    """Every value the audio comparison uses, range-checked (ValueError says which)."""
-    a = m.get("audio")
+# One segment as canonical_json spells it; JSON's own rules for numbers (no leading zeros).
+_NUM = r"(0|[1-9][0-9]{0,18})"
+_SEGMENT_BYTES = re.compile(rf'\[{_NUM},{_NUM},{_NUM},"([0-9a-f]{{64}})"\]'.encode())
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    """A manifest parsed but for its segment list (one entry per second of audio, its
+    bulk), which stays in `data` at `span` and is read one entry at a time: the read-back
+    of a 12-hour copy then holds the manifest's bytes, which its signature needs anyway,
+    not a list of lists ten times their size."""
+
+    data: bytes
+    doc: dict[str, Any]
+    span: tuple[int, int] | None  # None: the list, if any, is in `doc` (parsed whole)
+
+    def has_segment_list(self) -> bool:
+        return self.span is not None or isinstance(self.doc.get("segments"), list)
+
+    def segments(self) -> Iterator[Any]:
+        if self.span is None:
+            segs = self.doc.get("segments")
+            yield from segs if isinstance(segs, list) else ()
+            return
+        a, b = self.span
+        data, i, done = self.data, a + 1, 0
+        if data[i:b] == b"]":
+            return
+        while (m := _SEGMENT_BYTES.match(data, i)) is not None:
+            yield [int(m[1]), int(m[2]), int(m[3]), m[4].decode()]
+            done, i = done + 1, m.end() + 1
+            if data[m.end() : i] == b"]" and i == b:
+                return
+            if data[m.end() : i] != b",":
+                break
+        # Not canonical (spaces, floats, objects): the walk accepted it, so it parses.
+        yield from loads_strict(data[a:b], "manifest segments", limit=b - a)[done:]
+
+
+def _parse_manifest(path: Path, data: bytes) -> _Manifest:
+    """loads_strict's verdict on a manifest, without building its segment list. What the
+    walk does not take is parsed whole, so a refusal says what loads_strict always said."""
+    try:
+        doc, span = _walk(data)
+    except (ValueError, RecursionError, IndexError):  # TrustError is a ValueError
+        return _Manifest(data, _json(path, data), None)
+    return _Manifest(data, doc, span)
+
+
+def _walk(data: bytes) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """The top-level object key by key under loads_strict's rules (unique keys, no NaN, no
+    1e999), decoding one value at a time (never the whole text); the "segments" array
+    only located, its entries checked one at a time."""
+    r = JsonBytes(data, "manifest", strict_decoder())
+    doc: dict[str, Any] = {}
+    span = None
+    seen: set[str] = set()
+    i = r.ws(0)
+    if data[i : i + 1] != b"{":
+        raise ValueError("not an object")
+    i = r.ws(i + 1)
+    if data[i : i + 1] == b"}":
+        i += 1
+    else:
+        while True:
+            if data[i : i + 1] != b'"':
+                raise ValueError("a key is not a string")
+            key, i = r.value(i)
+            if key in seen:
+                raise ValueError("duplicate key")
+            seen.add(key)
+            i = r.ws(i)
+            if data[i : i + 1] != b":":
+                raise ValueError("expected ':'")
+            i = r.ws(i + 1)
+            if key == "segments" and data[i : i + 1] == b"[":
+                start, i = i, _skip_segments(r, i)
+                span = (start, i)
+            else:
+                doc[key], i = r.value(i)
+            i = r.ws(i)
+            c, i = data[i : i + 1], i + 1
+            if c == b"}":
+                break
+            if c != b",":
+                raise ValueError("expected ',' or '}'")
+            i = r.ws(i)
+    if r.ws(i) != len(data):
+        raise ValueError("extra data")
+    return doc, span
+
+
+def _skip_segments(r: JsonBytes, i: int) -> int:
+    data = r.data
+    i = r.ws(i + 1)
+    if data[i : i + 1] == b"]":
+        return i + 1
+    while True:
+        m = _SEGMENT_BYTES.match(data, i)
+        i = m.end() if m is not None else r.value(i)[1]
+        i = r.ws(i)
+        c, i = data[i : i + 1], i + 1
+        if c == b"]":
+            return i
+        if c != b",":
+            raise ValueError("expected ',' or ']'")
+        i = r.ws(i)
+
+
+def _checked_manifest(m: _Manifest) -> bool:
+    """Every value the audio comparison uses, range-checked (ValueError says which), the
+    segment list streamed twice rather than held. True when the segments come in order,
+    as the device writes them (then the comparison streams them too)."""
+    doc = m.doc
+    a = doc.get("audio")
     if not isinstance(a, dict):
         raise ValueError("audio is not an object")
     _int(a.get("sample_rate"), "audio.sample_rate", 1, 384_000)
     _int(a.get("channels"), "audio.channels", 1, 8)
     _int(a.get("sample_width"), "audio.sample_width", 2, 2)
-    total = _int(m.get("duration_samples"), "duration_samples", 0, MAX_SAMPLES)
-    segs, gaps = m.get("segments"), m.get("gaps", [])
-    if not isinstance(segs, list) or not isinstance(gaps, list):
+    total = _int(doc.get("duration_samples"), "duration_samples", 0, MAX_SAMPLES)
+    gaps = doc.get("gaps", [])
+    if not m.has_segment_list() or not isinstance(gaps, list):
         raise ValueError("segments and gaps must be lists")
-    items = []
-    for s in segs:
+    in_order, last = True, (0, 0)
+    for s in m.segments():
         if not isinstance(s, list) or len(s) != 4 or not isinstance(s[3], str):
             raise ValueError("a segment is not [index, start, samples, mac]")
         if not _HEX64.match(s[3]):
             raise ValueError("a segment's mac is not 64 hex digits")
-        items.append((_int(s[1], "segment start", 0, MAX_SAMPLES),
-                      _int(s[2], "segment samples", 1, MAX_SAMPLES)))
+        item = (_int(s[1], "segment start", 0, MAX_SAMPLES),
+                _int(s[2], "segment samples", 1, MAX_SAMPLES))
         _int(s[0], "segment index", 0, 1 << 32)
+        in_order, last = in_order and item >= last, item
+    spans = []
     for g in gaps:
         if not isinstance(g, list) or len(g) != 3:
             raise ValueError("a gap is not [index, start, samples]")
-        items.append((_int(g[1], "gap start", 0, MAX_SAMPLES),
+        spans.append((_int(g[1], "gap start", 0, MAX_SAMPLES),
                       _int(g[2], "gap samples", 1, MAX_SAMPLES)))
         _int(g[0], "gap index", 0, 1 << 32)
+    pairs = ((s[1], s[2]) for s in m.segments())
     pos = 0
-    for start, n in sorted(items):
+    for start, n in heapq.merge(pairs, sorted(spans)) if in_order else sorted([*pairs, *spans]):
         if start != pos:
             raise ValueError(f"segments and gaps do not tile the recording at sample {pos}")
         pos += n
     if pos != total:
         raise ValueError("segments and gaps do not add up to duration_samples")
-    return m
+    return in_order
 
 
 def _named_key(doc: dict[str, Any]) -> DevicePublicKey:
@@ -215,17 +343,37 @@ class _Item:
     mac: bytes | None  # None: a gap, which must be silence
 
 
+def _items(m: _Manifest, in_order: bool) -> Iterator[_Item]:
+    """Segments and gaps by start (they tile: no two share one), one at a time when the
+    segments come in order."""
+    segs = (_Item(s[1], s[2], bytes.fromhex(s[3])) for s in m.segments())
+    gaps = sorted((_Item(g[1], g[2], None) for g in m.doc.get("gaps", [])),
+                  key=lambda i: i.start)
+    if in_order:
+        return heapq.merge(segs, gaps, key=lambda i: i.start)
+    return iter(sorted([*segs, *gaps], key=lambda i: i.start))
+
+
 def compare_audio(
     manifest: dict[str, Any], mac_key: bytes, f: BinaryIO, data_offset: int, data_len: int
 ) -> tuple[list[tuple[int, int]], list[Finding]]:
     """Changed sample ranges (recording timeline) and findings for one copy's samples."""
+    items = [_Item(int(s[1]), int(s[2]), bytes.fromhex(s[3])) for s in manifest["segments"]]
+    items += [_Item(int(g[1]), int(g[2]), None) for g in manifest.get("gaps", [])]
+    items.sort(key=lambda i: i.start)
+    return _compare(items, manifest, mac_key, f, data_offset, data_len)
+
+
+def _compare(
+    items: Iterable[_Item], manifest: dict[str, Any], mac_key: bytes, f: BinaryIO,
+    data_offset: int, data_len: int,
+) -> tuple[list[tuple[int, int]], list[Finding]]:
+    """compare_audio over items in order of start, each looked at once and dropped: what
+    is kept is the changed ranges and the first moved item, not a state per second."""
     audio = manifest["audio"]
     rate = int(audio["sample_rate"])
     fb = int(audio["channels"]) * int(audio["sample_width"])
     total = int(manifest["duration_samples"])
-    items = [_Item(int(s[1]), int(s[2]), bytes.fromhex(s[3])) for s in manifest["segments"]]
-    items += [_Item(int(g[1]), int(g[2]), None) for g in manifest.get("gaps", [])]
-    items.sort(key=lambda i: i.start)
     have = data_len // fb
 
     buf = bytearray(1 << 17)  # every segment is read into this one buffer (readinto)
@@ -244,23 +392,24 @@ def compare_audio(
         return hmac.compare_digest(hmac.digest(mac_key, chunk, "sha256"), item.mac)
 
     delta = have - total
-    state = []  # per item: "ok" | "moved" | "changed"
-    for it in items:
-        if matches(it, it.start):
-            state.append("ok")
-        elif delta and matches(it, it.start + delta):
-            state.append("moved")
-        else:
-            state.append("changed")
-    findings: list[Finding] = []
     ranges: list[tuple[int, int]] = []
-    for it, st in zip(items, state, strict=True):
-        if st != "changed":
-            continue
-        if ranges and ranges[-1][1] >= it.start:
-            ranges[-1] = (ranges[-1][0], it.start + it.samples)
+    count = changed = 0
+    moved: _Item | None = None  # the first item found `delta` samples away
+    ok_before: _Item | None = None  # the last item in place before it
+    for it in items:
+        count += 1
+        if matches(it, it.start):
+            if moved is None:
+                ok_before = it
+        elif delta and matches(it, it.start + delta):
+            moved = moved or it
         else:
-            ranges.append((it.start, it.start + it.samples))
+            changed += 1
+            if ranges and ranges[-1][1] >= it.start:
+                ranges[-1] = (ranges[-1][0], it.start + it.samples)
+            else:
+                ranges.append((it.start, it.start + it.samples))
+    findings: list[Finding] = []
     for a, b in ranges:
         findings.append(
             Finding(
@@ -270,7 +419,7 @@ def compare_audio(
                 round(a / rate, 3),
             )
         )
-    if items and all(s == "changed" for s in state):
+    if count and changed == count:
         findings.append(
             Finding(
                 "wrong_recording",
@@ -280,22 +429,16 @@ def compare_audio(
     if data_len % fb:
         findings.append(Finding("length_changed", "the audio ends in the middle of a sample"))
     if delta:
-        moved = [it for it, st in zip(items, state, strict=True) if st == "moved"]
         seconds = abs(delta) / rate
         what = "shorter" if delta < 0 else "longer"
-        if moved:
-            before = [
-                it
-                for it, st in zip(items, state, strict=True)
-                if st == "ok" and it.start < moved[0].start
-            ]
-            at = before[-1].start + before[-1].samples if before else 0
+        if moved is not None:
+            at = ok_before.start + ok_before.samples if ok_before else 0
             verb = "cut out" if delta < 0 else "inserted"
             msg = (
                 f"the audio is {seconds:g} s {what} than recorded: {seconds:g} s {verb} "
                 f"at second {at / rate:g}"
             )
-            end = moved[0].start if delta < 0 else at
+            end = moved.start if delta < 0 else at
             ranges.append((at, max(end, at + (abs(delta) if delta > 0 else 0))))
             findings.append(Finding("length_changed", msg, None, round(at / rate, 3)))
         else:
@@ -431,7 +574,8 @@ def verify_copy(
             "ask for a new copy",
         ))
     manifest_bytes = _read(folder / MANIFEST_FILE, MAX_MANIFEST)
-    manifest = _json(folder / MANIFEST_FILE, manifest_bytes)
+    parsed = _parse_manifest(folder / MANIFEST_FILE, manifest_bytes)
+    manifest = parsed.doc
     copy = _json(folder / COPY_FILE, _read(folder / COPY_FILE, 1 << 20))
     if copy.get("format") != COPY_FORMAT:
         raise FormatError(f"{folder / COPY_FILE}: not an {COPY_FORMAT} file")
@@ -443,7 +587,7 @@ def verify_copy(
         key = _named_key(manifest["device"])
         # Into a buffer wiped below: the device reads its own copies back (issue 8 §5).
         mac_key = b64decode_secret(copy["audio_mac_key"], f"{folder / COPY_FILE}: audio_mac_key")
-        _checked_manifest(manifest)
+        in_order = _checked_manifest(parsed)
         rate = manifest["audio"]["sample_rate"]
         rep.recording_id = str(manifest["recording_id"])
         rep.duration_seconds = manifest["duration_seconds"]
@@ -528,8 +672,9 @@ def verify_copy(
             )
         else:
             try:
-                ranges, findings = compare_audio(
-                    manifest, mac_key, f, info.data_offset, info.data_len
+                ranges, findings = _compare(
+                    _items(parsed, in_order), manifest, mac_key, f, info.data_offset,
+                    info.data_len,
                 )
             finally:
                 wipe(mac_key)

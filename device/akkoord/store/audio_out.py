@@ -172,6 +172,7 @@ def decrypt_recording(
     *,
     trusted_key: DevicePublicKey | None = None,
     force: bool = False,
+    parallel: bool | None = None,
 ) -> DecryptResult:
     """Verify the recording and write its WAV in the same pass.
 
@@ -179,7 +180,8 @@ def decrypt_recording(
     only when the whole recording verifies (or with `force`) is it fsync'ed and renamed to
     `out`. Without `force`, a recording that fails leaves no file at all: nothing unverified
     is ever presented as the recording. Positions come from the frames, so gaps (and, with
-    `force`, frames that failed) are silence of exactly the disclosed length."""
+    `force`, frames that failed) are silence of exactly the disclosed length. `parallel`:
+    as verify_recording's."""
     directory, out = Path(directory), Path(out)
     signed = read_manifest(directory, segments=False)
     doc = signed.doc if signed is not None else {}
@@ -204,7 +206,7 @@ def decrypt_recording(
     tmp, fd = _open_partial(out)
     try:
         sink = _WavSink(fd, channels * width, rid, total)
-        report = verify_recording(directory, org_key, trusted_key, sink=sink)
+        report = verify_recording(directory, org_key, trusted_key, sink=sink, parallel=parallel)
         if total is None:
             total = sink.end
         if not report.ok and not force:

@@ -47,7 +47,7 @@ from akkoord.store.manifest import (
     segment_entry,
     verify_manifest_signature,
 )
-from akkoord.store.reader import Damage, ParsedFrame, parse_meta, record_of, scan
+from akkoord.store.reader import Damage, ParsedFrame, Slot, parse_meta, record_of, scan_ahead
 from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
 from akkoord.store.sigcheck import signature_checker
 
@@ -184,6 +184,15 @@ class _NeedFullView(Exception):
 # them in the order the whole-file analysis always did.
 _HEADER, _FOREIGN, _DAMAGE, _ORDER, _RULES, _MANIFEST, _KEYS, _CRYPTO, _EXPORTS = range(9)
 _FINAL = int(Flag.FINAL)  # a plain int: IntFlag arithmetic is slow, and this runs per frame
+# The kinds as plain ints, as headers carry them: an IntEnum member costs a class-attribute
+# lookup per use, and these compare once or more per frame.
+_K_AUDIO = int(Kind.AUDIO)
+_K_CHECKPOINT = int(Kind.CHECKPOINT)
+_K_END = int(Kind.END)
+_K_EXPORT = int(Kind.EXPORT)
+_K_GAP = int(Kind.GAP)
+_K_HEADER = int(Kind.HEADER)
+_K_RECOVERY = int(Kind.RECOVERY)
 
 
 class FrameSink:
@@ -287,15 +296,16 @@ class _Verifier:
         trusted_key: DevicePublicKey | None,
         keys_deleted: bool = False,
         sink: FrameSink | None = None,
+        parallel: bool | None = None,
     ) -> None:
         self.dir = Path(directory)
+        self.parallel = parallel  # scan_ahead's: None = by the CPUs usable
         self.keys_deleted = keys_deleted
         self.org_key = org_key
         self.trusted_key = trusted_key
         self.sink = sink
         self.keys: ContentKeys | None = None
         self.aead: ChaCha20Poly1305 | None = None
-        self._pcm = bytearray()  # one plaintext buffer for every frame (decrypt_into)
         self._fresh()
 
     def _fresh(self) -> None:
@@ -336,10 +346,31 @@ class _Verifier:
     def _findings(self) -> list[Finding]:
         return [f for phase in self._phases for f in phase]
 
-    def _check_body(self, frame: ParsedFrame, body: memoryview) -> None:
-        """AEAD + audio MAC, while the body is in hand (streaming: bodies are not kept)."""
+    def _decrypt(self, frame: ParsedFrame, body: memoryview, slot: Slot) -> Any:
+        """On scan_ahead's worker thread, frames ahead of the rules: the AEAD, which needs
+        nothing but the key and the frame itself. (error, plaintext in the slot), or None
+        for a frame that is not decrypted (no key; a checkpoint, recovery or export frame)."""
         h = frame.header
-        if h.kind == Kind.CHECKPOINT:
+        if self.aead is None or h.kind in (_K_CHECKPOINT, _K_RECOVERY, _K_EXPORT):
+            return None
+        n = len(body) - AEAD_TAG_LEN
+        if n < 0:
+            return "bad_tag", None
+        if len(slot.out) < n:
+            slot.out = bytearray(n)
+        pcm = memoryview(slot.out)[:n]
+        try:
+            self.aead.decrypt_into(nonce_for(h.index, bool(h.flags & _FINAL)), body,
+                                   frame.header_bytes + frame.meta_bytes, pcm)
+        except InvalidTag:
+            return "bad_tag", None
+        return None, pcm
+
+    def _check_body(self, frame: ParsedFrame, body: memoryview, decrypted: Any) -> None:
+        """The audio MAC and the sink, in file order, while the body is in hand (streaming:
+        bodies are not kept); `decrypted` is what _decrypt made of it on the worker."""
+        h = frame.header
+        if h.kind == _K_CHECKPOINT:
             self._checkpoint_sigs[frame.offset] = (
                 checkpoint_message(frame.header_bytes, frame.meta_bytes),
                 bytes(body),
@@ -347,33 +378,18 @@ class _Verifier:
             if self.sink is not None:
                 self.sink.frame(frame, None, None)
             return
-        if self.aead is None or h.kind in (Kind.RECOVERY, Kind.EXPORT):
+        if decrypted is None:
             if self.sink is not None:
                 self.sink.frame(frame, None, None)
             return
-        error = None
-        n = len(body) - AEAD_TAG_LEN
-        if n < 0:
-            error = "bad_tag"
-            pcm = None
-        else:
-            if len(self._pcm) < n:
-                self._pcm = bytearray(n)
-            pcm = memoryview(self._pcm)[:n]
-            try:
-                self.aead.decrypt_into(
-                    nonce_for(h.index, h.final), body, frame.header_bytes + frame.meta_bytes, pcm
-                )
-            except InvalidTag:
-                error, pcm = "bad_tag", None
-            else:
-                if h.kind == Kind.AUDIO:
-                    assert self.keys is not None
-                    if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
-                        error = "audio_mac"
+        error, pcm = decrypted
+        if error is None and h.kind == _K_AUDIO:
+            assert self.keys is not None
+            if audio_mac(self.keys.mac_key, pcm) != h.audio_mac:
+                error = "audio_mac"
         self._pending_crypto[frame.offset] = error
         if self.sink is not None:
-            self.sink.frame(frame, pcm if h.kind == Kind.AUDIO else None, error)
+            self.sink.frame(frame, pcm if h.kind == _K_AUDIO else None, error)
 
     # -- main ----------------------------------------------------------------------------
 
@@ -411,7 +427,15 @@ class _Verifier:
         self.report.checked_audio = self.keys is not None
         self._signed = signed
         f.seek(0)
-        items = scan(f, size, self._check_body)
+        # Reading, hashing and decrypting run frames ahead on a worker (scan_ahead); the
+        # MAC, the sink and every rule stay here, in file order. Closed before returning,
+        # so a second pass (_NeedFullView) finds the file to itself.
+        items = scan_ahead(f, size, self._check_body, self._decrypt, parallel=self.parallel)
+        with contextlib.closing(items):
+            self._scan_items(items, container, signed, streaming)
+
+    def _scan_items(self, items: Iterator[ParsedFrame | Damage], container: Path,
+                    signed: Any, streaming: bool) -> None:
         if streaming:
             self._rules_pass(self._stream(items, container, signed), signed, streaming=True)
             return
@@ -471,7 +495,7 @@ class _Verifier:
     @staticmethod
     def _is_header(s: _Seen, rid: bytes) -> bool:
         h = s.header
-        return h.kind == Kind.HEADER and h.index == 0 and s.meta is not None and (
+        return h.kind == _K_HEADER and h.index == 0 and s.meta is not None and (
             h.recording_id == rid
         )
 
@@ -629,10 +653,10 @@ class _Verifier:
                 )
             self._rules(cur, n, nxt is None, position)
             self._checkpoint_rules(cur, n, prev, checkpoint_at)
-            if h.kind == Kind.CHECKPOINT:
+            if h.kind == _K_CHECKPOINT:
                 checkpoint_at = h.start_sample
                 cp_n, cp_s = n, cur
-            position = h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
+            position = h.start_sample + (h.samples if h.kind in (_K_AUDIO, _K_GAP) else 0)
             prev_seal = cur.seal
             expected = h.index + 1
             self._crypto(cur)
@@ -644,7 +668,7 @@ class _Verifier:
             n += 1
             prev, cur = cur, nxt
         self._phase = _RULES
-        if prev is not None and prev.header.kind not in (Kind.END, Kind.RECOVERY):
+        if prev is not None and prev.header.kind not in (_K_END, _K_RECOVERY):
             last_h = prev.header
             if not self._damage_at_end:
                 self.add(
@@ -662,7 +686,7 @@ class _Verifier:
             self._phase = _EXPORTS
             self._exports()
         self._last, self._tail = prev, None
-        if prev is not None and prev.header.kind == Kind.RECOVERY and first is not None:
+        if prev is not None and prev.header.kind == _K_RECOVERY and first is not None:
             assert cp_s is not None
             end = prev.header.start_sample
             start = cp_s.header.start_sample
@@ -678,7 +702,7 @@ class _Verifier:
         last = getattr(self, "_last", None)
         if rep.findings:
             rep.status = "tampered"
-        elif last is not None and last.header.kind == Kind.RECOVERY:
+        elif last is not None and last.header.kind == _K_RECOVERY:
             rep.status = "interrupted"
             rep.notes.append(
                 "interrupted: the device lost power or stopped while recording; "
@@ -702,7 +726,7 @@ class _Verifier:
         if frame is None:
             return 0
         h = frame.header
-        return h.start_sample + (h.samples if h.kind in (Kind.AUDIO, Kind.GAP) else 0)
+        return h.start_sample + (h.samples if h.kind in (_K_AUDIO, _K_GAP) else 0)
 
     def _order_and_duplicates(self, ours: list[_Seen]) -> list[_Seen]:
         by_index: dict[int, _Seen] = {}
@@ -746,18 +770,18 @@ class _Verifier:
         """FORMAT.md §11.1: frame 1 and the frame before END are signed checkpoints, one is
         never more than 10 s of timeline away, and each one's signature is the device's."""
         h, off = s.header, s.offset
-        if n == 1 and h.kind != Kind.CHECKPOINT:
+        if n == 1 and h.kind != _K_CHECKPOINT:
             self.add("checkpoint", "frame 1 is not the signed start checkpoint",
                      h.index, h.start_sample, off)
-        if h.kind == Kind.END and (prev is None or prev.header.kind != Kind.CHECKPOINT):
+        if h.kind == _K_END and (prev is None or prev.header.kind != _K_CHECKPOINT):
             self.add("checkpoint", "the END frame does not follow a signed checkpoint",
                      h.index, h.start_sample, off)
-        if h.kind in (Kind.AUDIO, Kind.GAP) and checkpoint_due(
+        if h.kind in (_K_AUDIO, _K_GAP) and checkpoint_due(
             h.start_sample, checkpoint_at, self.rate
         ):
             self.add("checkpoint", "no signed checkpoint in the 10 s of audio before this frame",
                      h.index, h.start_sample, off)
-        if h.kind != Kind.CHECKPOINT:
+        if h.kind != _K_CHECKPOINT:
             return
         check = self._checkpoint_check
         if h.body_len != SIGNATURE_LEN or s.signed_bytes is None:
@@ -773,7 +797,7 @@ class _Verifier:
         k = h.kind
         if s.meta_error:
             self.add("bad_frame", s.meta_error, h.index, h.start_sample, off)
-        if (n == 0) != (k == Kind.HEADER):
+        if (n == 0) != (k == _K_HEADER):
             self.add(
                 "bad_frame",
                 "the header frame must come first, and only first",
@@ -781,7 +805,7 @@ class _Verifier:
                 h.start_sample,
                 off,
             )
-        if k == Kind.EXPORT:
+        if k == _K_EXPORT:
             self.add(
                 "bad_frame",
                 "export frames belong in exports.akr, not the container",
@@ -789,7 +813,7 @@ class _Verifier:
                 h.start_sample,
                 off,
             )
-        if k in (Kind.END, Kind.RECOVERY) and not last:
+        if k in (_K_END, _K_RECOVERY) and not last:
             self.add(
                 "bad_frame",
                 "frames follow the recording's final frame",
@@ -797,7 +821,7 @@ class _Verifier:
                 h.start_sample,
                 off,
             )
-        if (k == Kind.END) != bool(h.flags & _FINAL):
+        if (k == _K_END) != bool(h.flags & _FINAL):
             self.add(
                 "bad_frame",
                 "only the END frame carries the final flag",
@@ -813,7 +837,7 @@ class _Verifier:
                 position,
                 off,
             )
-        if k == Kind.AUDIO:
+        if k == _K_AUDIO:
             if h.samples == 0 or h.body_len != h.samples * self.frame_bytes + AEAD_TAG_LEN:
                 self.add(
                     "bad_frame",
@@ -822,16 +846,16 @@ class _Verifier:
                     h.start_sample,
                     off,
                 )
-        elif k == Kind.GAP:
+        elif k == _K_GAP:
             if h.samples == 0:
                 self.add("bad_frame", "a gap of zero samples", h.index, h.start_sample, off)
         elif h.samples != 0 or h.audio_mac != ZERO32:
             self.add(
                 "bad_frame", "a non-audio frame carries audio fields", h.index, h.start_sample, off
             )
-        if k == Kind.RECOVERY and h.body_len:
+        if k == _K_RECOVERY and h.body_len:
             self.add("bad_frame", "a recovery frame has a body", h.index, h.start_sample, off)
-        if k not in (Kind.RECOVERY, Kind.AUDIO, Kind.CHECKPOINT) and h.body_len != AEAD_TAG_LEN:
+        if k not in (_K_RECOVERY, _K_AUDIO, _K_CHECKPOINT) and h.body_len != AEAD_TAG_LEN:
             self.add(
                 "bad_frame", "event frame body is not one AEAD tag", h.index, h.start_sample, off
             )
@@ -878,7 +902,7 @@ class _Verifier:
                 "device key not anchored: compare the fingerprint with the one "
                 "the organisation publishes"
             )
-        header = first if first is not None and first.header.kind == Kind.HEADER else None
+        header = first if first is not None and first.header.kind == _K_HEADER else None
         if header is not None and header.meta is not None:
             hdev = (header.meta.get("device") or {}).get("public_key")
             if hdev != (doc.get("device") or {}).get("public_key"):
@@ -942,7 +966,7 @@ class _Verifier:
 
     def _wrapped_keys(self, first: _Seen | None) -> None:
         """keys.json against the header's commitment, without any key (FORMAT.md §11.4)."""
-        header = first if first is not None and first.header.kind == Kind.HEADER else None
+        header = first if first is not None and first.header.kind == _K_HEADER else None
         if header is None or header.meta is None:
             return
         want = header.meta.get("wrapped_keys_sha256")
@@ -1000,8 +1024,12 @@ def verify_recording(
     *,
     keys_deleted: bool = False,
     sink: FrameSink | None = None,
+    parallel: bool | None = None,
 ) -> Report:
     """`keys_deleted`: the custody log records the recording's deletion, so a missing
     keys.json is the shredding, not a finding. `sink` receives every good frame, decrypted,
-    as it is read (decrypt: one pass)."""
-    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink).run()
+    as it is read (decrypt: one pass). `parallel`: read, hash and decrypt on a worker
+    thread ahead of the rest (reader.scan_ahead; None: when enough CPUs are usable) — the
+    same report either way."""
+    return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink,
+                     parallel).run()
