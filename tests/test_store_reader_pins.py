@@ -279,6 +279,10 @@ def test_scan_ahead_gives_scan_s_items_and_prework_in_every_mode(made, tmp_path)
     frames = _independent_frames(data)
     bad = bytearray(data)
     bad[frames[4][0] + 50] ^= 1
+    (o1, f1), o2, o7 = frames[1], frames[2][0], frames[7][0]
+    # a frame not followed by a frame after damage (passed over unless thorough), and one
+    # stray byte right before a frame (the resync starts one byte on)
+    bad = bad[:o1] + b"ZZZZ" + f1 + b"QQQQ" + bad[o2:o7] + b"Z" + bad[o7:]
     path = tmp_path / "c.akr"
     path.write_bytes(bytes(bad))
     with open(path, "rb") as f:
@@ -295,6 +299,10 @@ def test_scan_ahead_gives_scan_s_items_and_prework_in_every_mode(made, tmp_path)
             assert _shape(items) == want
             good = [i for i in items if isinstance(i, ParsedFrame)]
             assert seen == [(fr.offset, fr.header.body_len + fr.header.index) for fr in good]
+            with open(path, "rb") as f:  # neither hook: scan()'s items all the same
+                assert _shape(scan_ahead(f, len(bad), parallel=parallel, batch=batch)) == want
+    assert ("D", o1, 4 + len(f1) + 4, "not a frame header", False) in want
+    assert ("D", o7 + 8, 1, "not a frame header", False) in want
 
 
 def _frame(kind: int, meta: bytes) -> ParsedFrame:
