@@ -615,3 +615,24 @@ def test_a_simulated_recording_says_so(scratch):
     rep = verify_recording(w.path)
     assert rep.ok and rep.simulated is True
     assert rep.notes == [NOT_ANCHORED, "simulated: made by the simulator, not at a real meeting"]
+
+
+def test_a_field_added_or_removed_is_named_and_only_20_segments_are(scratch):
+    kit = make_kit(scratch / "k")
+    w, _ = record(kit, 22)
+    t = _table(w.path)
+    d = _copy(w.path, scratch)
+    bad_sig = F("bad_signature", "the manifest's signature does not verify")
+    _edit(d, lambda doc: (doc.pop("stop"), doc.update(extra=1)))
+    _check(d, kit, [bad_sig, F("manifest_mismatch", "the signed manifest differs from the "
+                               "container in: extra, stop")])
+    shutil.copy(w.path / MANIFEST_FILE, d / MANIFEST_FILE)
+
+    def every_mac(doc):
+        for s in doc["segments"]:
+            s[3] = "00" * 32
+    _edit(d, every_mac)
+    audio = [i for i in sorted(t) if t[i][4] == Kind.AUDIO]
+    assert len(audio) == 22
+    _check(d, kit, [bad_sig, *(F("manifest_mismatch", "segment differs from the signed "
+                                 "manifest", i, t[i][2]) for i in audio[:20])])
