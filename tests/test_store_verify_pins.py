@@ -636,3 +636,84 @@ def test_a_field_added_or_removed_is_named_and_only_20_segments_are(scratch):
     assert len(audio) == 22
     _check(d, kit, [bad_sig, *(F("manifest_mismatch", "segment differs from the signed "
                                  "manifest", i, t[i][2]) for i in audio[:20])])
+
+
+def test_wrapped_keys_that_are_gone_or_unreadable_are_refused_by_path(made, scratch):
+    from akkoord.errors import KeyMaterialError
+
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    path = d / WRAPPED_KEYS_FILE
+    path.unlink()
+    for call in (lambda: load_content_keys(d, kit.org), lambda: verify_recording(d, kit.org)):
+        with pytest.raises(KeyMaterialError) as e:
+            call()
+        assert str(e.value) == (f"{path}: missing — the wrapped keys were destroyed (deleted "
+                                "recording?)")
+    good = json.loads((src / WRAPPED_KEYS_FILE).read_text())
+    for doc in ("{", {**good, "recording_id": "abcd"}, {**good, "recipients": {}},
+                {k: v for k, v in good.items() if k != "recipients"}, [1],
+                {**good, "recording_id": "zz" * 16}):
+        path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+        with pytest.raises(KeyMaterialError) as e:
+            load_content_keys(d, kit.org)
+        assert str(e.value) == f"{path}: not a valid wrapped-keys file"
+    path.write_text(json.dumps(good))
+    assert load_content_keys(d, kit.org) == load_content_keys(src, kit.org)
+
+
+def _header_meta(made, scratch, change):
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    parts = _parts(d)
+    meta = json.loads(parts[0][1])
+    change(meta)
+    parts[0][1] = json.dumps(meta).encode()
+    _forge(kit, d, parts)
+    return kit, d
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.pop("audio"), lambda m: m["audio"].update(sample_rate=0),
+    lambda m: m["audio"].update(sample_rate=10**6 + 1), lambda m: m["audio"].update(channels=33),
+    lambda m: m["audio"].update(sample_width="twee"), lambda m: m.pop("device"),
+    lambda m: m["device"].update(public_key="AAAA"),
+])
+def test_a_header_with_unreadable_parameters_is_a_finding_and_48_khz_is_assumed(
+        made, scratch, change):
+    _kit, d = _header_meta(made, scratch, change)
+    rep = verify_recording(d)
+    got = [f.to_json() for f in rep.findings]
+    assert got[0] == F("bad_frame", "the header frame's parameters are unreadable", 0, 0)
+    assert got[-1] == F(*NO_MANIFEST, 12)
+    # the frames' seconds are now counted at 48 kHz: the END frame's finding says so
+    (d / CONTAINER_FILE).write_bytes((d / CONTAINER_FILE).read_bytes()[:-10])
+    rep = verify_recording(d)
+    cut = next(f for f in rep.findings if f.code == "truncated")
+    assert cut.second == round((5 * SEG + SEG // 2) / 48000, 3)
+
+
+def test_a_header_of_another_format_is_refused(made, scratch):
+    kit, d = _header_meta(made, scratch, lambda m: m.update(format="akkoord-recording/1"))
+    with pytest.raises(FormatError) as e:
+        verify_recording(d)
+    assert str(e.value) == f"{d}: unsupported container format 'akkoord-recording/1'"
+    _kit, d = _header_meta(made, scratch, lambda m: m.pop("format"))
+    with pytest.raises(FormatError) as e:
+        verify_recording(d)
+    assert str(e.value) == f"{d}: unsupported container format None"
+
+
+def test_the_unsigned_tail_s_rate_falls_back_to_48_khz(scratch):
+    """The rate the unsigned tail's seconds are counted at: the header's, else 48 kHz."""
+    from akkoord.store.reader import parse_meta
+    from akkoord.store.verify import _rate_of, _Seen
+
+    kit = make_kit(scratch / "k")
+    w, _ = record(kit, 2)
+    first = frames_of(w.container)[0]
+    meta, _ = parse_meta(first)
+    assert _rate_of(_Seen(0, first, meta, None)) == RATE
+    for bad in (None, {}, {"audio": {}}, {"audio": {"sample_rate": "x"}},
+                {"audio": {"sample_rate": 0}}, {"audio": None}):
+        assert _rate_of(_Seen(0, first, bad, None)) == 48000
