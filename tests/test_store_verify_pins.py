@@ -694,7 +694,7 @@ def test_a_header_with_unreadable_parameters_is_a_finding_and_48_khz_is_assumed(
 
 
 def test_a_header_of_another_format_is_refused(made, scratch):
-    kit, d = _header_meta(made, scratch, lambda m: m.update(format="akkoord-recording/1"))
+    _, d = _header_meta(made, scratch, lambda m: m.update(format="akkoord-recording/1"))
     with pytest.raises(FormatError) as e:
         verify_recording(d)
     assert str(e.value) == f"{d}: unsupported container format 'akkoord-recording/1'"
