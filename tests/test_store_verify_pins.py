@@ -717,3 +717,25 @@ def test_the_unsigned_tail_s_rate_falls_back_to_48_khz(scratch):
     for bad in (None, {}, {"audio": {}}, {"audio": {"sample_rate": "x"}},
                 {"audio": {"sample_rate": 0}}, {"audio": None}):
         assert _rate_of(_Seen(0, first, bad, None)) == 48000
+
+
+def test_which_missing_indices_damage_explains():
+    """_Damaged: index ranges lost to damage, merged; `lost` names the rest of a gap."""
+    from akkoord.store.verify import _Damaged
+
+    d = _Damaged()
+    for lo, hi in ((8, 9), (3, 5), (4, 6), (12, 14), (14, 15)):
+        d.add(lo, hi)
+    d.normalise()
+    assert (d.lo, d.hi) == ([3, 8, 12], [6, 9, 15])
+    assert d.lost(0, 20) == (0, 19, 20 - 3 - 1 - 3)
+    assert d.lost(0, 3) == (0, 2, 3)
+    assert d.lost(3, 6) is None and d.lost(12, 15) is None and d.lost(9, 9) is None
+    assert d.lost(2, 4) == (2, 2, 1)
+    assert d.lost(5, 8) == (6, 7, 2)
+    assert d.lost(4, 13) == (6, 11, 5)
+    assert d.lost(9, 12) == (9, 11, 3)
+    assert d.lost(15, 17) == (15, 16, 2)
+    empty = _Damaged()
+    empty.normalise()
+    assert empty.lost(2, 5) == (2, 4, 3)
