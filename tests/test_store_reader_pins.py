@@ -191,6 +191,10 @@ def test_a_resync_candidate_must_be_followed_by_a_frame_unless_thorough(made, tm
             ("D", o1, 4 + len(f1) + 4, "not a frame header", False)]
     want += [("F", o + shift, len(r)) for o, r in frames[2:]]
     assert _shape(items) == want
+    path = tmp_path / "default.akr"
+    path.write_bytes(bad)
+    with open(path, "rb") as f:  # not thorough unless asked
+        assert _shape(scan(f, len(bad))) == want
     thorough, _ = _scan_all(bad, tmp_path, thorough=True)
     want_t = [("F", frames[0][0], len(frames[0][1])),
               ("D", o1, 4, "not a frame header", False),
@@ -218,13 +222,16 @@ def test_a_candidate_at_the_very_end_or_before_a_partial_magic_is_taken(made, tm
     assert _shape(items)[-1] == ("D", lo, 3 + len(last) + 2, "not a frame header", True)
 
 
-def test_a_frame_straddling_the_search_chunk_s_edge_is_found(made, tmp_path):
+@pytest.mark.parametrize("before_edge", [1, 2, 3, 0])
+def test_a_frame_straddling_the_search_chunk_s_edge_is_found(made, tmp_path, before_edge):
     """The resync reads 1 MiB chunks that overlap by three bytes, so a frame magic cut by a
-    chunk's edge is still seen."""
+    chunk's edge (1, 2 or 3 of its bytes before it) is still seen."""
     _, _, data = made
     frames = _independent_frames(data)
     o1 = frames[1][0]
-    pad = (reader_mod._SCAN_CHUNK - 2) + 1  # the magic starts 2 bytes before the edge
+    # the search starts one byte after the damage; the magic starts before_edge bytes
+    # before the first chunk's end
+    pad = 1 + reader_mod._SCAN_CHUNK - before_edge
     bad = data[:o1] + b"\x55" * pad + data[o1:]
     items, _ = _scan_all(bad, tmp_path)
     assert _shape(items)[:3] == [("F", 0, len(frames[0][1])),
