@@ -739,3 +739,36 @@ def test_which_missing_indices_damage_explains():
     empty = _Damaged()
     empty.normalise()
     assert empty.lost(2, 5) == (2, 4, 3)
+
+
+def test_in_the_whole_file_view_a_tie_goes_to_the_manifest(made, scratch):
+    """As many foreign frames as ours, theirs first, ours out of order (the whole-file view):
+    the recording is the one its manifest names."""
+    _, src, other = made
+    d = _copy(src, scratch)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    theirs = frame_bytes(other / CONTAINER_FILE)
+    rewrite(d, [*theirs[6:12], *parts[:4], parts[5], parts[4]])
+    rep = verify_recording(d)
+    assert rep.recording_id == src.name
+    assert [f.code for f in rep.findings][:6] == ["foreign_frame"] * 6
+
+
+def test_in_the_whole_file_view_damage_explains_the_frames_up_to_the_next_good_one(
+        made, scratch):
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    six, seven = bytearray(parts[6]), bytearray(parts[7])
+    six[300] ^= 1
+    seven[100] ^= 1
+    # frames 6 and 7 damaged (one range), 9 and 10 swapped: the whole-file view
+    rewrite(d, [*parts[:6], bytes(six), bytes(seven), parts[8], parts[10], parts[9],
+                *parts[11:]])
+    _check(d, kit, [
+        F("damaged", f"{t[6][1] + t[7][1]} damaged bytes (frame bytes do not match the "
+          "frame's seal)", 6, t[6][2], t[6][0]),
+        F("reordered_frame", "frame 9 is out of order (found after frame 10)", 9, t[9][2],
+          t[9][0] + t[10][1]),
+    ])
