@@ -347,14 +347,19 @@ def test_an_output_folder_that_does_not_exist_is_named(made, tmp_path):
 
 
 @pytest.mark.parametrize("which", ["recording", "to_wav"])
+@pytest.mark.parametrize("err, words, code", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device",
+     errno.ENOSPC),
+    (OSError("no errno"), "no errno", errno.EIO),
+])
 def test_a_failed_sync_names_the_output_and_leaves_nothing(made, tmp_path, monkeypatch,
-                                                           which):
+                                                           which, err, words, code):
     kit, src, _ = made
 
-    def eio(fd, where):
-        raise OSError(errno.EIO, "Input/output error")
+    def fail(fd, where):
+        raise err
 
-    monkeypatch.setattr(audio_out, "fsync_fd", eio)
+    monkeypatch.setattr(audio_out, "fsync_fd", fail)
     out = tmp_path / "x.wav"
     with pytest.raises(StorageError) as e:
         if which == "recording":
@@ -362,8 +367,8 @@ def test_a_failed_sync_names_the_output_and_leaves_nothing(made, tmp_path, monke
         else:
             decrypt_to_wav(src, load_content_keys(src, kit.org), out, rate=RATE, channels=1,
                            width=2, total_samples=10)
-    assert e.value.errno == errno.EIO
-    assert str(e.value) == f"writing {out} failed: Input/output error"
+    assert e.value.errno == code
+    assert str(e.value) == f"writing {out} failed: {words}"
     assert list(tmp_path.iterdir()) == []
 
 
