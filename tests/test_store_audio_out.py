@@ -382,3 +382,129 @@ def test_an_error_that_is_not_an_os_error_passes_unchanged(made, tmp_path, monke
     with pytest.raises(FormatError, match=r"^kapot$"):
         decrypt_recording(src, kit.org, tmp_path / "x.wav")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("which", ["recording", "to_wav"])
+def test_a_failed_fsync_names_the_output_in_fsync_s_words(made, tmp_path, monkeypatch, which):
+    kit, src, _ = made
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    keys = load_content_keys(src, kit.org)
+    monkeypatch.setattr(os, "fsync", eio)
+    out = tmp_path / "x.wav"
+    with pytest.raises(StorageError) as e:
+        if which == "recording":
+            decrypt_recording(src, kit.org, out)
+        else:
+            decrypt_to_wav(src, keys, out, rate=RATE, channels=1, width=2, total_samples=10)
+    assert str(e.value) == f"fsync failed for {out}: Input/output error"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_link_planted_at_the_temporary_s_name_is_not_followed(made, tmp_path):
+    kit, src, _ = made
+    out = tmp_path / "x.wav"
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"keep")
+    (tmp_path / f".x.wav.{os.getpid()}.partial").symlink_to(target)
+    with pytest.raises(StorageError) as e:
+        decrypt_recording(src, kit.org, out)
+    assert str(e.value) == f"cannot write {out}: Too many levels of symbolic links"
+    assert target.read_bytes() == b"keep" and not out.exists()
+
+
+def test_a_refusal_reports_its_problems_and_writes_nothing(made, tmp_path):
+    kit, src, _ = made
+    d = _copy(src, tmp_path)
+    keys = load_content_keys(d, kit.org)
+    parts, audio_at = _audio_frames(d)
+    parts[audio_at[0]], h = _remake(keys, parts[audio_at[0]], tag_ok=False)
+    rewrite(d, parts)
+    (tmp_path / "o").mkdir()
+    res = decrypt_recording(d, kit.org, tmp_path / "o" / "x.wav")
+    assert res.written is False and not res.report.ok
+    assert res.problems == [f"frame {h.index}: does not decrypt, left silent"]
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_a_recording_from_an_unexpected_device_is_not_written(made, tmp_path):
+    kit, src, _ = made
+    stranger = make_kit(tmp_path / "s")
+    out = tmp_path / "x.wav"
+    res = decrypt_recording(src, kit.org, out, trusted_key=stranger.identity.public)
+    assert res.written is False and [f.code for f in res.report.findings] == ["wrong_device"]
+    assert not out.exists()
+    assert decrypt_recording(src, kit.org, out, trusted_key=kit.identity.public).written
+
+
+def test_missing_audio_fields_take_their_defaults_and_the_manifest_s_length(made, tmp_path):
+    """Fields absent from the manifest: 48 kHz, mono, 16-bit — and the length is still the
+    manifest's (here longer than the frames: silence follows)."""
+    kit, src, audio = made
+    d = _copy(src, tmp_path)
+    total = 5 * SEG - SEG // 2
+    _edit_manifest(d, lambda doc: doc.update(audio={}, duration_samples=total + 100))
+    out = tmp_path / "x.wav"
+    res = decrypt_recording(d, kit.org, out, force=True)
+    assert res.total_samples == total + 100
+    data = _expected(audio)[WAV_HEADER_LEN:] + bytes(200)
+    assert out.read_bytes() == wav_bytes(len(data), 48000, 1, 2) + data
+
+
+def test_a_stereo_recording_decrypts_to_a_stereo_wav(tmp_path):
+    from akkoord.store.writer import AudioParams, RecordingWriter
+
+    kit = make_kit(tmp_path / "k")
+    w = RecordingWriter.create(kit.state, kit.identity, [kit.org.public],
+                               AudioParams(sample_rate=RATE, channels=2, segment_samples=SEG),
+                               kit.clock, custody=kit.custody)
+    w.add_event("start")
+    chunks = [bytes([i + 1]) * (4 * SEG) for i in range(3)]
+    for c in chunks:
+        w.add_audio(c)
+    w.close("party_a", party="A")
+    out = tmp_path / "s.wav"
+    res = decrypt_recording(w.path, kit.org, out)
+    assert res.written and res.report.ok and res.total_samples == 3 * SEG
+    assert out.read_bytes() == wav_bytes(12 * SEG, RATE, 2, 2) + b"".join(chunks)
+
+
+def test_without_a_manifest_or_audio_the_wav_is_empty(tmp_path):
+    kit = make_kit(tmp_path / "k")
+    w = kit.writer()
+    w.add_event("start")
+    w.close("party_a", party="A")
+    (w.path / MANIFEST_FILE).unlink()
+    out = tmp_path / "e.wav"
+    res = decrypt_recording(w.path, kit.org, out, force=True)
+    assert res.total_samples == 0 and out.read_bytes() == wav_bytes(0, 48000, 1, 2)
+
+
+def test_without_a_manifest_a_cut_recording_ends_with_its_last_audio(made, tmp_path):
+    """No END, no manifest: the length is where the last audio frame ends."""
+    kit, src, audio = made
+    d = _copy(src, tmp_path)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    rewrite(d, parts[:-2])  # the last checkpoint and END gone
+    (d / MANIFEST_FILE).unlink()
+    out = tmp_path / "c.wav"
+    res = decrypt_recording(d, kit.org, out, force=True)
+    assert res.total_samples == 5 * SEG - SEG // 2
+    data = _expected(audio)[WAV_HEADER_LEN:]
+    assert out.read_bytes() == wav_bytes(len(data), 48000, 1, 2) + data
+
+
+def test_decrypt_to_wav_leaves_a_damaged_frame_silent(made, tmp_path):
+    kit, src, audio = made
+    d = _copy(src, tmp_path)
+    parts, audio_at = _audio_frames(d)
+    bad = bytearray(parts[audio_at[1]])
+    bad[200] ^= 1
+    parts[audio_at[1]] = bytes(bad)
+    rewrite(d, parts)
+    out = tmp_path / "d.wav"
+    assert decrypt_to_wav(d, load_content_keys(d, kit.org), out, rate=RATE, channels=1,
+                          width=2, total_samples=5 * SEG - SEG // 2) == []
+    assert out.read_bytes() == _expected([audio[0], bytes(2 * SEG), *audio[2:]])
