@@ -772,3 +772,63 @@ def test_in_the_whole_file_view_damage_explains_the_frames_up_to_the_next_good_o
         F("reordered_frame", "frame 9 is out of order (found after frame 10)", 9, t[9][2],
           t[9][0] + t[10][1]),
     ])
+
+
+def test_keys_for_another_organisation_or_too_large_are_refused_by_path(made, scratch):
+    from akkoord.errors import KeyMaterialError
+    from akkoord.store.keys import generate_org_key
+
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    path = d / WRAPPED_KEYS_FILE
+    other = generate_org_key("x25519")
+    with pytest.raises(KeyMaterialError) as e:
+        load_content_keys(d, other)
+    assert str(e.value) == (f"{path}: this recording is not wrapped to key "
+                            f"{other.public.fingerprint[:16]} (it is wrapped to: "
+                            f"{kit.org.public.fingerprint[:16]})")
+    text = path.read_bytes()
+    path.write_bytes(text + b" " * ((1 << 20) - len(text)))  # 1 MiB: still read
+    assert load_content_keys(d, kit.org) == load_content_keys(src, kit.org)
+    path.write_bytes(text + b" " * ((1 << 20) - len(text) + 1))
+    with pytest.raises(KeyMaterialError) as e:
+        load_content_keys(d, kit.org)
+    assert str(e.value) == f"{path}: not a valid wrapped-keys file"
+
+
+class _Sink:
+    """A FrameSink that counts: a genuine recording is verified in one pass, each frame
+    handed over once, never reset."""
+
+    def __init__(self):
+        self.frames, self.resets = [], 0
+
+    def frame(self, frame, pcm, error):
+        self.frames.append((frame.offset, None if pcm is None else bytes(pcm), error))
+
+    def reset(self):
+        self.resets += 1
+        self.frames.clear()
+
+
+def test_a_genuine_recording_is_verified_in_one_pass(made):
+    kit, src, _ = made
+    t = _table(src)
+    for parallel in (False, True):
+        sink = _Sink()
+        rep = verify_recording(src, kit.org, sink=sink, parallel=parallel)
+        assert rep.ok and sink.resets == 0
+        assert [o for o, _, _ in sink.frames] == [t[i][0] for i in sorted(t)]
+        assert [e for _, _, e in sink.frames] == [None] * len(t)
+        assert [len(p) if p is not None else None for _, p, _ in sink.frames] == [
+            2 * t[i][3] if t[i][4] == Kind.AUDIO else None for i in sorted(t)]
+
+
+def test_an_out_of_order_recording_is_read_again_from_a_reset(made, scratch):
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    rewrite(d, [*parts[:6], parts[7], parts[6], *parts[8:]])
+    sink = _Sink()
+    verify_recording(d, kit.org, sink=sink)
+    assert sink.resets == 1 and len(sink.frames) == len(parts)
