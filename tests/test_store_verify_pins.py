@@ -832,3 +832,20 @@ def test_an_out_of_order_recording_is_read_again_from_a_reset(made, scratch):
     sink = _Sink()
     verify_recording(d, kit.org, sink=sink)
     assert sink.resets == 1 and len(sink.frames) == len(parts)
+
+
+def test_export_records_are_listed_and_a_stranger_s_is_a_finding(made, scratch):
+    from akkoord.store.exports import append_export
+    from akkoord.store.keys import DeviceIdentity
+
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    meta = append_export(d, kit.identity, kit.clock, copy_number=1, stick_id_sha256=None)
+    rep = _check(d, kit, [])
+    assert rep.exports == [{"frame": 13, **meta}]
+    d = _copy(src, scratch)
+    append_export(d, DeviceIdentity.generate(), kit.clock, copy_number=1, stick_id_sha256=None)
+    for trusted in (None, kit.identity.public):
+        rep = _check(d, kit, [F("export_record", "export record signature does not verify",
+                                13, None, 0)], trusted_key=trusted)
+        assert [e["frame"] for e in rep.exports] == [13]
