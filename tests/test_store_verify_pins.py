@@ -849,3 +849,26 @@ def test_export_records_are_listed_and_a_stranger_s_is_a_finding(made, scratch):
         rep = _check(d, kit, [F("export_record", "export record signature does not verify",
                                 13, None, 0)], trusted_key=trusted)
         assert [e["frame"] for e in rep.exports] == [13]
+
+
+def test_an_exports_file_that_is_no_file_is_a_finding_in_its_words(made, scratch):
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    (d / EXPORTS_FILE).mkdir()
+    _check(d, kit, [F("export_record", f"{d / EXPORTS_FILE}: not a regular file (a folder); "
+                      "refusing it")])
+
+
+@pytest.mark.parametrize("name, manifest, rid", [
+    ("opname", True, "manifest"), (None, False, "folder"), ("opname", False, None)])
+def test_with_no_frame_at_all_the_id_is_the_manifest_s_else_the_folder_s(
+        made, scratch, name, manifest, rid):
+    _kit, src, _ = made
+    d = scratch / (name or src.name)
+    shutil.copytree(src, d)
+    (d / CONTAINER_FILE).write_bytes(b"x" * 300)
+    if not manifest:
+        (d / MANIFEST_FILE).unlink()
+    rep = verify_recording(d)
+    assert rep.recording_id == (src.name if rid else None)
+    assert next(f.code for f in rep.findings) == "damaged"
