@@ -365,3 +365,17 @@ def test_by_default_the_worker_thread_needs_three_cpus(made, tmp_path, monkeypat
 def test_struct_layout_is_the_documented_one():
     """The header's layout as FORMAT.md gives it (the parser's lengths depend on it)."""
     assert struct.calcsize(">4sBBHIIQI16s32s32s") == HEADER_LEN == 108
+
+
+def test_a_file_that_shrank_after_its_size_was_taken(made, tmp_path):
+    """The last frame's bytes run out while it is read: the read-on loop says so."""
+    _, _, data = made
+    frames = _independent_frames(data)
+    last_off, last = frames[-1]
+    short = data[:-10]
+    path = tmp_path / "short.akr"
+    path.write_bytes(short)
+    with open(path, "rb") as real:
+        views = [list(scan(real, len(data))), list(scan(_Plain(short), len(data)))]
+    for items in views:
+        assert _shape(items)[-1] == ("D", last_off, len(last), "incomplete frame", True)
