@@ -872,3 +872,14 @@ def test_with_no_frame_at_all_the_id_is_the_manifest_s_else_the_folder_s(
     rep = verify_recording(d)
     assert rep.recording_id == (src.name if rid else None)
     assert next(f.code for f in rep.findings) == "damaged"
+
+
+def test_a_manifest_without_a_segment_list_is_compared_in_full(made, scratch):
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+    _edit(d, lambda doc: doc.pop("segments"))
+    audio = [i for i in sorted(t) if t[i][4] == Kind.AUDIO]
+    _check(d, kit, [F("bad_signature", "the manifest's signature does not verify"),
+                    *(F("manifest_mismatch", "segment differs from the signed manifest", i,
+                        t[i][2]) for i in audio)])
