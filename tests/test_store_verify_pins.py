@@ -883,3 +883,25 @@ def test_a_manifest_without_a_segment_list_is_compared_in_full(made, scratch):
     _check(d, kit, [F("bad_signature", "the manifest's signature does not verify"),
                     *(F("manifest_mismatch", "segment differs from the signed manifest", i,
                         t[i][2]) for i in audio)])
+
+
+def test_without_its_header_frame_nothing_is_read_from_another_frame_s_meta(made, scratch):
+    """Frame 0 cut out: the device key and keys.json are not compared with the meta of
+    whatever frame came first."""
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+    rewrite(d, frame_bytes(d / CONTAINER_FILE)[1:])
+    _check(d, kit, [
+        F("missing_frame", "frame 0 missing (cut out)", 0, 0),
+        F("bad_frame", "the header frame must come first, and only first", 1, 0, 0),
+        F("checkpoint", "frame 1 is not the signed start checkpoint", 2, 0, t[2][0] - t[1][0]),
+    ], org=False)
+
+
+def test_a_timeline_that_is_not_a_list_is_reported_empty(made, scratch):
+    _, src, _ = made
+    d = _copy(src, scratch)
+    _edit(d, lambda doc: doc.update(timeline="gisteren"))
+    rep = verify_recording(d)
+    assert rep.timeline == [] and not rep.ok
