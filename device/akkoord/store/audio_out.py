@@ -69,7 +69,8 @@ def decrypt_to_wav(
     """Write the WAV; return the frames that could not be used (empty when all were fine).
 
     The file appears whole or not at all (temp file, fsync, rename)."""
-    recording_id = bytes.fromhex(Path(directory).name) if len(Path(directory).name) == 32 else None
+    name = Path(directory).name
+    recording_id = bytes.fromhex(name) if len(name) == 32 and _is_hex(name) else None
     aead = ChaCha20Poly1305(keys.seal_key)
     block = channels * width
     problems: list[str] = []
