@@ -895,7 +895,8 @@ def test_without_its_header_frame_nothing_is_read_from_another_frame_s_meta(made
     _check(d, kit, [
         F("missing_frame", "frame 0 missing (cut out)", 0, 0),
         F("bad_frame", "the header frame must come first, and only first", 1, 0, 0),
-        F("checkpoint", "frame 1 is not the signed start checkpoint", 2, 0, t[2][0] - t[1][0]),
+        F("checkpoint", "frame 2, the second frame read, is not the signed start checkpoint",
+          2, 0, t[2][0] - t[1][0]),
     ], org=False)
 
 

@@ -771,8 +771,10 @@ class _Verifier:
         never more than 10 s of timeline away, and each one's signature is the device's."""
         h, off = s.header, s.offset
         if n == 1 and h.kind != _K_CHECKPOINT:
-            self.add("checkpoint", "frame 1 is not the signed start checkpoint",
-                     h.index, h.start_sample, off)
+            # n counts frames as read: with frame 0 cut out, the second one read is not frame 1
+            self.add("checkpoint", "frame 1 is not the signed start checkpoint" if h.index == 1
+                     else f"frame {h.index}, the second frame read, is not the signed start "
+                     "checkpoint", h.index, h.start_sample, off)
         if h.kind == _K_END and (prev is None or prev.header.kind != _K_CHECKPOINT):
             self.add("checkpoint", "the END frame does not follow a signed checkpoint",
                      h.index, h.start_sample, off)
