@@ -347,19 +347,21 @@ def test_usable_cpus_counts_the_affinity_then_the_machine(monkeypatch):
     assert reader_mod.usable_cpus() == 2
 
 
-def test_by_default_the_worker_thread_needs_three_cpus(made, tmp_path, monkeypatch):
+def test_by_default_the_worker_thread_needs_two_cpus(made, tmp_path, monkeypatch):
     _, _, data = made
     path = tmp_path / "c.akr"
     path.write_bytes(data)
-    assert reader_mod.PARALLEL_MIN_CPUS == 3
-    for cpus, threaded in ((2, False), (3, True)):
+    assert reader_mod.PARALLEL_MIN_CPUS == 2
+    for cpus, threaded in ((1, False), (2, True)):
         monkeypatch.setattr(reader_mod, "usable_cpus", lambda n=cpus: n)
         names: list[str] = []
         with open(path, "rb") as f:
             list(scan_ahead(f, len(data), lambda fr, body, pre: None,
                             lambda fr, body, slot, names=names: names.append(
                                 threading.current_thread().name)))
-        assert set(names) == ({"akkoord-scan"} if threaded else {"MainThread"})
+        # (with two, the first frames at least: later ones may be handed to this thread)
+        assert (names[0] == "akkoord-scan") == threaded
+        assert threaded or set(names) == {"MainThread"}
 
 
 def test_struct_layout_is_the_documented_one():

@@ -24,7 +24,7 @@ from akkoord.store.format import Kind, audio_mac, nonce_for
 from akkoord.store.keys import ContentKeys, DevicePublicKey, OrgPrivateKey
 from akkoord.store.layout import CONTAINER_FILE
 from akkoord.store.manifest import read_manifest
-from akkoord.store.reader import ParsedFrame, scan
+from akkoord.store.reader import Adaptive, ParsedFrame, scan
 from akkoord.store.verify import FrameSink, Report, verify_recording
 
 __all__ = ["WAV_HEADER_LEN", "DecryptResult", "decrypt_recording", "decrypt_to_wav", "wav_header"]
@@ -173,7 +173,7 @@ def decrypt_recording(
     *,
     trusted_key: DevicePublicKey | None = None,
     force: bool = False,
-    parallel: bool | None = None,
+    parallel: bool | Adaptive | None = None,
 ) -> DecryptResult:
     """Verify the recording and write its WAV in the same pass.
 

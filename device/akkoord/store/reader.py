@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -31,8 +32,8 @@ from akkoord.store.format import (
 )
 from akkoord.store.manifest import FrameRecord
 
-__all__ = ["Damage", "ParsedFrame", "Slot", "parse_meta", "record_of", "scan", "scan_ahead",
-           "usable_cpus"]
+__all__ = ["Adaptive", "Damage", "ParsedFrame", "Slot", "parse_meta", "record_of", "scan",
+           "scan_ahead", "usable_cpus"]
 
 _KINDS = {int(k) for k in Kind}
 _AUDIO = int(Kind.AUDIO)  # a plain int: compared once per frame
@@ -242,10 +243,49 @@ class _Failed:
         self.exc, self.items = exc, items
 
 
-# Two busy threads want two free cores. On a two-core machine one is often taken (on the
-# shared development machine the worker thread cost 3-16 % CPU and gained no wall time:
-# `akkoord bench` reports `verify_pipeline_vs_sequential_wall`); a Pi Zero 2 W has four.
-PARALLEL_MIN_CPUS = 3
+class _Handover:
+    """The worker's last word when asked to stop for the one-thread path: where it stopped."""
+
+    __slots__ = ("pos",)
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+
+# The worker thread is started (and then judged by Adaptive) with two usable CPUs or more.
+# With one, two threads can only take turns.
+PARALLEL_MIN_CPUS = 2
+
+
+class Adaptive:
+    """scan_ahead's default (`parallel=None`, PARALLEL_MIN_CPUS usable): start with the worker
+    thread and measure whether it gets a core of its own. After each stretch of at least
+    `window_s` wall seconds it is kept only if the two threads together used `min_cores`
+    cores' worth of CPU in that stretch (their own CPU clocks, `time.thread_time`: other
+    threads of the process do not count); the first stretch that falls short hands the rest
+    of the file to the one-thread path, for good.
+
+    Why CPU over wall: the split costs 3-20 % more CPU than one thread (hand-overs, two
+    caches), so it wins only where the halves really run at once; where the second core is
+    taken, the threads wait on each other and CPU/wall falls to one core or less (on the
+    shared two-core development machine the worker thread took 0.9-2.7x the wall time).
+    The outcome never depends on it: the switch falls between two frames, and what is read
+    after it is what the worker would have read (tests/test_perf_adaptive.py).
+
+    A subclass deciding otherwise is the seam for tests; `batch` is scan_ahead's batch."""
+
+    __slots__ = ("batch", "min_cores", "window_s")
+
+    def __init__(self, min_cores: float = 1.3, window_s: float = 0.03, batch: int = 4) -> None:
+        self.min_cores, self.window_s, self.batch = min_cores, window_s, batch
+
+    def keep(self, batches: int, wall_s: float, cpu_s: float) -> bool | None:
+        """After `batches` batches, `wall_s` and `cpu_s` seconds into the current stretch:
+        None to measure on, True to keep the worker (a new stretch starts), False to stop
+        it. `cpu_s` is both threads' CPU."""
+        if wall_s < self.window_s:
+            return None
+        return cpu_s >= self.min_cores * wall_s
 
 
 def usable_cpus() -> int:
@@ -257,25 +297,32 @@ def usable_cpus() -> int:
 
 def scan_ahead(
     f: BinaryIO, size: int, on_body: AheadHook | None = None,
-    prework: Prework | None = None, *, parallel: bool | None = None, batch: int = 4,
+    prework: Prework | None = None, *, parallel: bool | Adaptive | None = None,
+    batch: int = 4,
 ) -> Iterator[ParsedFrame | Damage]:
     """scan(), with `prework` (per-frame work that needs nothing but the frame: decryption)
     run before `on_body(frame, body, what prework returned)`, in file order, exactly where
     scan() calls its hook.
 
-    `parallel` (by default: with PARALLEL_MIN_CPUS usable CPUs) runs the reading, the seal's
-    SHA-256 and `prework` on a worker thread, a batch or two of frames ahead, while the
-    caller's thread runs `on_body` and whatever it does with the frames. hashlib, the
-    AEAD and file reads release the GIL, so on a second core the two halves overlap. The
-    items, their order and every byte are scan()'s: the worker runs scan's own steps, and
-    hands frames over in batches of `batch` Slots from a fixed pool of two batches, each
-    back once the caller has moved past it (memory: 2 x `batch` frames, whatever the
-    length; one wake-up per batch, not per frame). An exception in the worker is raised
-    here, in order, after the items read before it. Closing the iterator (or leaving it
-    by an exception) stops the worker and waits for it, so the file is the caller's again
-    when that returns. Not parallel, the same steps run inline, through one Slot."""
+    `parallel=True` runs the reading, the seal's SHA-256 and `prework` on a worker thread,
+    a batch or two of frames ahead, while the caller's thread runs `on_body` and whatever
+    it does with the frames. hashlib, the AEAD and file reads release the GIL, so on a
+    second core the two halves overlap. The items, their order and every byte are scan()'s:
+    the worker runs scan's own steps, and hands frames over in batches of `batch` Slots
+    from a fixed pool of two batches, each back once the caller has moved past it (memory:
+    2 x `batch` frames, whatever the length; one wake-up per batch, not per frame). An
+    exception in the worker is raised here, in order, after the items read before it.
+    Closing the iterator (or leaving it by an exception) stops the worker and waits for it,
+    so the file is the caller's again when that returns. `False`: the same steps inline,
+    through one Slot. `None` (with PARALLEL_MIN_CPUS usable; else False) or an Adaptive:
+    the worker, until the policy finds it does not pay; then the worker finishes the batch
+    it has, stops where it is, and the rest runs inline from there, with the same resync
+    budget: nothing read twice, nothing skipped."""
+    policy: Adaptive | None = None
     if parallel is None:
-        parallel = usable_cpus() >= PARALLEL_MIN_CPUS
+        parallel = Adaptive() if usable_cpus() >= PARALLEL_MIN_CPUS else False
+    if isinstance(parallel, Adaptive):
+        policy, batch = parallel, parallel.batch
     if not parallel:
         slot = Slot()
 
@@ -297,10 +344,19 @@ def scan_ahead(
         name="akkoord-scan", daemon=True,
     )
     worker.start()
+    spare: list[Slot] | None = None  # set once the worker is asked to hand over
+    batches, mark, worker_cpu = 0, (0.0, 0.0), 0.0
     try:
         while True:
             got = ready.get()
-            slots, items = (None, got.items) if isinstance(got, _Failed) else got
+            if isinstance(got, _Handover):
+                break
+            if isinstance(got, _Failed):
+                slots, items = None, got.items
+            else:
+                slots, items, worker_cpu = got
+                if policy is not None and not batches:  # the first stretch starts here
+                    mark = (time.perf_counter(), time.thread_time() + worker_cpu)
             for item in items:
                 if isinstance(item, Damage):
                     yield item
@@ -313,7 +369,25 @@ def scan_ahead(
                 raise got.exc
             if slots is None:
                 return
-            free.put(slots)
+            if spare is not None:
+                continue  # the worker's last batch: it is stopping, its slots stay here
+            batches += 1
+            verdict = None
+            if policy is not None:
+                now = (time.perf_counter(), time.thread_time() + worker_cpu)
+                verdict = policy.keep(batches, now[0] - mark[0], now[1] - mark[1])
+                if verdict:
+                    mark = now
+            if verdict is False:
+                spare = slots
+                free.put(None)  # the worker ends the batch it has, then says where it is
+            else:
+                free.put(slots)
+        # Only a hand-over leaves the loop this way (the worker says _Handover only when
+        # given None, and only a verdict gives it None before `finally`): `spare` is set.
+        assert spare is not None
+        worker.join()
+        yield from _walk(f, size, got.pos, budget, spare[0], prework, on_body)
     finally:
         stop.set()
         budget[0] = 0  # a resync in progress gives up at once
@@ -321,19 +395,46 @@ def scan_ahead(
         worker.join()
 
 
+def _walk(
+    f: BinaryIO, size: int, pos: int, budget: list[int], slot: Slot,
+    prework: Prework | None, on_body: AheadHook | None,
+) -> Iterator[ParsedFrame | Damage]:
+    """scan()'s loop from `pos`, on the caller's thread, with scan_ahead's hooks: the rest
+    of a file after the worker handed over (the same steps, the same budget)."""
+    while pos < size:
+        frame, body, why = _read_frame_at(f, pos, size, False, slot.buf)
+        if frame is not None and body is not None:
+            pre = prework(frame, body, slot) if prework is not None else None
+            if on_body is not None:
+                on_body(frame, body, pre)
+            yield frame
+            pos += frame.length
+            continue
+        nxt = _next_valid(f, pos + 1, size, budget, False, slot.buf)
+        if nxt is None:
+            yield Damage(pos, size - pos, why, at_end=True)
+            return
+        yield Damage(pos, nxt - pos, why, at_end=False)
+        pos = nxt
+
+
 def _produce(
     f: BinaryIO, size: int, prework: Prework | None, ready: queue.SimpleQueue[Any],
     free: queue.SimpleQueue[list[Slot] | None], budget: list[int], stop: threading.Event,
 ) -> None:
-    """scan()'s loop on scan_ahead's worker thread: batches of (slots, items) into `ready`,
-    the last with slots None."""
+    """scan()'s loop on scan_ahead's worker thread: batches of (slots, items, this thread's
+    CPU seconds) into `ready`, the last with slots None. Given None for slots, it stops
+    where it is and says where (_Handover)."""
     items: list[Any] = []
     try:
         pos = 0
         scratch = _Buffer()  # resync candidates: never handed over
         while True:
             slots = free.get()
-            if slots is None or stop.is_set():
+            if slots is None:
+                ready.put(_Handover(pos))
+                return
+            if stop.is_set():
                 return
             items = []
             used = 0
@@ -355,9 +456,9 @@ def _produce(
                 items.append(Damage(pos, nxt - pos, why, at_end=False))
                 pos = nxt
             if pos >= size:
-                ready.put((None, items))
+                ready.put((None, items, time.thread_time()))
                 return
-            ready.put((slots, items))
+            ready.put((slots, items, time.thread_time()))
     except BaseException as exc:  # handed to the caller's thread, raised there
         ready.put(_Failed(exc, items))
 

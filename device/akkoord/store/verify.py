@@ -47,7 +47,15 @@ from akkoord.store.manifest import (
     segment_entry,
     verify_manifest_signature,
 )
-from akkoord.store.reader import Damage, ParsedFrame, Slot, parse_meta, record_of, scan_ahead
+from akkoord.store.reader import (
+    Adaptive,
+    Damage,
+    ParsedFrame,
+    Slot,
+    parse_meta,
+    record_of,
+    scan_ahead,
+)
 from akkoord.store.safeio import check_name, open_regular, read_regular, strict_json
 from akkoord.store.sigcheck import signature_checker
 
@@ -296,10 +304,10 @@ class _Verifier:
         trusted_key: DevicePublicKey | None,
         keys_deleted: bool = False,
         sink: FrameSink | None = None,
-        parallel: bool | None = None,
+        parallel: bool | Adaptive | None = None,
     ) -> None:
         self.dir = Path(directory)
-        self.parallel = parallel  # scan_ahead's: None = by the CPUs usable
+        self.parallel = parallel  # scan_ahead's: None = adaptive where 2+ CPUs are usable
         self.keys_deleted = keys_deleted
         self.org_key = org_key
         self.trusted_key = trusted_key
@@ -1026,12 +1034,12 @@ def verify_recording(
     *,
     keys_deleted: bool = False,
     sink: FrameSink | None = None,
-    parallel: bool | None = None,
+    parallel: bool | Adaptive | None = None,
 ) -> Report:
     """`keys_deleted`: the custody log records the recording's deletion, so a missing
     keys.json is the shredding, not a finding. `sink` receives every good frame, decrypted,
     as it is read (decrypt: one pass). `parallel`: read, hash and decrypt on a worker
-    thread ahead of the rest (reader.scan_ahead; None: when enough CPUs are usable) — the
-    same report either way."""
+    thread ahead of the rest (reader.scan_ahead; None: where two CPUs are usable, for as
+    long as it measurably pays, or a reader.Adaptive policy) — the same report either way."""
     return _Verifier(check_name(directory), org_key, trusted_key, keys_deleted, sink,
                      parallel).run()
