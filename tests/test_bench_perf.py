@@ -25,7 +25,45 @@ def test_peer_figures_compare_equal_work(tmp_path, keys):
               "format_floor_vs_age_d", "verify_key_vs_format_floor", "write_file_cpu_s",
               "seal_vs_format_floor_and_write", "decrypt_vs_verify_key_and_write"):
         assert doc[k] > 0
+    # The default path (adaptive) and the worker thread, verify and decrypt, in the same run.
+    for op in ("verify", "decrypt"):
+        for k in ("adaptive_wall_s", "adaptive_cpu_s", "worker_wall_s", "worker_cpu_s",
+                  "one_thread_wall_s", "adaptive_vs_one_thread_wall",
+                  "adaptive_vs_one_thread_cpu", "worker_vs_one_thread_wall",
+                  "worker_vs_one_thread_cpu", "adaptive_vs_age_d", "adaptive_vs_age_d_wall",
+                  "worker_vs_age_d_wall", "adaptive_vs_format_floor",
+                  "adaptive_vs_format_floor_parallel_wall",
+                  "adaptive_vs_format_floor_two_threads_wall"):
+            assert doc[f"{op}_{k}"] > 0, (op, k)
+        assert len(doc[f"{op}_adaptive_decisions"]) == 1  # one per run (repeat=1)
+    from akkoord.store.reader import usable_cpus
+
+    assert doc["default_path"].startswith("adaptive") == (usable_cpus() >= 2)
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
+
+
+def test_the_default_path_s_verdicts_in_words():
+    say = bench_perf._decisions
+    assert say([], 4) == "worker thread throughout (too short to judge)"
+    assert say([(10, 1.52, True), (20, 1.48, True)], 4) == (
+        "worker thread throughout (cores' worth per stretch: 1.52, 1.48)")
+    assert say([(10, 1.5, True), (38, 0.98, False)], 4) == (
+        "one thread from frame ~156 on (cores' worth per stretch: 1.50, 0.98)")
+
+
+def test_the_bench_s_policy_is_the_default_s(monkeypatch):
+    from akkoord.store import reader
+
+    fresh, what = bench_perf._default_path()
+    policy = fresh()
+    assert isinstance(policy, reader.Adaptive) and what.startswith("adaptive")
+    default = reader.Adaptive()
+    assert (policy.min_cores, policy.window_s, policy.batch) == (
+        default.min_cores, default.window_s, default.batch)
+    assert policy.keep(3, 0.1, 0.1) is False and policy.log == [(3, 1.0, False)]
+    monkeypatch.setattr(reader, "usable_cpus", lambda: 1)
+    fresh, what = bench_perf._default_path()
+    assert fresh() is False and what == "one thread (one usable CPU)"
 
 
 def test_peer_figures_say_when_age_is_absent(tmp_path, keys, monkeypatch):

@@ -92,6 +92,44 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _default_path() -> tuple[Callable[[], Any], str]:
+    """(a fresh `parallel=` for one run of the default path, what that path is): the
+    default's own policy (reader.Adaptive, same thresholds) with a log of its verdicts, so
+    the bench can say what each run measured and decided; with one usable CPU, False, as
+    the default is then."""
+    from akkoord.store.reader import PARALLEL_MIN_CPUS, Adaptive, usable_cpus
+
+    if usable_cpus() < PARALLEL_MIN_CPUS:
+        return (lambda: False), "one thread (one usable CPU)"
+
+    class Logged(Adaptive):
+        __slots__ = ("log",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.log: list[tuple[int, float, bool]] = []
+
+        def keep(self, batches: int, wall_s: float, cpu_s: float) -> bool | None:
+            verdict = super().keep(batches, wall_s, cpu_s)
+            if verdict is not None:
+                self.log.append((batches, cpu_s / wall_s if wall_s else 0.0, verdict))
+            return verdict
+
+    return Logged, "adaptive (worker thread while it measurably pays)"
+
+
+def _decisions(log: list[tuple[int, float, bool]], batch: int) -> str:
+    """One run's verdicts in words: where it switched, what the stretches measured."""
+    if not log:
+        return "worker thread throughout (too short to judge)"
+    cores = ", ".join(f"{c:.2f}" for _, c, _ in log)
+    last, _, kept = log[-1]
+    if kept:
+        return f"worker thread throughout (cores' worth per stretch: {cores})"
+    return (f"one thread from frame ~{(last + 1) * batch} on (cores' worth per stretch: "
+            f"{cores})")
+
+
 # -- the peer: age, same bytes, same run ------------------------------------------------------
 
 
@@ -139,17 +177,35 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
         finally:
             os.close(fd)
 
+    passes = _floor_passes(n, ident)
+    fresh, default_path = _default_path()
+    decided: dict[str, list[str]] = {"verify": [], "decrypt": []}
+
+    def adaptive(name: str, fn: Callable[[Any], Any]) -> None:
+        policy = fresh()
+        note(f"{name}_adaptive", lambda: fn(policy))
+        if hasattr(policy, "log"):
+            decided[name].append(_decisions(policy.log, policy.batch))
+
     rec: Path | None = None
     for i in range(repeat):
         note("floor", floor)
+        for name, fn in passes.items():
+            note(name, fn)
         note("write", write_file)
         written.unlink()
         shutil.rmtree(sealed, ignore_errors=True)
         note("seal", lambda: write_recording(sealed, n, base, ident, org))
         rec = next((sealed / "recordings").iterdir())
         note("age", lambda: _run([age, "-r", recipient, "-o", str(age_file), str(pcm)]))
-        note("verify", lambda r=rec: verify_recording(r, org))
-        note("decrypt", lambda r=rec: decrypt_recording(r, org, out_wav))
+        # The published verify/decrypt figures are the one-thread path's (what the default
+        # was on every machine they were taken on); the default's own are *_adaptive_*.
+        note("verify", lambda r=rec: verify_recording(r, org, parallel=False))
+        adaptive("verify", lambda p, r=rec: verify_recording(r, org, parallel=p))
+        note("verify_worker", lambda r=rec: verify_recording(r, org, parallel=True))
+        note("decrypt", lambda r=rec: decrypt_recording(r, org, out_wav, parallel=False))
+        adaptive("decrypt", lambda p, r=rec: decrypt_recording(r, org, out_wav, parallel=p))
+        note("decrypt_worker", lambda r=rec: decrypt_recording(r, org, out_wav, parallel=True))
         note("age_d", lambda: _run([age, "-d", "-i", str(keyfile), "-o", str(out_raw),
                                     str(age_file)]))
         if i == 0:  # same audio out of both: the comparison is of equal work
@@ -163,8 +219,37 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
         p.unlink()
     shutil.rmtree(sealed, ignore_errors=True)
     mb = n * SEGMENT_BYTES / MB
+    par_floor = max(best["aead"], best["mac"], best["chain"])
+    two_floor = max(best["aead"] + best["chain"], best["mac"])
+
+    def paths(op: str) -> dict[str, Any]:
+        """The default path (adaptive) and the worker thread against the one-thread path,
+        age -d and the floors: wall is what one waits, CPU what the machine pays."""
+        a, w, one = f"{op}_adaptive", f"{op}_worker", op
+        return {
+            f"{op}_one_thread_wall_s": round(wall[one], 3),
+            f"{a}_wall_s": round(wall[a], 3),
+            f"{a}_cpu_s": round(best[a], 3),
+            f"{w}_wall_s": round(wall[w], 3),
+            f"{w}_cpu_s": round(best[w], 3),
+            f"{a}_decisions": decided[op],
+            f"{a}_vs_one_thread_wall": round(wall[a] / wall[one], 3),
+            f"{a}_vs_one_thread_cpu": round(best[a] / best[one], 3),
+            f"{w}_vs_one_thread_wall": round(wall[w] / wall[one], 3),
+            f"{w}_vs_one_thread_cpu": round(best[w] / best[one], 3),
+            f"{a}_vs_age_d": round(best[a] / best["age_d"], 3),
+            f"{a}_vs_age_d_wall": round(wall[a] / wall["age_d"], 3),
+            f"{w}_vs_age_d_wall": round(wall[w] / wall["age_d"], 3),
+            f"{a}_vs_format_floor": round(best[a] / best["floor"], 3),
+            f"{a}_vs_format_floor_parallel_wall": round(wall[a] / par_floor, 3),
+            f"{a}_vs_format_floor_two_threads_wall": round(wall[a] / two_floor, 3),
+        }
+
     return {
         "peer": version and f"age {version}",
+        "default_path": default_path,
+        **paths("verify"),
+        **paths("decrypt"),
         "peer_mb": round(mb, 1),
         # Ratios of CPU seconds (user + system, age's as a child process): on a shared
         # machine wall time swings with the neighbours; the *_wall_* figures are wall time.
@@ -338,6 +423,8 @@ def pipeline_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
     return {
         "usable_cpus": cpus,
         "parallel_capacity": parallel_capacity(),
+        # Whether verify starts with the worker thread by default (then keeps it only
+        # while it measurably pays: reader.Adaptive, the *_adaptive_* figures).
         "verify_uses_worker_thread": cpus >= PARALLEL_MIN_CPUS,
         "chacha20_poly1305_gb_s": round(mb / 1000 / cpu["aead"], 2),
         "hmac_sha256_gb_s": round(mb / 1000 / cpu["mac"], 2),
