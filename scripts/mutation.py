@@ -51,8 +51,10 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_custody_chain.py",
     ]),
     "store-manifest": (["store/manifest.py"], [
-        "test_store_manifest.py", "test_store_roundtrip.py", "test_store_verify.py",
-        "test_trust_recovery.py", "test_export_package.py",
+        "test_manifest_walk.py", "test_store_manifest.py", "test_store_roundtrip.py",
+        "test_store_verify.py", "test_trust_recovery.py", "test_export_package.py",
+        "test_perf_stream.py", "test_perf_manifest_skip.py", "test_perf_copycheck.py",
+        "test_copycheck_words.py",
     ]),
     "store-writer": (["store/writer.py"], [
         "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
@@ -91,6 +93,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_format.py", "test_perf_pipeline.py",
     ]),
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_copycheck_words.py",
+                                            "test_manifest_walk.py",
                                             "test_copy_attacks.py", "test_perf_copycheck.py",
                                             "test_trust_hostile.py", "test_trust_orglog.py",
                                             "test_export_package.py", "test_vectors.py"]),
