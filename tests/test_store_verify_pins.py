@@ -606,6 +606,30 @@ def test_interrupted_recording_notes_and_unsigned_tail(scratch):
     ]
 
 
+def test_interrupted_right_after_a_checkpoint_has_no_unsigned_tail(scratch):
+    """Power lost just after a signed checkpoint: everything before RECOVERY is signed, so
+    the recording is interrupted, with no unsigned tail and no note of one."""
+    from akkoord.store.recovery import STORAGE_ERROR, recover_all
+
+    kit = make_kit(scratch / "k")
+    w = kit.writer()
+    w.add_event("start")
+    for i in range(3):
+        w.add_audio(bytes([i]) * (2 * SEG))
+    w.checkpoint()
+    w._close_fd()
+    kit.clock.advance(60)
+    recover_all(kit.state, kit.identity, kit.clock, kit.custody, STORAGE_ERROR)
+    rep = verify_recording(w.path, kit.org)
+    assert rep.ok and rep.status == "interrupted"
+    assert rep.unsigned_tail is None
+    assert rep.notes == [
+        NOT_ANCHORED,
+        "interrupted: the device lost power or stopped while recording; the recording was "
+        "closed afterwards with a signed note",
+    ]
+
+
 def test_a_simulated_recording_says_so(scratch):
     kit = make_kit(scratch / "k")
     w = kit.writer(simulated=True)
