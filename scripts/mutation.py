@@ -60,8 +60,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
     ]),
     "store-recovery": (["store/recovery.py", "store/reconcile.py"], [
-        "test_store_recovery_pins.py", "test_store_recovery.py", "test_trust_recovery.py",
-        "test_store_faults.py",
+        "test_store_recovery_pins.py", "test_store_resync.py", "test_store_recovery.py",
+        "test_trust_recovery.py", "test_store_faults.py",
     ]),
     "store-exports": (["store/exports.py"], [
         "test_store_exports.py", "test_export_package.py", "test_trust_custody.py",
@@ -78,8 +78,9 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_io.py", "test_trust_hostile.py", "test_cli_store.py",
     ]),
     "store-reader": (["store/reader.py"], [
-        "test_store_reader_pins.py", "test_store_resync.py", "test_store_fuzz.py", "test_store_roundtrip.py",
-        "test_store_verify.py", "test_store_tamper.py", "test_store_writer.py",
+        "test_store_reader_pins.py", "test_store_resync.py", "test_store_fuzz.py",
+        "test_store_roundtrip.py", "test_store_verify.py", "test_store_tamper.py",
+        "test_store_writer.py",
         "test_store_recovery_pins.py", "test_perf_pipeline.py",
     ]),
     "store-verify": (["store/verify.py"], [

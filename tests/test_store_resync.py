@@ -145,3 +145,40 @@ def test_a_resync_past_the_first_search_chunk_lands_on_the_next_frame(genuine, t
         assert f.read(1) == blob[7:8]
         list(scan(f, len(blob)))
         assert f.read(3) == blob[8:11]
+
+
+@pytest.mark.parametrize("pad", [1000, (1 << 20) + 5000])
+def test_recovery_keeps_a_recording_whole_when_good_frames_follow_long_damage(tmp_path, pad):
+    """A recording cut by a power loss with a stretch of damage in its middle (a bad flash
+    block) is quarantined whole: recovery never cuts away the good frames after damage.
+    With the chunk misread above, damage over 1 MiB hid those frames, and recovery
+    truncated the container at the damage: the audio after it was destroyed."""
+    from akkoord.store.recovery import POWER_LOSS, recover_all
+
+    kit = make_kit(tmp_path / "k")
+    w = kit.writer()
+    w.add_event("start")
+    for i in range(6):
+        w.add_audio(bytes([i]) * 3200)
+    w._close_fd()
+    container = w.path / CONTAINER_FILE
+    data = container.read_bytes()
+    offsets = _frame_offsets(data)
+    at = offsets[4]
+    damaged = data[:at] + b"\x55" * pad + data[at:]
+    container.write_bytes(damaged)
+    [res] = recover_all(kit.state, kit.identity, kit.clock, kit.custody, POWER_LOSS)
+    target = kit.state.quarantine_dir / w.id
+    assert res.action == "quarantined"
+    assert res.detail == (f"a damaged frame at byte {at} is followed by "
+                          f"{len(offsets) - 4} good frames; kept whole in {target}")
+    assert (target / CONTAINER_FILE).read_bytes() == damaged
+
+
+def _frame_offsets(data: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos < len(data):
+        out.append(pos)
+        fields = FRAME_HEADER.unpack(data[pos : pos + HEADER_LEN])
+        pos += HEADER_LEN + fields[3] + fields[7] + SEAL_LEN
+    return out
