@@ -182,3 +182,25 @@ def _frame_offsets(data: bytes) -> list[int]:
         fields = FRAME_HEADER.unpack(data[pos : pos + HEADER_LEN])
         pos += HEADER_LEN + fields[3] + fields[7] + SEAL_LEN
     return out
+
+
+def test_recovery_counts_a_good_frame_that_is_not_followed_by_a_frame(tmp_path):
+    """Recovery's scan is thorough: after damage it takes a whole frame even when junk, not
+    another frame, follows it (the normal scan passes such a frame over)."""
+    from akkoord.store.recovery import POWER_LOSS, recover_all
+
+    kit = make_kit(tmp_path / "k")
+    w = kit.writer()
+    w.add_event("start")
+    for i in range(6):
+        w.add_audio(bytes([i]) * 3200)
+    w._close_fd()
+    container = w.path / CONTAINER_FILE
+    data = container.read_bytes()
+    offsets = _frame_offsets(data)
+    at, nxt = offsets[4], offsets[5]
+    damaged = data[:at] + b"ZZZZ" + data[at:nxt] + b"QQQQ" + data[nxt:]
+    container.write_bytes(damaged)
+    [res] = recover_all(kit.state, kit.identity, kit.clock, kit.custody, POWER_LOSS)
+    assert res.detail.startswith(f"a damaged frame at byte {at} is followed by "
+                                 f"{len(offsets) - 4} good frames; kept whole in ")
