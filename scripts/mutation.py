@@ -51,15 +51,17 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_custody_chain.py",
     ]),
     "store-manifest": (["store/manifest.py"], [
-        "test_store_manifest.py", "test_store_roundtrip.py", "test_store_verify.py",
-        "test_trust_recovery.py", "test_export_package.py",
+        "test_manifest_walk.py", "test_store_manifest.py", "test_store_roundtrip.py",
+        "test_store_verify.py", "test_trust_recovery.py", "test_export_package.py",
+        "test_perf_stream.py", "test_perf_manifest_skip.py", "test_perf_copycheck.py",
+        "test_copycheck_words.py",
     ]),
     "store-writer": (["store/writer.py"], [
         "test_store_writer.py", "test_store_roundtrip.py", "test_store_faults.py",
     ]),
     "store-recovery": (["store/recovery.py", "store/reconcile.py"], [
-        "test_store_recovery_pins.py", "test_store_recovery.py", "test_trust_recovery.py",
-        "test_store_faults.py",
+        "test_store_recovery_pins.py", "test_store_resync.py", "test_store_recovery.py",
+        "test_trust_recovery.py", "test_store_faults.py",
     ]),
     "store-exports": (["store/exports.py"], [
         "test_store_exports.py", "test_export_package.py", "test_trust_custody.py",
@@ -76,8 +78,9 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_io.py", "test_trust_hostile.py", "test_cli_store.py",
     ]),
     "store-reader": (["store/reader.py"], [
-        "test_store_reader_pins.py", "test_store_fuzz.py", "test_store_roundtrip.py",
-        "test_store_verify.py", "test_store_tamper.py", "test_store_writer.py",
+        "test_store_reader_pins.py", "test_store_resync.py", "test_store_fuzz.py",
+        "test_store_roundtrip.py", "test_store_verify.py", "test_store_tamper.py",
+        "test_store_writer.py",
         "test_store_recovery_pins.py", "test_perf_pipeline.py",
     ]),
     "store-verify": (["store/verify.py"], [
@@ -91,6 +94,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_format.py", "test_perf_pipeline.py",
     ]),
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_copycheck_words.py",
+                                            "test_manifest_walk.py",
                                             "test_copy_attacks.py", "test_perf_copycheck.py",
                                             "test_trust_hostile.py", "test_trust_orglog.py",
                                             "test_export_package.py", "test_vectors.py"]),

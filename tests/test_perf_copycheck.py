@@ -48,7 +48,7 @@ def _whole(folder, key, monkeypatch):
     """The same check reading the manifest whole and sorting every item up front (the
     verifier before issue 11's read-back work)."""
     with monkeypatch.context() as m:
-        m.setattr(copycheck, "_walk", _refuse)
+        m.setattr(copycheck, "walk_manifest", _refuse)
         m.setattr(copycheck, "_items", lambda parsed, in_order: iter(sorted(
             [copycheck._Item(s[1], s[2], bytes.fromhex(s[3])) for s in parsed.doc["segments"]]
             + [copycheck._Item(g[1], g[2], None) for g in parsed.doc.get("gaps", [])],
@@ -56,7 +56,7 @@ def _whole(folder, key, monkeypatch):
         return _outcome(folder, key)
 
 
-def _refuse(data):
+def _refuse(data, dec, *, unique_keys):
     raise ValueError("whole")
 
 

@@ -581,18 +581,25 @@ def test_rule_checkpoints_at_the_start_and_before_the_end(made, scratch):
              t[12][0] - t[1][1] - t[11][1]) in got
 
 
-def test_interrupted_recording_notes_and_unsigned_tail(scratch):
+def _interrupted(scratch, segments: int, checkpoint_last: bool = False):
+    """A recording that lost power after `segments` segments, closed by recovery."""
     from akkoord.store.recovery import STORAGE_ERROR, recover_all
 
     kit = make_kit(scratch / "k")
     w = kit.writer()
     w.add_event("start")
-    for i in range(4):
+    for i in range(segments):
         w.add_audio(bytes([i]) * (2 * SEG))
+    if checkpoint_last:
+        w.checkpoint()
     w._close_fd()
     kit.clock.advance(60)
     recover_all(kit.state, kit.identity, kit.clock, kit.custody, STORAGE_ERROR)
-    rep = verify_recording(w.path, kit.org)
+    return verify_recording(w.path, kit.org)
+
+
+def test_interrupted_recording_notes_and_unsigned_tail(scratch):
+    rep = _interrupted(scratch, 4)
     assert rep.ok and rep.status == "interrupted"
     assert rep.unsigned_tail == {"after_frame": 1, "frames": 5, "samples": 4 * SEG,
                                  "seconds": 4 * SEG / RATE}
@@ -603,6 +610,19 @@ def test_interrupted_recording_notes_and_unsigned_tail(scratch):
         f"unsigned tail: the last {4 * SEG / RATE:g} s (5 frames, after frame 1) were "
         "recovered after the device's last signed checkpoint; they chain on, but the device "
         "never signed them",
+    ]
+
+
+def test_interrupted_right_after_a_checkpoint_has_no_unsigned_tail(scratch):
+    """Power lost just after a signed checkpoint: everything before RECOVERY is signed, so
+    the recording is interrupted, with no unsigned tail and no note of one."""
+    rep = _interrupted(scratch, 3, checkpoint_last=True)
+    assert rep.ok and rep.status == "interrupted"
+    assert rep.unsigned_tail is None
+    assert rep.notes == [
+        NOT_ANCHORED,
+        "interrupted: the device lost power or stopped while recording; the recording was "
+        "closed afterwards with a signed note",
     ]
 
 

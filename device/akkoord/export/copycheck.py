@@ -33,8 +33,9 @@ from akkoord.store.keys import DevicePublicKey, wipe
 from akkoord.store.manifest import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
-    JsonBytes,
+    segments_of,
     verify_manifest_signature,
+    walk_manifest,
 )
 from akkoord.store.safeio import b64decode_secret
 from akkoord.store.verify import Finding
@@ -160,11 +161,6 @@ def _int(v: Any, what: str, lo: int, hi: int) -> int:
     return v
 
 
-# One segment as canonical_json spells it; JSON's own rules for numbers (no leading zeros).
-_NUM = r"(0|[1-9][0-9]{0,18})"
-_SEGMENT_BYTES = re.compile(rf'\[{_NUM},{_NUM},{_NUM},"([0-9a-f]{{64}})"\]'.encode())
-
-
 @dataclass(frozen=True)
 class _Manifest:
     """A manifest parsed but for its segment list (one entry per second of audio, its
@@ -179,94 +175,20 @@ class _Manifest:
     def has_segment_list(self) -> bool:
         return self.span is not None or isinstance(self.doc.get("segments"), list)
 
-    def segments(self) -> Iterator[Any]:
-        if self.span is None:
-            segs = self.doc.get("segments")
-            yield from segs if isinstance(segs, list) else ()
-            return
-        a, b = self.span
-        data, i, done = self.data, a + 1, 0
-        if data[i:b] == b"]":
-            return
-        while (m := _SEGMENT_BYTES.match(data, i)) is not None:
-            yield [int(m[1]), int(m[2]), int(m[3]), m[4].decode()]
-            done, i = done + 1, m.end() + 1
-            if data[m.end() : i] == b"]" and i == b:
-                return
-            if data[m.end() : i] != b",":
-                break
-        # Not canonical (spaces, floats, objects): the walk accepted it, so it parses.
-        yield from loads_strict(data[a:b], "manifest segments", limit=b - a)[done:]
+    def segments(self) -> Iterator[tuple[Any, ...]]:
+        return segments_of(self.data, self.doc, self.span, lambda text: loads_strict(
+            text, "manifest segments", limit=len(text)))
 
 
 def _parse_manifest(path: Path, data: bytes) -> _Manifest:
-    """loads_strict's verdict on a manifest, without building its segment list. What the
-    walk does not take is parsed whole, so a refusal says what loads_strict always said."""
+    """loads_strict's verdict on a manifest, without building its segment list
+    (walk_manifest under loads_strict's rules). What the walk does not take is parsed
+    whole, so a refusal says what loads_strict always said."""
     try:
-        doc, span = _walk(data)
-    except (ValueError, RecursionError, IndexError):  # TrustError is a ValueError
+        doc, span = walk_manifest(data, strict_decoder(), unique_keys=True)
+    except (ValueError, RecursionError):  # TrustError, UnicodeDecodeError are ValueErrors
         return _Manifest(data, _json(path, data), None)
     return _Manifest(data, doc, span)
-
-
-def _walk(data: bytes) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    """The top-level object key by key under loads_strict's rules (unique keys, no NaN, no
-    1e999), decoding one value at a time (never the whole text); the "segments" array
-    only located, its entries checked one at a time."""
-    r = JsonBytes(data, "manifest", strict_decoder())
-    doc: dict[str, Any] = {}
-    span = None
-    seen: set[str] = set()
-    i = r.ws(0)
-    if data[i : i + 1] != b"{":
-        raise ValueError("not an object")
-    i = r.ws(i + 1)
-    if data[i : i + 1] == b"}":
-        i += 1
-    else:
-        while True:
-            if data[i : i + 1] != b'"':
-                raise ValueError("a key is not a string")
-            key, i = r.value(i)
-            if key in seen:
-                raise ValueError("duplicate key")
-            seen.add(key)
-            i = r.ws(i)
-            if data[i : i + 1] != b":":
-                raise ValueError("expected ':'")
-            i = r.ws(i + 1)
-            if key == "segments" and data[i : i + 1] == b"[":
-                start, i = i, _skip_segments(r, i)
-                span = (start, i)
-            else:
-                doc[key], i = r.value(i)
-            i = r.ws(i)
-            c, i = data[i : i + 1], i + 1
-            if c == b"}":
-                break
-            if c != b",":
-                raise ValueError("expected ',' or '}'")
-            i = r.ws(i)
-    if r.ws(i) != len(data):
-        raise ValueError("extra data")
-    return doc, span
-
-
-def _skip_segments(r: JsonBytes, i: int) -> int:
-    data = r.data
-    i = r.ws(i + 1)
-    if data[i : i + 1] == b"]":
-        return i + 1
-    while True:
-        m = _SEGMENT_BYTES.match(data, i)
-        i = m.end() if m is not None else r.value(i)[1]
-        i = r.ws(i)
-        c, i = data[i : i + 1], i + 1
-        if c == b"]":
-            return i
-        if c != b",":
-            raise ValueError("expected ',' or ']'")
-        i = r.ws(i)
 
 
 def _checked_manifest(m: _Manifest) -> bool:
@@ -286,7 +208,7 @@ def _checked_manifest(m: _Manifest) -> bool:
         raise ValueError("segments and gaps must be lists")
     in_order, last = True, (0, 0)
     for s in m.segments():
-        if not isinstance(s, list) or len(s) != 4 or not isinstance(s[3], str):
+        if len(s) != 4 or not isinstance(s[3], str):
             raise ValueError("a segment is not [index, start, samples, mac]")
         if not _HEX64.match(s[3]):
             raise ValueError("a segment's mac is not 64 hex digits")

@@ -270,11 +270,15 @@ def read_manifest(directory: Path, *, segments: bool = True) -> SignedManifest |
 
 
 _WS = re.compile(rb"[ \t\n\r]*")
-_SEGMENT_BYTES = re.compile(rb'\[(\d{1,19}),(\d{1,19}),(\d{1,19}),"([0-9a-f]{64})"\]')
+# One segment entry as canonical_json spells it, with JSON's rule for numbers (no leading
+# zeros) and at most 18 digits (inside strict_json's range): what the walk takes in one
+# match, both strict parsers take too. Anything else is parsed value by value.
+_NUM = rb"(0|[1-9][0-9]{0,17})"
+_SEGMENT_BYTES = re.compile(rb"\[" + _NUM + rb"," + _NUM + rb"," + _NUM + rb',"([0-9a-f]{64})"\]')
+_SEG = rb'\[(?:0|[1-9][0-9]{0,17}),(?:0|[1-9][0-9]{0,17}),(?:0|[1-9][0-9]{0,17}),"[0-9a-f]{64}"\]'
 # Possessive (*+): a plain * keeps a backtracking record per entry, ~300 bytes each, so
 # memory would follow the recording's length (13 MB at 12 h); nothing after it needs one.
-_SEGMENT_RUN = re.compile(rb'\[\d{1,19},\d{1,19},\d{1,19},"[0-9a-f]{64}"\]'
-                          rb'(?:,\[\d{1,19},\d{1,19},\d{1,19},"[0-9a-f]{64}"\])*+')
+_SEGMENT_RUN = re.compile(_SEG + rb"(?:," + _SEG + rb")*+")
 _WINDOW = 1 << 16
 
 
@@ -314,54 +318,73 @@ class JsonBytes:
             return value, i + len(text[:end].encode("utf-8"))
 
 
-def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, int] | None]:
-    """strict_json of a manifest, walking its top-level object key by key, so the segment
-    list is only located and checked entry by entry, never built nor decoded whole."""
-    r = JsonBytes(data, where)
-    span: tuple[int, int] | None = None
+def walk_manifest(
+    data: bytes, dec: Any, *, unique_keys: bool
+) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    """A manifest's top-level object, key by key under the decoder `dec`'s rules, one value
+    decoded at a time (never the whole text); the "segments" array is only located, its
+    entries checked one at a time, and left out of the document. Returns the document and
+    the byte range of that array (its "[" to after its "]"), None when there is none.
+
+    Raises ValueError (or UnicodeDecodeError, RecursionError) for anything it does not
+    take; the caller then parses the whole text strictly, so a refusal always says what
+    the strict parser says. `unique_keys`: a repeated key is refused (loads_strict's rule);
+    otherwise the last one counts (json's)."""
+    r = JsonBytes(data, "manifest", dec)
     doc: dict[str, Any] = {}
-    try:
-        i = r.ws(0)
-        if data[i : i + 1] != b"{":
-            return strict_json(data, where), None  # not an object: say so as strict_json does
-        i = r.ws(i + 1)
-        if data[i : i + 1] == b"}":
+    span: tuple[int, int] | None = None
+    seen: set[str] = set()
+    i = r.ws(0)
+    if data[i : i + 1] != b"{":
+        raise ValueError("not an object")
+    i = r.ws(i + 1)
+    if data[i : i + 1] == b"}":
+        i += 1
+    else:
+        while True:
+            if data[i : i + 1] != b'"':
+                raise ValueError("object key is not a string")
+            key, i = r.value(i)
+            if unique_keys:
+                if key in seen:
+                    raise ValueError("duplicate key")
+                seen.add(key)
+            i = r.ws(i)
+            if data[i : i + 1] != b":":
+                raise ValueError("expected ':'")
+            i = r.ws(i + 1)
+            if key == "segments" and data[i : i + 1] == b"[":
+                start = i
+                i = _skip_array(r, i)
+                span = (start, i)
+                doc.pop(key, None)
+            else:
+                doc[key], i = r.value(i)
+                if key == "segments":
+                    span = None
+            i = r.ws(i)
+            c = data[i : i + 1]
             i += 1
-        else:
-            while True:
-                if data[i : i + 1] != b'"':
-                    raise ValueError("object key is not a string")
-                key, i = r.value(i)
-                i = r.ws(i)
-                if data[i : i + 1] != b":":
-                    raise ValueError("expected ':'")
-                i = r.ws(i + 1)
-                if key == "segments" and data[i : i + 1] == b"[":
-                    start = i
-                    i = _skip_array(r, i)
-                    span = (start, i)
-                    doc.pop(key, None)
-                else:
-                    doc[key], i = r.value(i)
-                    if key == "segments":
-                        span = None
-                i = r.ws(i)
-                c = data[i : i + 1]
-                i += 1
-                if c == b"}":
-                    break
-                if c != b",":
-                    raise ValueError("expected ',' or '}'")
-                i = r.ws(i)
-        if r.ws(i) != len(data):
-            raise ValueError("extra data after the manifest")
-    except (UnicodeDecodeError, RecursionError, ValueError, IndexError):
+            if c == b"}":
+                break
+            if c != b",":
+                raise ValueError("expected ',' or '}'")
+            i = r.ws(i)
+    if r.ws(i) != len(data):
+        raise ValueError("extra data after the manifest")
+    return doc, span
+
+
+def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, int] | None]:
+    """strict_json of a manifest, its segment list only located (walk_manifest)."""
+    try:
+        return walk_manifest(data, strict_decoder(), unique_keys=False)
+    except (UnicodeDecodeError, RecursionError, ValueError):
         # Refused: let strict_json say why, in the very words it always used.
         whole = strict_json(data, where)
         if isinstance(whole, dict):
             whole.pop("segments", None)
         return whole, None
-    return doc, span
 
 
 def _skip_array(r: JsonBytes, i: int) -> int:
@@ -385,16 +408,28 @@ def _skip_array(r: JsonBytes, i: int) -> int:
         i = r.ws(i)
 
 
-def iter_segments(signed: SignedManifest) -> Iterator[tuple[Any, Any, Any, Any]]:
+def iter_segments(signed: SignedManifest) -> Iterator[tuple[Any, ...]]:
     """The stored segment list, one entry at a time, from a manifest read with
-    `segments=False`. Canonical entries are matched in the bytes; anything else is
-    parsed strictly (then the list is built — a manifest like that fails anyway)."""
-    if signed.segments_span is None:
-        segs = signed.doc.get("segments")
-        yield from (tuple(s) if isinstance(s, list) else (s,) for s in segs or [])
+    `segments=False` (see segments_of)."""
+    return segments_of(signed.data, signed.doc, signed.segments_span,
+                       lambda text: strict_json(text, "manifest segments"))
+
+
+def segments_of(
+    data: bytes, doc: dict[str, Any], span: tuple[int, int] | None,
+    parse: Callable[[bytes], Any],
+) -> Iterator[tuple[Any, ...]]:
+    """The segment list of a manifest walked by walk_manifest, one entry at a time, each a
+    tuple (a value that is not a list: a 1-tuple of it). Canonical entries are matched in
+    the bytes at `span`; from the first that is not, `parse` (the walk's strict parser)
+    parses the list whole — such a list was already checked value by value by the walk,
+    and a manifest like that fails anyway. `span` None: the list, if any, is in `doc`."""
+    if span is None:
+        segs = doc.get("segments")
+        yield from (tuple(s) if isinstance(s, list) else (s,)
+                    for s in (segs if isinstance(segs, list) else ()))
         return
-    a, b = signed.segments_span
-    data = signed.data
+    a, b = span
     done, i = 0, a + 1
     if data[i:b] == b"]":
         return
@@ -409,6 +444,5 @@ def iter_segments(signed: SignedManifest) -> Iterator[tuple[Any, Any, Any, Any]]
         if data[i : i + 1] != b",":
             break
         i += 1
-    # Not canonical: parse the list strictly (a manifest like that fails anyway).
-    for s in strict_json(data[a:b], "manifest segments")[done:]:
+    for s in parse(data[a:b])[done:]:
         yield tuple(s) if isinstance(s, list) else (s,)

@@ -102,7 +102,8 @@ def _fd_of(f: BinaryIO) -> int | None:
 def _read_frame_at(
     f: BinaryIO, offset: int, size: int, candidate: bool = False, buf: _Buffer | None = None
 ) -> tuple[ParsedFrame | None, memoryview | None, str]:
-    """A whole frame with a matching seal at `offset`, or (None, None, why not).
+    """A whole frame with a matching seal at `offset` and its body, or (None, None, why
+    not) — or, for a frame whose seal does not match, (None, the bytes hashed, why not).
 
     A resync `candidate` must also be followed by the end of the file or another frame's
     magic — a check costing four bytes of reading, before any hashing."""
@@ -147,7 +148,8 @@ def _read_frame_at(
     # seal_of's hash in one call: header, meta and the body's digest are small.
     seal = hashlib.sha256(raw + meta + digest).digest()
     if view[meta_len + body_len :] != seal:
-        return None, None, "frame bytes do not match the frame's seal"
+        # The bytes hashed in vain come back too: a resync pays for them from its budget.
+        return None, view[: meta_len + body_len], "frame bytes do not match the frame's seal"
     return ParsedFrame(offset, h, raw, meta, digest, seal), body, ""
 
 
@@ -156,15 +158,15 @@ def _next_valid(
 ) -> int | None:
     """Offset of the next whole, self-consistent frame at or after `start`.
 
-    `budget` caps the bytes hashed while resynchronising, so a hostile file made of fake
-    headers costs time linear in its size, not quadratic."""
+    `budget` caps the bytes hashed while resynchronising (the candidates that fail their
+    seal included), so a hostile file made of fake headers costs time linear in its size,
+    not quadratic: past it, the rest of the file is damage."""
     pos = start
     while pos < size and budget[0] > 0:
         pos = _skip_hole(f, pos)
         if pos >= size:
             return None
-        f.seek(pos)
-        chunk = f.read(_SCAN_CHUNK + len(FRAME_MAGIC) - 1)
+        chunk = _read_at(f, pos, _SCAN_CHUNK + len(FRAME_MAGIC) - 1)
         if not chunk:
             return None
         i = chunk.find(FRAME_MAGIC)
@@ -179,17 +181,36 @@ def _next_valid(
     return None
 
 
+def _read_at(f: BinaryIO, pos: int, n: int) -> bytes:
+    """Up to `n` bytes at `pos`: pread where there is a file descriptor, so neither the
+    file object's buffer nor the descriptor's offset (which _skip_hole's lseek moves behind
+    the buffer's back) can shift what is read."""
+    fd = _fd_of(f)
+    if fd is None:
+        f.seek(pos)
+        return f.read(n)
+    return os.pread(fd, n, pos)
+
+
 def _skip_hole(f: BinaryIO, pos: int) -> int:
     """The next offset holding data: a sparse file's holes (zeros no one wrote) cannot hold
-    a frame, so a file grown to gigabytes of holes costs nothing to search."""
+    a frame, so a file grown to gigabytes of holes costs nothing to search. The
+    descriptor's offset is put back: a buffered file object caches where it believes it is."""
+    fd = _fd_of(f)
+    if fd is None:
+        return pos
     try:
-        return os.lseek(f.fileno(), pos, os.SEEK_DATA)
+        here = os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return pos  # not seekable by descriptor: read on
+    try:
+        return os.lseek(fd, pos, os.SEEK_DATA)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             return 1 << 62  # only a hole up to the end
         return pos  # no SEEK_DATA here: read on
-    except (AttributeError, ValueError, io.UnsupportedOperation):
-        return pos
+    finally:
+        os.lseek(fd, here, os.SEEK_SET)
 
 
 def scan(
