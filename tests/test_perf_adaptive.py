@@ -21,11 +21,13 @@ import pytest
 from akkoord.store import reader as reader_mod
 from akkoord.store import verify as verify_mod
 from akkoord.store.audio_out import decrypt_recording
+from akkoord.store.format import HEADER_LEN, SEAL_LEN, FrameHeader
 from akkoord.store.layout import CONTAINER_FILE
 from akkoord.store.reader import Adaptive, Damage, ParsedFrame, scan, scan_ahead
 from akkoord.store.verify import verify_recording
 from storekit import copy_recording, fast_tmp, frame_bytes, make_kit, record, rewrite
 from test_perf_pipeline import _flip, _resealed, _tampered
+from test_store_resync import GAP, STEP, _budget, _fake
 
 
 class SwitchAt(Adaptive):
@@ -330,3 +332,43 @@ def test_leaving_early_around_the_switch_frees_the_file(base):
             items.close()
             assert not _threads()
         assert first == whole[:taken]
+
+
+def test_the_resync_budget_is_one_across_the_switch(kit, tmp_path):
+    """Two stretches of fake frame headers (tests/test_store_resync.py's hostile file), the
+    first searched by the worker, the second after the switch: together they spend the
+    budget to the byte, so the genuine frame after the second is found with one byte to
+    spare and not without it — on one thread, on the worker, and across the switch (a
+    fresh budget after the switch would find it)."""
+    w, _ = record(kit, 3)
+    frames = frame_bytes(w.path / CONTAINER_FILE)
+    body1 = FrameHeader.unpack(frames[1][:HEADER_LEN]).body_len  # what the first search finds
+
+    def gap(spend: int) -> bytes:
+        out, body, left = bytearray(b"\x55" * GAP), GAP - 200, spend
+        while left > 0:
+            take = min(body, left)
+            o = GAP - SEAL_LEN - take - HEADER_LEN
+            out[o : o + HEADER_LEN] = _fake(take)
+            left -= take
+            body -= STEP
+        return bytes(out)
+
+    # Each frame a search finds is followed by a frame (else it is no resync candidate).
+    mid, rest = frames[1] + frames[2], b"".join(frames[3:])
+    size = len(frames[0]) + GAP + len(mid) + GAP + len(rest)
+    first = (_budget(size) - body1) // 2
+    path = tmp_path / "c.akr"
+    for spare in (1, 0):
+        second = _budget(size) - body1 - first - spare
+        path.write_bytes(frames[0] + gap(first) + mid + gap(second) + rest)
+        assert path.stat().st_size == size
+        with open(path, "rb") as f:
+            want = list(scan(f, size))
+        found = sum(isinstance(i, ParsedFrame) for i in want)
+        assert found == (len(frames) if spare else 3), spare
+        # batches of one: [frame 0] [damage, frame 1] [frame 2] [damage, frame 3] ...
+        for parallel in (False, True, SwitchAt(1), SwitchAt(2), SwitchAt(5)):
+            with open(path, "rb") as f:
+                assert list(scan_ahead(f, size, parallel=parallel)) == want, (spare, parallel)
+
