@@ -31,11 +31,12 @@ def test_peer_figures_compare_equal_work(tmp_path, keys):
                   "one_thread_wall_s", "adaptive_vs_one_thread_wall",
                   "adaptive_vs_one_thread_cpu", "worker_vs_one_thread_wall",
                   "worker_vs_one_thread_cpu", "adaptive_vs_age_d", "adaptive_vs_age_d_wall",
-                  "worker_vs_age_d_wall", "adaptive_vs_format_floor",
+                  "worker_vs_age_d", "worker_vs_age_d_wall", "adaptive_vs_format_floor",
                   "adaptive_vs_format_floor_parallel_wall",
                   "adaptive_vs_format_floor_two_threads_wall"):
             assert doc[f"{op}_{k}"] > 0, (op, k)
         assert len(doc[f"{op}_adaptive_decisions"]) == 1  # one per run (repeat=1)
+    assert doc["decrypt_adaptive_vs_format_floor_and_write"] > 0
     from akkoord.store.reader import usable_cpus
 
     assert doc["default_path"].startswith("adaptive") == (usable_cpus() >= 2)

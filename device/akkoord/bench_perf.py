@@ -239,10 +239,14 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
             f"{w}_vs_one_thread_cpu": round(best[w] / best[one], 3),
             f"{a}_vs_age_d": round(best[a] / best["age_d"], 3),
             f"{a}_vs_age_d_wall": round(wall[a] / wall["age_d"], 3),
+            f"{w}_vs_age_d": round(best[w] / best["age_d"], 3),
             f"{w}_vs_age_d_wall": round(wall[w] / wall["age_d"], 3),
             f"{a}_vs_format_floor": round(best[a] / best["floor"], 3),
             f"{a}_vs_format_floor_parallel_wall": round(wall[a] / par_floor, 3),
             f"{a}_vs_format_floor_two_threads_wall": round(wall[a] / two_floor, 3),
+            # decrypt writes the WAV, outside the floor (as in decrypt_vs_verify_key_and_write)
+            **({f"{a}_vs_format_floor_and_write": round(
+                best[a] / (best["floor"] + best["write"]), 3)} if op == "decrypt" else {}),
         }
 
     return {
