@@ -12,6 +12,8 @@ found) and exactly the budget (it is not): the boundary, not a timing.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from akkoord.store import reader as reader_mod
@@ -147,10 +149,12 @@ def test_a_resync_past_the_first_search_chunk_lands_on_the_next_frame(genuine, t
         assert all(isinstance(i, ParsedFrame) for i in items[2:])
     for name, items in _scans(path, len(blob)):
         assert _shape(items)[:3] == want, name
-    with open(path, "rb") as f:  # the file object is where the caller left it
+    with open(path, "rb") as f:  # the file object and its descriptor are where they were
         f.seek(7)
         assert f.read(1) == blob[7:8]
+        fd_at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
         list(scan(f, len(blob)))
+        assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == fd_at
         assert f.read(3) == blob[8:11]
 
 
