@@ -12,6 +12,8 @@ found) and exactly the budget (it is not): the boundary, not a timing.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from akkoord.store import reader as reader_mod
@@ -40,14 +42,16 @@ def _fake(body_len: int) -> bytes:
                        bytes(32)).pack()
 
 
-def _hostile(data: bytes, first: int, spend: int) -> tuple[bytes, int]:
+def _hostile(data: bytes, first: int, spend: int, tail: int | None) -> tuple[bytes, int]:
     """The genuine container with GAP bytes of damage after its first frame, holding fake
     headers whose claimed bodies all end where the second genuine frame starts (so each is
     a resync candidate followed by a frame) and add up to exactly `spend` bytes hashed.
+    `tail`: the body of the last fake the search meets (then it sits in the same 1 MiB
+    search chunk as the genuine frame); None: every fake is in the first chunk.
     Returns the file and the second frame's offset in it."""
     r = first + GAP  # where the second genuine frame now starts
     gap = bytearray(b"\x55" * GAP)
-    bodies, left = [], spend
+    bodies, left = [], spend - (tail or 0)
     body = GAP - 200  # the first fake sits near the start of the damage
     while left > 0:
         take = min(body, left)
@@ -55,6 +59,10 @@ def _hostile(data: bytes, first: int, spend: int) -> tuple[bytes, int]:
         left -= take
         body -= STEP
         assert body > HEADER_LEN, "the damage is too short for this spend"
+    if tail is not None:
+        if bodies[-1] < tail + 2 * HEADER_LEN:  # a remainder near the tail: fold it in
+            tail += bodies.pop()
+        bodies.append(tail)
     for b in bodies:  # by offset, as the search meets them
         o = r - SEAL_LEN - b - HEADER_LEN - first
         gap[o : o + HEADER_LEN] = _fake(b)
@@ -79,11 +87,12 @@ def _scans(path, size):
                                                                       parallel=parallel))
 
 
+@pytest.mark.parametrize("tail", [None, 100_000])
 @pytest.mark.parametrize("over", [-1, 0])
-def test_the_resync_hashes_up_to_its_budget_and_no_further(genuine, tmp_path, over):
+def test_the_resync_hashes_up_to_its_budget_and_no_further(genuine, tmp_path, over, tail):
     data, first = genuine
     size = len(data) + GAP
-    blob, r = _hostile(data, first, _budget(size) + over)
+    blob, r = _hostile(data, first, _budget(size) + over, tail)
     assert len(blob) == size
     path = tmp_path / "c.akr"
     path.write_bytes(blob)
@@ -140,10 +149,12 @@ def test_a_resync_past_the_first_search_chunk_lands_on_the_next_frame(genuine, t
         assert all(isinstance(i, ParsedFrame) for i in items[2:])
     for name, items in _scans(path, len(blob)):
         assert _shape(items)[:3] == want, name
-    with open(path, "rb") as f:  # the file object is where the caller left it
+    with open(path, "rb") as f:  # the file object and its descriptor are where they were
         f.seek(7)
         assert f.read(1) == blob[7:8]
+        fd_at = os.lseek(f.fileno(), 0, os.SEEK_CUR)
         list(scan(f, len(blob)))
+        assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == fd_at
         assert f.read(3) == blob[8:11]
 
 
