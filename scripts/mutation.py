@@ -81,8 +81,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_reader_pins.py", "test_store_resync.py", "test_store_reader_buffers.py",
         "test_store_fuzz.py",
         "test_store_roundtrip.py", "test_store_verify.py", "test_store_tamper.py",
-        "test_store_writer.py",
-        "test_store_recovery_pins.py", "test_perf_pipeline.py",
+        "test_store_writer.py", "test_store_recovery_pins.py", "test_perf_pipeline.py",
+        "test_perf_adaptive.py",
     ]),
     "store-verify": (["store/verify.py"], [
         "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",
