@@ -221,9 +221,16 @@ def scan(
 
     `thorough` (recovery, on the device's own files) tries every resync candidate with no
     work cap, so no good frame after damage is ever missed and cut away."""
-    pos = 0
     budget = [1 << 62] if thorough else [4 * size + (64 << 20)]
-    buf = _Buffer()
+    return _scan_from(f, size, 0, budget, thorough, _Buffer(), on_body)
+
+
+def _scan_from(
+    f: BinaryIO, size: int, pos: int, budget: list[int], thorough: bool, buf: _Buffer,
+    on_body: BodyHook | None,
+) -> Iterator[ParsedFrame | Damage]:
+    """scan()'s loop from `pos`, with its resync `budget` and read buffer `buf` (scan_ahead
+    carries on with it from where its worker handed over)."""
     while pos < size:
         frame, body, why = _read_frame_at(f, pos, size, False, buf)
         if frame is not None and body is not None:
@@ -345,14 +352,7 @@ def scan_ahead(
     if isinstance(parallel, Adaptive):
         policy, batch = parallel, parallel.batch
     if not parallel:
-        slot = Slot()
-
-        def hook(frame: ParsedFrame, body: memoryview) -> None:
-            pre = prework(frame, body, slot) if prework is not None else None
-            if on_body is not None:
-                on_body(frame, body, pre)
-
-        yield from scan(f, size, hook)
+        yield from scan(f, size, _slot_hook(Slot(), prework, on_body))
         return
     ready: queue.SimpleQueue[Any] = queue.SimpleQueue()
     free: queue.SimpleQueue[list[Slot] | None] = queue.SimpleQueue()
@@ -408,7 +408,9 @@ def scan_ahead(
         # given None, and only a verdict gives it None before `finally`): `spare` is set.
         assert spare is not None
         worker.join()
-        yield from _walk(f, size, got.pos, budget, spare[0], prework, on_body)
+        slot = spare[0]
+        yield from _scan_from(f, size, got.pos, budget, False, slot.buf,
+                              _slot_hook(slot, prework, on_body))
     finally:
         stop.set()
         budget[0] = 0  # a resync in progress gives up at once
@@ -416,27 +418,15 @@ def scan_ahead(
         worker.join()
 
 
-def _walk(
-    f: BinaryIO, size: int, pos: int, budget: list[int], slot: Slot,
-    prework: Prework | None, on_body: AheadHook | None,
-) -> Iterator[ParsedFrame | Damage]:
-    """scan()'s loop from `pos`, on the caller's thread, with scan_ahead's hooks: the rest
-    of a file after the worker handed over (the same steps, the same budget)."""
-    while pos < size:
-        frame, body, why = _read_frame_at(f, pos, size, False, slot.buf)
-        if frame is not None and body is not None:
-            pre = prework(frame, body, slot) if prework is not None else None
-            if on_body is not None:
-                on_body(frame, body, pre)
-            yield frame
-            pos += frame.length
-            continue
-        nxt = _next_valid(f, pos + 1, size, budget, False, slot.buf)
-        if nxt is None:
-            yield Damage(pos, size - pos, why, at_end=True)
-            return
-        yield Damage(pos, nxt - pos, why, at_end=False)
-        pos = nxt
+def _slot_hook(slot: Slot, prework: Prework | None, on_body: AheadHook | None) -> BodyHook:
+    """scan_ahead's hooks as scan()'s: `prework` into `slot`, then `on_body` with its result."""
+
+    def hook(frame: ParsedFrame, body: memoryview) -> None:
+        pre = prework(frame, body, slot) if prework is not None else None
+        if on_body is not None:
+            on_body(frame, body, pre)
+
+    return hook
 
 
 def _produce(
