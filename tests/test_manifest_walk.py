@@ -45,6 +45,7 @@ DOCS: dict[str, tuple[str, str]] = {
     "segments an object": ('{"segments":{"0":[1]},"a":1}', "both"),
     "escaped key": (f'{{"segm\\u0065nts":[{SEG}],"\\"q":1}}', "both"),
     "unicode values": ('{"n\\u00e9":"\\ud83d\\ude00","segments":[]}', "both"),
+    "raw UTF-8": ('{"é":"aé€😀b","segments":[],"€€":["😀😀",{"ü":"ß"}],"z":"😀"}', "both"),
     "duplicate key": ('{"a":1,"a":2,"segments":[]}', "last-wins"),
     "segments twice, list last": (f'{{"segments":3,"segments":[{SEG}]}}', "last-wins"),
     "segments twice, list first": (f'{{"segments":[{SEG}],"segments":3}}', "last-wins"),
@@ -121,7 +122,7 @@ def test_the_walk_reads_what_the_strict_parser_reads(name, rule, window, monkeyp
         if isinstance(segs, list) else got == []
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 50])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 50])
 def test_a_canonical_list_is_walked_and_never_parsed_whole(n):
     entries = [[i, i * 48000, 48000, f"{i:064x}"] for i in range(n)]
     data = json.dumps({"audio": {}, "segments": entries, "z": 1},
@@ -155,3 +156,29 @@ def test_segments_held_in_the_document_come_as_tuples():
     assert list(segments_of(b"", doc, None, _never)) == [(1, 2, 3, "m"), (7,), ("s",)]
     assert list(segments_of(b"", {"segments": {"a": 1}}, None, _never)) == []
     assert list(segments_of(b"", {}, None, _never)) == []
+
+
+@pytest.mark.parametrize("window", range(1, 12))
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_characters_cut_at_the_window_s_edge_are_read_whole(rule, window, monkeypatch):
+    """The walk decodes a window of bytes at a time; a 2-, 3- or 4-byte character cut at
+    its edge is read on, never taken as an error, at every cut."""
+    monkeypatch.setattr(manifest_mod, "_WINDOW", window)
+    dec, unique, parse = RULES[rule]
+    for pad in range(4):
+        data = ('{"' + "a" * pad + '":"é€😀","x":["😀€é"],"segments":[],"z":"€"}').encode()
+        doc, span = walk_manifest(data, dec(), unique_keys=unique)
+        want = parse(data)
+        want.pop("segments")
+        assert doc == want and data[span[0] : span[1]] == b"[]"
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xed\xa0\x80"])
+@pytest.mark.parametrize("window", [1, 2, 3, 1 << 16])
+def test_bytes_that_are_not_utf8_are_refused_wherever_they_fall(bad, window, monkeypatch):
+    monkeypatch.setattr(manifest_mod, "_WINDOW", window)
+    for where in (b'{"a":"' + bad + b'","segments":[]}', b'{"a":"x' + bad + b'"}',
+                  b'{"a":1}' + bad, b'{"segments":[],"' + bad + b'":1}'):
+        for dec, unique, _ in RULES.values():
+            with pytest.raises(ValueError):
+                walk_manifest(where, dec(), unique_keys=unique)

@@ -7,6 +7,7 @@ import os
 import tracemalloc
 
 from akkoord.store.manifest import JsonBytes, _skip_array, segment_entry
+from akkoord.store.safeio import strict_decoder
 
 
 def _segments(n: int) -> bytes:
@@ -16,7 +17,7 @@ def _segments(n: int) -> bytes:
 
 def test_a_twelve_hour_segment_list_is_skipped_in_constant_memory():
     data = _segments(12 * 3600)
-    reader = JsonBytes(data, "manifest")
+    reader = JsonBytes(data, strict_decoder())
     tracemalloc.start()
     try:
         end = _skip_array(reader, 0)
@@ -30,10 +31,10 @@ def test_a_twelve_hour_segment_list_is_skipped_in_constant_memory():
 def test_non_canonical_entries_between_runs_are_still_checked_and_skipped():
     runs = _segments(3)[1:-1]
     data = b"[" + runs + b' , {"a": [1, 2]} ,' + runs + b"]"
-    assert _skip_array(JsonBytes(data, "manifest"), 0) == len(data)
+    assert _skip_array(JsonBytes(data, strict_decoder()), 0) == len(data)
     for bad in (b"[" + runs + b",]", b"[" + runs + runs + b"]", b"[" + runs + b",,1]"):
         try:
-            _skip_array(JsonBytes(bad, "manifest"), 0)
+            _skip_array(JsonBytes(bad, strict_decoder()), 0)
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad[:40]!r}")

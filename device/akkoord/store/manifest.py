@@ -285,10 +285,10 @@ _WINDOW = 1 << 16
 class JsonBytes:
     """A JSON reader over bytes that decodes only the value it is asked for: the text of
     a manifest is never decoded whole (a 12-hour manifest is megabytes). `dec`: the
-    reader's rules (strict_json's by default; the copy verifier brings loads_strict's)."""
+    reader's rules (strict_json's for the store, loads_strict's for the copy verifier)."""
 
-    def __init__(self, data: bytes, where: str, dec: Any = None) -> None:
-        self.data, self.where, self.dec = data, where, dec or strict_decoder()
+    def __init__(self, data: bytes, dec: Any) -> None:
+        self.data, self.dec = data, dec
 
     def ws(self, i: int) -> int:
         return _WS.match(self.data, i).end()  # type: ignore[union-attr]
@@ -301,9 +301,10 @@ class JsonBytes:
             try:
                 text = chunk.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if exc.start < len(chunk) - 3 or i + size >= len(self.data):
-                    raise
-                text = chunk[: exc.start].decode("utf-8")  # a character cut at the window
+                # A character cut at the window's edge: the value is read on past it below.
+                # (A byte that is no UTF-8 stops the value there: it cannot be read whole,
+                # or the next step meets that byte and refuses it.)
+                text = chunk[: exc.start].decode("utf-8")
             whole = i + size >= len(self.data)
             try:
                 value, end = self.dec.raw_decode(text)
@@ -330,7 +331,7 @@ def walk_manifest(
     take; the caller then parses the whole text strictly, so a refusal always says what
     the strict parser says. `unique_keys`: a repeated key is refused (loads_strict's rule);
     otherwise the last one counts (json's)."""
-    r = JsonBytes(data, "manifest", dec)
+    r = JsonBytes(data, dec)
     doc: dict[str, Any] = {}
     span: tuple[int, int] | None = None
     seen: set[str] = set()
@@ -380,11 +381,10 @@ def _parse_without_segments(data: bytes, where: str) -> tuple[Any, tuple[int, in
     try:
         return walk_manifest(data, strict_decoder(), unique_keys=False)
     except (UnicodeDecodeError, RecursionError, ValueError):
-        # Refused: let strict_json say why, in the very words it always used.
-        whole = strict_json(data, where)
-        if isinstance(whole, dict):
-            whole.pop("segments", None)
-        return whole, None
+        # Refused: let strict_json say why, in the very words it always used. (What the
+        # walk refuses strict_json refuses too; were it ever to parse, its segment list
+        # would stay in the document, which segments_of reads as well.)
+        return strict_json(data, where), None
 
 
 def _skip_array(r: JsonBytes, i: int) -> int:
@@ -439,7 +439,7 @@ def segments_of(
             break
         yield int(m[1]), int(m[2]), int(m[3]), m[4].decode()
         done, i = done + 1, m.end()
-        if i + 1 == b and data[i : i + 1] == b"]":
+        if data[i : i + 1] == b"]":  # after an entry, a "]" can only close the list
             return
         if data[i : i + 1] != b",":
             break
