@@ -63,6 +63,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "unclosed list": (f'{{"segments":[{SEG}', "none"),
     "extra data": ('{"a":1} x', "none"),
     "two objects": ("{}{}", "none"),
+    "an empty object and more": ("{}x", "none"),
+    "an empty spaced object and more": ("{ }x", "none"),
     "NaN": ('{"segments":[NaN]}', "none"),
     "Infinity": ('{"a":Infinity}', "none"),
     "overflowing float": ('{"a":1e999}', "none"),

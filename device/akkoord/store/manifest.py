@@ -282,6 +282,11 @@ _SEGMENT_RUN = re.compile(_SEG + rb"(?:," + _SEG + rb")*+")
 _WINDOW = 1 << 16
 
 
+class _Unwalkable(ValueError):
+    """The walk does not take this text. Never shown: the caller parses the whole text
+    strictly, and that parser says what is wrong, in its own words."""
+
+
 class JsonBytes:
     """A JSON reader over bytes that decodes only the value it is asked for: the text of
     a manifest is never decoded whole (a 12-hour manifest is megabytes). `dec`: the
@@ -337,22 +342,22 @@ def walk_manifest(
     seen: set[str] = set()
     i = r.ws(0)
     if data[i : i + 1] != b"{":
-        raise ValueError("not an object")
+        raise _Unwalkable  # not an object
     i = r.ws(i + 1)
     if data[i : i + 1] == b"}":
         i += 1
     else:
         while True:
             if data[i : i + 1] != b'"':
-                raise ValueError("object key is not a string")
+                raise _Unwalkable  # a key that is not a string
             key, i = r.value(i)
             if unique_keys:
                 if key in seen:
-                    raise ValueError("duplicate key")
+                    raise _Unwalkable  # a repeated key
                 seen.add(key)
             i = r.ws(i)
             if data[i : i + 1] != b":":
-                raise ValueError("expected ':'")
+                raise _Unwalkable  # no colon after a key
             i = r.ws(i + 1)
             if key == "segments" and data[i : i + 1] == b"[":
                 start = i
@@ -369,10 +374,10 @@ def walk_manifest(
             if c == b"}":
                 break
             if c != b",":
-                raise ValueError("expected ',' or '}'")
+                raise _Unwalkable  # no comma or closing brace
             i = r.ws(i)
     if r.ws(i) != len(data):
-        raise ValueError("extra data after the manifest")
+        raise _Unwalkable  # more after the object
     return doc, span
 
 
@@ -404,7 +409,7 @@ def _skip_array(r: JsonBytes, i: int) -> int:
         if c == b"]":
             return i
         if c != b",":
-            raise ValueError("expected ',' or ']'")
+            raise _Unwalkable  # no comma or closing bracket
         i = r.ws(i)
 
 
