@@ -420,3 +420,25 @@ def test_exports_with_an_unusable_manifest_key_are_read_unchecked(made, scratch)
     rep = _check(d, kit, [F("bad_signature", "the manifest names no usable device key")])
     assert rep.exports == [{"frame": 13, **meta}]
     assert rep.notes == []  # nothing to compare a fingerprint with
+
+
+def test_a_manifest_that_differs_is_compared_again_in_the_whole_file_view(made, scratch):
+    """The streaming pass compares the segment list entry by entry without building it; a
+    difference is named segment by segment only by the whole-file view, so the pass starts
+    again (the sink is reset once) — and a genuine manifest costs no second pass."""
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+
+    def one_mac(doc):
+        doc["segments"][0][3] = "00" * 32
+    _edit(d, one_mac)
+    sink = _Sink()
+    rep = verify_recording(d, kit.org, sink=sink)
+    assert sink.resets == 1 and len(sink.frames) == len(t)
+    first_audio = min(i for i in t if t[i][4] == Kind.AUDIO)
+    assert [f.to_json() for f in rep.findings] == [
+        F("bad_signature", "the manifest's signature does not verify"),
+        F("manifest_mismatch", "segment differs from the signed manifest", first_audio,
+          t[first_audio][2]),
+    ]
