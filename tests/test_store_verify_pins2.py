@@ -442,3 +442,51 @@ def test_a_manifest_that_differs_is_compared_again_in_the_whole_file_view(made, 
         F("manifest_mismatch", "segment differs from the signed manifest", first_audio,
           t[first_audio][2]),
     ]
+
+
+def _at_rate(kit, d, rate, change=None):
+    """The header forged to `rate` (and frame `change`s made), re-chained: at 1 kHz a
+    single sample is a millisecond, so a position one sample off shows in the second."""
+    parts = _parts(d)
+    _header(parts, lambda m: m["audio"].update(sample_rate=rate))
+    for i, fields in (change or {}).items():
+        parts[i][0] = dataclasses.replace(parts[i][0], **fields)
+    _forge(kit, d, parts)
+    return _table(d), frame_bytes(d / CONTAINER_FILE)
+
+
+def _spoil(raw, i):
+    bad = bytearray(raw[i])
+    bad[HEADER_LEN + 2] ^= 1
+    return [*raw[:i], bytes(bad), *raw[i + 1:]]
+
+
+def test_damage_after_an_event_frame_is_placed_where_the_event_left_the_timeline(
+        made, scratch):
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    t, raw = _at_rate(kit, d, 1000)
+    rewrite(d, _spoil(raw, 4))
+    dmg = [_at("damaged", f"{t[4][1]} damaged bytes (frame bytes do not match the frame's "
+               "seal)", 4, 0, t[4][0], 1000)]
+    _rule(kit, d, dmg)
+    # an event frame that claims samples: a finding, and the damage after it is still at 0
+    d = _copy(src, scratch)
+    t, raw = _at_rate(kit, d, 1000, {3: {"samples": 5}})
+    rewrite(d, _spoil(raw, 4))
+    _rule(kit, d, [*dmg, _at("bad_frame", "a non-audio frame carries audio fields", 3, 0,
+                             t[3][0], 1000)])
+
+
+def test_in_the_whole_file_view_damage_before_every_frame_is_at_second_0(made, scratch):
+    """50 bytes of junk before frame 0 and two frames swapped (the whole-file view, which
+    reads the header's rate before it places damage): the junk is at sample 0."""
+    kit, src, _ = made
+    d = _copy(src, scratch)
+    t, raw = _at_rate(kit, d, 1000)
+    rewrite(d, [b"\x00" * 50, *raw[:9], raw[10], raw[9], *raw[11:]])
+    _rule(kit, d, [
+        F("damaged", "50 damaged bytes (not a frame header)", 0, 0, 0),
+        _at("reordered_frame", "frame 9 is out of order (found after frame 10)", 9, t[9][2],
+            50 + t[9][0] + t[10][1], 1000),
+    ])
