@@ -490,3 +490,40 @@ def test_in_the_whole_file_view_damage_before_every_frame_is_at_second_0(made, s
         _at("reordered_frame", "frame 9 is out of order (found after frame 10)", 9, t[9][2],
             50 + t[9][0] + t[10][1], 1000),
     ])
+
+
+def test_in_the_whole_file_view_junk_at_the_end_explains_one_index_after_its_frame(
+        made, scratch):
+    """Frames 0–5, 9–12, then 6 and junk: the junk after frame 6 explains index 7 (one
+    frame's worth), not 8 — frame 8 is missing."""
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    order = [*range(6), *range(9, 13), 6]
+    rewrite(d, [*(parts[i] for i in order), b"x" * 200])
+    size = sum(t[i][1] for i in order)
+    _check(d, kit, [
+        F("damaged", "last 200 bytes are not a whole frame (not a frame header): the "
+          "recording is cut off or damaged here", 7, t[7][2], size),
+        F("reordered_frame", "frame 6 is out of order (found after frame 12)", 6, t[6][2],
+          size - t[6][1]),
+        F("missing_frame", "frame 8 missing (cut out)", 8, t[7][2]),
+    ])
+
+
+def test_in_the_whole_file_view_junk_before_an_earlier_frame_explains_the_next_index(
+        made, scratch):
+    """Frames 0–5, 7, junk, 6, 9–12: the junk after frame 7 explains index 8, though the
+    frame after it in the file is 6."""
+    kit, src, _ = made
+    t = _table(src)
+    d = _copy(src, scratch)
+    parts = frame_bytes(d / CONTAINER_FILE)
+    rewrite(d, [*parts[:6], parts[7], b"x" * 200, parts[6], *parts[9:]])
+    at = t[6][0] + t[7][1]
+    _check(d, kit, [
+        F("damaged", "200 damaged bytes (not a frame header)", 8, t[8][2], at),
+        F("reordered_frame", "frame 6 is out of order (found after frame 7)", 6, t[6][2],
+          at + 200),
+    ])
