@@ -173,14 +173,10 @@ def test_a_header_frame_whose_meta_is_no_object_is_not_taken_as_the_header(made,
     """Frame 0 is a HEADER, but its meta is not a JSON object: nothing is read from it (no
     format refused, no rate taken), and it is one finding."""
     kit, src, _ = made
-    t = _table(src)
     d = _copy(src, scratch)
     parts = _parts(d)
     parts[0][1] = b"[1]"
     _forge(kit, d, parts)
-    # the header frame is shorter now: every later offset moves back
-    moved = t[0][1] - len(frame_bytes(d / CONTAINER_FILE)[0])
-    assert moved > 0
     _rule(kit, d, [F("bad_frame", "metadata is not a JSON object", 0, 0, 0)])
     rep = verify_recording(d)
     assert rep.device_fingerprint is None and rep.simulated is None
@@ -214,13 +210,11 @@ def test_frames_after_the_final_frame_are_a_finding_at_the_final_frame(made, scr
     extra = [dataclasses.replace(parts[4][0], index=13, start_sample=t[12][2]),
              parts[4][1], parts[4][2]]
     _forge(kit, d, [*parts, extra])
-    end = t[12][0] + t[12][1]
     _rule(kit, d, [
         F("bad_frame", "frames follow the recording's final frame", 12, t[12][2], t[12][0]),
         F("truncated", "the recording ends after frame 13 without a final frame", 14,
           t[12][2]),
     ], last=13)
-    assert len(frame_bytes(d / CONTAINER_FILE)[13]) == t[4][1] and end > 0
 
 
 def test_a_non_audio_frame_s_samples_do_not_move_the_timeline(made, scratch):
