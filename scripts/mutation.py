@@ -88,7 +88,8 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_verify.py", "test_store_tamper.py", "test_store_roundtrip.py",
         "test_store_recovery.py", "test_store_faults.py", "test_trust_custody.py",
         "test_trust_recovery.py", "test_trust_hostile.py", "test_vectors_store.py",
-        "test_store_verify_pins.py", "test_perf_pipeline.py", "test_perf_stream.py",
+        "test_store_verify_pins.py", "test_store_verify_pins2.py", "test_perf_pipeline.py",
+        "test_perf_stream.py",
     ]),
     "store-audio": (["store/audio_out.py"], [
         "test_store_audio_out.py", "test_store_roundtrip.py", "test_perf_stream.py",
