@@ -123,7 +123,7 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def stage(name: str) -> Path:
+def stage(name: str, timeout_multiplier: float = 15.0) -> Path:
     files, tests = TARGETS[name]
     where = BUILD / name
     if where.exists():
@@ -144,6 +144,7 @@ also_copy = ["scripts"]
 only_mutate = {_toml_list([f"src/akkoord/{f}" for f in files])}
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", {", ".join(json.dumps(a) for a in DESELECT)}]
 pytest_add_cli_args_test_selection = {_toml_list(selected)}
+timeout_multiplier = {timeout_multiplier}
 """
     (where / "pyproject.toml").write_text(pyproject)
     return where
@@ -154,7 +155,8 @@ def _listed(listing: str, *statuses: str) -> list[str]:
             if line.strip().endswith(statuses)]
 
 
-def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
+def run(name: str, jobs: int, survivors_only: bool = False,
+        timeout_multiplier: float = 15.0) -> dict:
     """One target. `survivors_only`: rerun just the survivors and timeouts of the last run
     recorded in build/mutation/<target>.json against today's tests (minutes instead of the
     whole run); its killed mutants stay killed, as tests are only ever added."""
@@ -162,7 +164,7 @@ def run(name: str, jobs: int, survivors_only: bool = False) -> dict:
     rerun = [*before["survivors"], *before.get("timeouts", [])] if before else []
     if before is not None and not rerun:
         return before
-    where = stage(name)
+    where = stage(name, timeout_multiplier)
     t0 = time.monotonic()
     # AKKOORD_MUTATION=1: Hypothesis tests run few examples per mutant (tests/storekit.py)
     env = {**os.environ, "AKKOORD_MUTATION": "1"}
@@ -223,6 +225,9 @@ def main() -> int:
     ap.add_argument("--survivors", action="store_true",
                     help="rerun only the survivors of each target's last run "
                          "(build/mutation/<target>.json), e.g. after adding tests")
+    ap.add_argument("--timeout-multiplier", type=float, default=15.0,
+                    help="mutmut's: a mutant is stopped after this many times its tests' "
+                         "usual time (default 15; a mutant that deadlocks waits that long)")
     args = ap.parse_args()
     names = [t for name in args.targets for t in GROUPS.get(name, [name])]
     unknown = sorted(set(names) - set(TARGETS))
@@ -235,7 +240,7 @@ def main() -> int:
         return 2
     worst = 100.0
     for name in names or list(TARGETS):
-        s = run(name, args.jobs, args.survivors)
+        s = run(name, args.jobs, args.survivors, args.timeout_multiplier)
         score = s["score_percent"]
         worst = min(worst, score if score is not None else 0.0)
         print(f"{name}: {score}% killed ({s['stats']}) in {s['seconds']} s; "
