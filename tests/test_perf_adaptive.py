@@ -172,6 +172,10 @@ def test_the_policy_sees_every_batch_and_both_threads_cpu(base):
     assert [b for b, _, _ in policy.asked] == list(range(1, len(policy.asked) + 1))
     assert policy.asked and all(w >= 0 and c >= 0 for _, w, c in policy.asked)
     assert [w for _, w, _ in policy.asked] == sorted(w for _, w, _ in policy.asked)
+    assert [c for _, _, c in policy.asked] == sorted(c for _, _, c in policy.asked)
+    # seconds of this walk, not of the clocks' epochs; two threads, at most two cores' worth
+    # (the slack is for the clocks' granularity)
+    assert all(w < 600 and c <= 2 * w + 0.5 for _, w, c in policy.asked)
 
 
 def test_the_default_with_two_cpus_is_adaptive_and_with_one_inline(base, monkeypatch):
