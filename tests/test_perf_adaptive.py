@@ -84,11 +84,14 @@ def _walk_all(path, size, parallel):
 
 
 def _junk_file(base, tmp_path):
-    """Damage before, inside and at the end, so resyncs fall on both sides of the switch."""
+    """Damage before, inside and at the end, so resyncs fall on both sides of the switch;
+    and a whole frame with junk on both sides, which only a thorough scan would take."""
     frames = frame_bytes(base / CONTAINER_FILE)
+    assert len(frames) > 14
     d = copy_recording(base, tmp_path / "j")
     rewrite(d, [os.urandom(100), *frames[:4], b"AKF1" + os.urandom(500), *frames[4:9],
-                _flip(frames[9], 300), *frames[10:-1], frames[-1][:40]])
+                _flip(frames[9], 300), *frames[10:12], b"ZZZZ", frames[12], b"QQQQ",
+                *frames[13:-1], frames[-1][:40]])
     return d / CONTAINER_FILE
 
 
