@@ -158,12 +158,10 @@ def test_a_resync_past_the_first_search_chunk_lands_on_the_next_frame(genuine, t
         assert f.read(3) == blob[8:11]
 
 
-@pytest.mark.parametrize("pad", [1000, (1 << 20) + 5000])
-def test_recovery_keeps_a_recording_whole_when_good_frames_follow_long_damage(tmp_path, pad):
-    """A recording cut by a power loss with a stretch of damage in its middle (a bad flash
-    block) is quarantined whole: recovery never cuts away the good frames after damage.
-    With the chunk misread above, damage over 1 MiB hid those frames, and recovery
-    truncated the container at the damage: the audio after it was destroyed."""
+def _recovered(tmp_path, damage):
+    """A recording cut by a power loss (6 segments, no END), its container changed by
+    `damage(data, frame offsets)`, then recovered. Returns the result, the damaged bytes,
+    the frame offsets and where a quarantined folder would be."""
     from akkoord.store.recovery import POWER_LOSS, recover_all
 
     kit = make_kit(tmp_path / "k")
@@ -175,15 +173,10 @@ def test_recovery_keeps_a_recording_whole_when_good_frames_follow_long_damage(tm
     container = w.path / CONTAINER_FILE
     data = container.read_bytes()
     offsets = _frame_offsets(data)
-    at = offsets[4]
-    damaged = data[:at] + b"\x55" * pad + data[at:]
+    damaged = damage(data, offsets)
     container.write_bytes(damaged)
     [res] = recover_all(kit.state, kit.identity, kit.clock, kit.custody, POWER_LOSS)
-    target = kit.state.quarantine_dir / w.id
-    assert res.action == "quarantined"
-    assert res.detail == (f"a damaged frame at byte {at} is followed by "
-                          f"{len(offsets) - 4} good frames; kept whole in {target}")
-    assert (target / CONTAINER_FILE).read_bytes() == damaged
+    return res, damaged, offsets, kit.state.quarantine_dir / w.id
 
 
 def _frame_offsets(data: bytes) -> list[int]:
@@ -195,23 +188,24 @@ def _frame_offsets(data: bytes) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("pad", [1000, (1 << 20) + 5000])
+def test_recovery_keeps_a_recording_whole_when_good_frames_follow_long_damage(tmp_path, pad):
+    """A recording cut by a power loss with a stretch of damage in its middle (a bad flash
+    block) is quarantined whole: recovery never cuts away the good frames after damage.
+    With the chunk misread above, damage over 1 MiB hid those frames, and recovery
+    truncated the container at the damage: the audio after it was destroyed."""
+    res, damaged, offsets, target = _recovered(
+        tmp_path, lambda data, o: data[: o[4]] + b"\x55" * pad + data[o[4] :])
+    assert res.action == "quarantined"
+    assert res.detail == (f"a damaged frame at byte {offsets[4]} is followed by "
+                          f"{len(offsets) - 4} good frames; kept whole in {target}")
+    assert (target / CONTAINER_FILE).read_bytes() == damaged
+
+
 def test_recovery_counts_a_good_frame_that_is_not_followed_by_a_frame(tmp_path):
     """Recovery's scan is thorough: after damage it takes a whole frame even when junk, not
     another frame, follows it (the normal scan passes such a frame over)."""
-    from akkoord.store.recovery import POWER_LOSS, recover_all
-
-    kit = make_kit(tmp_path / "k")
-    w = kit.writer()
-    w.add_event("start")
-    for i in range(6):
-        w.add_audio(bytes([i]) * 3200)
-    w._close_fd()
-    container = w.path / CONTAINER_FILE
-    data = container.read_bytes()
-    offsets = _frame_offsets(data)
-    at, nxt = offsets[4], offsets[5]
-    damaged = data[:at] + b"ZZZZ" + data[at:nxt] + b"QQQQ" + data[nxt:]
-    container.write_bytes(damaged)
-    [res] = recover_all(kit.state, kit.identity, kit.clock, kit.custody, POWER_LOSS)
-    assert res.detail.startswith(f"a damaged frame at byte {at} is followed by "
+    res, _, offsets, _ = _recovered(tmp_path, lambda data, o: (
+        data[: o[4]] + b"ZZZZ" + data[o[4] : o[5]] + b"QQQQ" + data[o[5] :]))
+    assert res.detail.startswith(f"a damaged frame at byte {offsets[4]} is followed by "
                                  f"{len(offsets) - 4} good frames; kept whole in ")
