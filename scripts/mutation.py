@@ -150,6 +150,16 @@ timeout_multiplier = {timeout_multiplier}
     return where
 
 
+def _sweep_scratch() -> None:
+    """Remove the tmpfs scratch roots (tests/storekit.py) of test processes that are gone:
+    mutmut ends each mutant's process with os._exit, so their atexit clean-up never runs, and
+    tmpfs is memory (a store run left ~4,700 folders)."""
+    for root in Path("/dev/shm").glob("akkoord-test-*-*"):
+        pid = root.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def _listed(listing: str, *statuses: str) -> list[str]:
     return [line.split(":")[0].strip() for line in listing.splitlines()
             if line.strip().endswith(statuses)]
@@ -171,6 +181,7 @@ def run(name: str, jobs: int, survivors_only: bool = False,
     done = subprocess.run([str(MUTMUT), "run", "--max-children", str(jobs), *rerun],
                           cwd=where, text=True, capture_output=True, env=env)
     elapsed = time.monotonic() - t0
+    _sweep_scratch()
     (where / "mutmut-run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr)[-3000:]
