@@ -275,7 +275,7 @@ _WS = re.compile(rb"[ \t\n\r]*")
 # match, both strict parsers take too. Anything else is parsed value by value.
 _NUM = rb"(0|[1-9][0-9]{0,17})"
 _SEGMENT_BYTES = re.compile(rb"\[" + _NUM + rb"," + _NUM + rb"," + _NUM + rb',"([0-9a-f]{64})"\]')
-_SEG = rb'\[(?:0|[1-9][0-9]{0,17}),(?:0|[1-9][0-9]{0,17}),(?:0|[1-9][0-9]{0,17}),"[0-9a-f]{64}"\]'
+_SEG = _SEGMENT_BYTES.pattern.replace(b"(", b"(?:")  # the same entry, capturing nothing
 # Possessive (*+): a plain * keeps a backtracking record per entry, ~300 bytes each, so
 # memory would follow the recording's length (13 MB at 12 h); nothing after it needs one.
 _SEGMENT_RUN = re.compile(_SEG + rb"(?:," + _SEG + rb")*+")
