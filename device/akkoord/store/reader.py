@@ -108,11 +108,7 @@ def _read_frame_at(
     A resync `candidate` must also be followed by the end of the file or another frame's
     magic — a check costing four bytes of reading, before any hashing."""
     fd = _fd_of(f)
-    if fd is None:
-        f.seek(offset)
-        raw = f.read(HEADER_LEN)
-    else:
-        raw = os.pread(fd, HEADER_LEN, offset)
+    raw = _read_at(f, fd, offset, HEADER_LEN)
     if len(raw) < HEADER_LEN:
         return None, None, "incomplete frame header"
     h = _plausible(raw)
@@ -123,18 +119,15 @@ def _read_frame_at(
     if end > size:
         return None, None, "incomplete frame"
     if candidate and end < size:
-        if fd is None:
-            f.seek(end)
-            after = f.read(len(FRAME_MAGIC))
-            f.seek(offset + HEADER_LEN)
-        else:
-            after = os.pread(fd, len(FRAME_MAGIC), end)
+        after = _read_at(f, fd, end, len(FRAME_MAGIC))
         if after != FRAME_MAGIC[: len(after)]:
             return None, None, "not followed by a frame"
     # One read for meta, body and seal, into the scan's buffer; the body is a view of it,
     # valid until the next frame is read (hooks copy what they keep).
     rest_len = meta_len + body_len + SEAL_LEN
     view = (buf or _Buffer()).view(rest_len)
+    if fd is None:
+        f.seek(offset + HEADER_LEN)
     got = 0
     while got < rest_len:  # a short read (a pipe, a slow device): read on
         n = f.readinto(view[got:]) if fd is None else os.preadv(
@@ -166,7 +159,7 @@ def _next_valid(
         pos = _skip_hole(f, pos)
         if pos >= size:
             return None
-        chunk = _read_at(f, pos, _SCAN_CHUNK + len(FRAME_MAGIC) - 1)
+        chunk = _read_at(f, _fd_of(f), pos, _SCAN_CHUNK + len(FRAME_MAGIC) - 1)
         if not chunk:
             return None
         i = chunk.find(FRAME_MAGIC)
@@ -181,11 +174,10 @@ def _next_valid(
     return None
 
 
-def _read_at(f: BinaryIO, pos: int, n: int) -> bytes:
-    """Up to `n` bytes at `pos`: pread where there is a file descriptor, so neither the
-    file object's buffer nor the descriptor's offset (which _skip_hole's lseek moves behind
-    the buffer's back) can shift what is read."""
-    fd = _fd_of(f)
+def _read_at(f: BinaryIO, fd: int | None, pos: int, n: int) -> bytes:
+    """Up to `n` bytes at `pos`: pread where there is a file descriptor (`fd`, _fd_of's), so
+    neither the file object's buffer nor the descriptor's offset (which _skip_hole's lseek
+    moves behind the buffer's back) can shift what is read."""
     if fd is None:
         f.seek(pos)
         return f.read(n)
