@@ -54,6 +54,13 @@ def test_peer_figures_compare_equal_work(tmp_path, keys):
     named |= {j for why in FORMAT_BOUND.values() for j in judged_as(why)}
     pipeline = {"verify_pipeline_vs_format_floor_parallel_wall"}
     assert not {k for k in named - pipeline if k not in doc}
+    import re
+
+    # ...and so is every figure a format-bound reason points to (the bounds, the passes).
+    cited = {w for why in FORMAT_BOUND.values()
+             for w in re.findall(r"\b[a-z0-9]+(?:_[a-z0-9]+){2,}\b", why)}
+    assert {w for w in cited - set(TARGETS) if w not in doc} <= {"format_floor_two_threads_s"}
+    assert "seal_vs_age_format_bound" in cited
     from akkoord.store.reader import usable_cpus
 
     assert doc["default_path"].startswith("adaptive") == (usable_cpus() >= 2)
