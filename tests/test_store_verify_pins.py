@@ -733,10 +733,10 @@ def test_the_unsigned_tail_s_rate_falls_back_to_48_khz(scratch):
     w, _ = record(kit, 2)
     first = frames_of(w.container)[0]
     meta, _ = parse_meta(first)
-    assert _rate_of(_Seen(0, first, meta, None)) == RATE
+    assert _rate_of(_Seen(first, meta, None)) == RATE
     for bad in (None, {}, {"audio": {}}, {"audio": {"sample_rate": "x"}},
                 {"audio": {"sample_rate": 0}}, {"audio": None}):
-        assert _rate_of(_Seen(0, first, bad, None)) == 48000
+        assert _rate_of(_Seen(first, bad, None)) == 48000
 
 
 def test_which_missing_indices_damage_explains():

@@ -130,12 +130,10 @@ class _Seen:
     """A good frame, without its body: the parsed header and the seal, nothing more, so a
     verifier holds a multi-hour recording's frame list in a few megabytes."""
 
-    __slots__ = ("crypto_error", "header", "meta", "meta_error", "offset", "order", "seal",
-                 "signed_bytes")
+    __slots__ = ("crypto_error", "header", "meta", "meta_error", "offset", "seal", "signed_bytes")
 
-    def __init__(self, order: int, frame: ParsedFrame, meta: dict[str, Any] | None,
+    def __init__(self, frame: ParsedFrame, meta: dict[str, Any] | None,
                  meta_error: str | None, crypto_error: str | None = None) -> None:
-        self.order = order
         self.offset = frame.offset
         self.header = frame.header
         self.seal = frame.seal
@@ -433,7 +431,6 @@ class _Verifier:
             self.keys = load_content_keys(self.dir, self.org_key)
             self.aead = ChaCha20Poly1305(self.keys.seal_key)
         self.report.checked_audio = self.keys is not None
-        self._signed = signed
         f.seek(0)
         # Reading, hashing and decrypting run frames ahead on a worker (scan_ahead); the
         # MAC, the sink and every rule stay here, in file order. Closed before returning,
@@ -454,7 +451,7 @@ class _Verifier:
                 damage.append((len(seen), item))
                 continue
             meta, err = parse_meta(item)
-            s = _Seen(len(seen), item, meta, err, self._pending_crypto.pop(item.offset, None))
+            s = _Seen(item, meta, err, self._pending_crypto.pop(item.offset, None))
             s.signed_bytes = self._checkpoint_sigs.pop(item.offset, None)
             seen.append(s)
         if not seen and not damage:
@@ -556,16 +553,14 @@ class _Verifier:
         pending: list[tuple[Damage, _Seen | None]] = []
         highest = -1
         any_frame = False
-        order = 0
         for item in items:
             if isinstance(item, Damage):
                 pending.append((item, last_ours))
                 continue
             any_frame = True
             meta, err = parse_meta(item)
-            s = _Seen(order, item, meta, err, self._pending_crypto.pop(item.offset, None))
+            s = _Seen(item, meta, err, self._pending_crypto.pop(item.offset, None))
             s.signed_bytes = self._checkpoint_sigs.pop(item.offset, None)
-            order += 1
             rid = item.header.recording_id
             votes[rid] += 1
             if self._rid is None:
