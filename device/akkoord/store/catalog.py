@@ -126,6 +126,10 @@ class Catalog:
                 del self._entries[name]
         return rows
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from akkoord.store.catalog import RACY_NS
+from akkoord.store import catalog
 from akkoord.store.custody import _parse_lines
 
 __all__ = ["CustodyIndex"]
@@ -79,7 +79,7 @@ class CustodyIndex:
         self._index(tail, start)
         # Taken as seen only when no write can have landed in the same clock tick as the
         # read (the racy-clean rule, store/catalog.py); otherwise hashed again next time.
-        if time.time_ns() - st.st_ctime_ns >= RACY_NS:
+        if time.time_ns() - st.st_ctime_ns >= catalog.RACY_NS:
             self._stamp = _stamp(st)
 
     def _prefix_hash(self, fd: int) -> bytes:
