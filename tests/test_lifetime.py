@@ -431,3 +431,27 @@ def test_lifetime_bench_runs_small(tmp_path):
         assert isinstance(out[k], float) and out[k] > 0, k
     assert out["lifetime_large"]["recordings"] > out["lifetime_small"]["recordings"]
     assert out["lifetime_large"]["custody_entries"] > out["lifetime_small"]["custody_entries"]
+
+
+def test_export_records_read_with_the_manifest_in_hand_are_the_same(dev):
+    ids = _mixed(dev)
+    for rid in ids.values():
+        d = dev.state.recording_dir(rid)
+        try:
+            signed = read_manifest(d, segments=False)
+        except AkkoordError:
+            continue
+        try:
+            plain = read_exports(d)
+        except AkkoordError as exc:
+            with pytest.raises(AkkoordError, match=str(exc).split(":")[-1].strip()):
+                read_exports(d, manifest=signed)
+            continue
+        assert read_exports(d, manifest=signed) == plain
+    # No manifest at all, but an export record: refused in the same words.
+    d = dev.state.recording_dir(ids["open"])
+    (d / EXPORTS_FILE).write_bytes(b"x")
+    with pytest.raises(AkkoordError, match="no manifest"):
+        read_exports(d)
+    with pytest.raises(AkkoordError, match="no manifest"):
+        read_exports(d, manifest=None)

@@ -74,6 +74,7 @@ def _racy(stamp: _Stamp, now_ns: int) -> bool:
 def _read(directory: Path) -> Summary:
     doc: dict[str, Any] | None = None
     merr: AkkoordError | None = None
+    signed: Any = None
     try:
         signed = read_manifest(directory, segments=False)  # the segment list is only walked
         if signed is not None:
@@ -83,7 +84,10 @@ def _read(directory: Path) -> Summary:
     numbers: tuple[Any, ...] | None = None
     eerr: AkkoordError | None = None
     try:
-        numbers = tuple((r.meta or {}).get("copy_number") for r in read_exports(directory))
+        # The manifest just read, not a second read (a refused one is refused again there).
+        records = (read_exports(directory) if merr is not None
+                   else read_exports(directory, manifest=signed))
+        numbers = tuple((r.meta or {}).get("copy_number") for r in records)
     except AkkoordError as exc:
         eerr = exc
     return Summary(doc, merr, numbers, eerr)
