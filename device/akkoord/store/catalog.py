@@ -50,9 +50,9 @@ class Summary:
     where a frame has none); None with `exports_error` when read_exports refused it."""
 
     doc: dict[str, Any] | None
-    manifest_error: AkkoordError | None
-    copy_numbers: tuple[Any, ...] | None
-    exports_error: AkkoordError | None
+    manifest_error: str | None  # the refusal's words (not the exception: its traceback
+    copy_numbers: tuple[Any, ...] | None  # would keep the read's bytes alive)
+    exports_error: str | None
 
     @property
     def copies(self) -> int | None:
@@ -73,23 +73,23 @@ def _racy(stamp: _Stamp, now_ns: int) -> bool:
 
 def _read(directory: Path) -> Summary:
     doc: dict[str, Any] | None = None
-    merr: AkkoordError | None = None
+    merr: str | None = None
     signed: Any = None
     try:
         signed = read_manifest(directory, segments=False)  # the segment list is only walked
         if signed is not None:
             doc = {k: signed.doc[k] for k in FIELDS if k in signed.doc}
     except AkkoordError as exc:
-        merr = exc
+        merr = str(exc)
     numbers: tuple[Any, ...] | None = None
-    eerr: AkkoordError | None = None
+    eerr: str | None = None
     try:
         # The manifest just read, not a second read (a refused one is refused again there).
         records = (read_exports(directory) if merr is not None
                    else read_exports(directory, manifest=signed))
         numbers = tuple((r.meta or {}).get("copy_number") for r in records)
     except AkkoordError as exc:
-        eerr = exc
+        eerr = str(exc)
     return Summary(doc, merr, numbers, eerr)
 
 
