@@ -455,3 +455,21 @@ def test_export_records_read_with_the_manifest_in_hand_are_the_same(dev):
         read_exports(d)
     with pytest.raises(AkkoordError, match="no manifest"):
         read_exports(d, manifest=None)
+
+
+def test_the_bench_builds_a_state_the_device_could_have_written(tmp_path):
+    from akkoord.store.custody import verify_custody_log
+    from akkoord.store.lifetime_bench import build_state
+
+    aged = build_state(tmp_path, kept=6, deleted=5, segments=5)
+    assert sorted(aged.kept) == aged.state.recording_ids()
+    assert verify_custody_log(aged.state.custody_path, aged.identity.public) == (
+        aged.entries, [])
+    for rid in aged.kept:
+        records = read_exports(aged.state.recording_dir(rid), aged.identity.public)
+        assert [(r.problem, r.meta["copy_number"]) for r in records] == [(None, 1), (None, 2)]
+    trusted = trusted_signing_keys(aged.state)
+    fp = aged.identity.fingerprint
+    assert sorted(archived_ids(aged.state, trusted, fp, aged.now)) == sorted(aged.kept[:3])
+    assert reconcile_exports(aged.state, CustodyLog(aged.state.custody_path, aged.identity,
+                                                    None)) == []  # a steady state

@@ -118,8 +118,10 @@ def build_state(root: Path, *, kept: int, deleted: int, segments: int,
     log = _LogLines(identity)
     log.add(T0 - DAY, "device_initialised")
 
-    # The template: one real recording, closed and signed by the writer.
-    clock = FixedClock(when[0])
+    # The template: one real recording (the oldest kept), closed and signed by the writer.
+    if kept < 1:
+        raise ValueError("a state to measure keeps at least one recording")
+    clock = FixedClock(when[deleted])
     w = RecordingWriter.create(state, identity, [recipient.public],
                                AudioParams(),
                                clock, sync=False, reserve_bytes=0)
@@ -134,20 +136,20 @@ def build_state(root: Path, *, kept: int, deleted: int, segments: int,
     template = w.path
     tid = template.name
     data = (template / MANIFEST_FILE).read_bytes()
-    created = FixedClock(when[0]).wall().to_json()["utc"].encode()
-    ended = FixedClock(when[0] + segments).wall().to_json()["utc"].encode()
+    created = FixedClock(when[deleted]).wall().to_json()["utc"].encode()
+    ended = FixedClock(when[deleted] + segments).wall().to_json()["utc"].encode()
     doc = json.loads(data)
     head = doc["chain_head"]
 
     kept_ids: list[str] = []
     receipt_batch: list[str] = []
     for i in range(total):
-        rid = tid if i == 0 else os.urandom(16).hex()
+        rid = tid if i == deleted else os.urandom(16).hex()
         t = when[i]
         log.add(t, "recording_started", rid, simulated=False, header_seal="00" * 32)
         log.add(t + segments, "recording_closed", rid, status="complete", chain_head=head)
-        for n in (1, 2):
-            log.add(t + segments + 60 * n, "export", rid, copy_number=n, stick_id_sha256=None)
+        copies = [log.add(t + segments + 60 * n, "export", rid, copy_number=n,
+                          stick_id_sha256=None)["seq"] for n in (1, 2)]
         is_kept = i >= deleted
         collected = not is_kept or (i - deleted) < int(kept * receipted)
         if collected:
@@ -171,9 +173,9 @@ def build_state(root: Path, *, kept: int, deleted: int, segments: int,
             write_manifest_bytes(directory, own, identity)
             shutil.copyfile(template / WRAPPED_KEYS_FILE, directory / WRAPPED_KEYS_FILE)
             os.link(template / CONTAINER_FILE, directory / CONTAINER_FILE)
-        for n in (1, 2):
+        for n, seq in enumerate(copies, 1):
             append_export(directory, identity, FixedClock(t + segments + 60 * n),
-                          copy_number=n, stick_id_sha256=None, custody_seq=log.seq - 3 + n)
+                          copy_number=n, stick_id_sha256=None, custody_seq=seq)
         kept_ids.append(rid)
         if collected:
             receipt_batch.append(rid)
