@@ -95,6 +95,9 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         "test_store_audio_out.py", "test_store_roundtrip.py", "test_perf_stream.py",
         "test_store_format.py", "test_perf_pipeline.py",
     ]),
+    "store-lifetime": (["store/catalog.py", "store/custody_index.py"], [
+        "test_lifetime.py", "test_receipted.py", "test_console_commands.py",
+    ]),
     "copycheck": (["export/copycheck.py"], ["test_copycheck.py", "test_copycheck_words.py",
                                             "test_manifest_walk.py",
                                             "test_copy_attacks.py", "test_perf_copycheck.py",

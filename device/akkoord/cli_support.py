@@ -112,7 +112,7 @@ def list_rows(state: Any) -> list[dict[str, Any]]:
         signed = read_manifest(directory, segments=False)  # the list needs only the header fields
         doc = signed.doc if signed else {}
         try:
-            copies: int | None = len(read_exports(directory)) if signed else 0
+            copies: int | None = len(read_exports(directory, manifest=signed)) if signed else 0
         except Exception:  # a damaged exports file is for `verify` to report
             copies = None
         rows.append(

@@ -13,7 +13,9 @@ a replayed old receipt changes nothing and is reported as such.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ from akkoord.collect.statements import (
 )
 from akkoord.errors import FormatError
 from akkoord.fsutil import atomic_write
+from akkoord.store.catalog import shared_catalog
 from akkoord.store.custody import CustodyLog
 from akkoord.store.delete import delete_recording
 from akkoord.store.layout import StateDir
@@ -34,6 +37,7 @@ from akkoord.trust import MAX_STATEMENT_BYTES, OrgSigningPublicKey, TrustError
 
 __all__ = [
     "ARCHIVED_FILE",
+    "ReceiptMemo",
     "ReceiptOutcome",
     "apply_receipt",
     "archived_ids",
@@ -45,6 +49,7 @@ __all__ = [
 ]
 
 ARCHIVED_FILE = "archived.json"
+_READ: Any = object()  # is_receipted: read the chain head from the manifest
 
 
 def trusted_signing_keys(state: StateDir) -> list[OrgSigningPublicKey]:
@@ -68,11 +73,8 @@ class ReceiptOutcome:
 
 
 def _chain_head(state: StateDir, rid: str) -> str | None:
-    try:
-        signed = read_manifest(state.recording_dir(rid), segments=False)
-    except FormatError:
-        return None
-    return signed.doc.get("chain_head") if signed else None
+    doc = _manifest_doc(state, rid)
+    return doc.get("chain_head") if doc is not None else None
 
 
 def _receipt_covers(env: dict[str, Any], trusted: list[OrgSigningPublicKey], fp: str, rid: str,
@@ -82,6 +84,38 @@ def _receipt_covers(env: dict[str, Any], trusted: list[OrgSigningPublicKey], fp:
     except (StatementError, FormatError):
         return False
     return head is not None and {"recording_id": rid, "chain_head": head} in s["recordings"]
+
+
+class ReceiptMemo:
+    """Receipts verified during one pass over the recordings (one `list`, one retention run),
+    by the SHA-256 of their bytes. One receipt covers a whole collection, and every recording
+    it covers keeps a copy of it: verifying each distinct receipt once instead of once per
+    recording changes no answer, since the same bytes under the same trusted keys, device and
+    time verify the same way. A memo lives for one pass (one `now`, one set of trusted keys)."""
+
+    def __init__(self, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
+                 now: float) -> None:
+        self.trusted, self.fingerprint, self.now = trusted, device_fingerprint, now
+        self._seen: dict[bytes, frozenset[tuple[str, str]] | None] = {}
+
+    def covered(self, data: bytes, where: str) -> frozenset[tuple[str, str]] | None:
+        """The (recording id, chain head) pairs a verified receipt lists, exactly as
+        `_receipt_covers` matches them; None when `data` is no valid receipt for us."""
+        digest = hashlib.sha256(data).digest()
+        if digest not in self._seen:
+            try:
+                env = load_statement(data, where)
+                s = verify_receipt(env, self.trusted, device_fingerprint=self.fingerprint,
+                                   now=self.now, where=where)
+            except (StatementError, FormatError):
+                self._seen[digest] = None
+            else:
+                # `{"recording_id": rid, "chain_head": head} in s["recordings"]`: an item
+                # with any other key never equals that dict.
+                self._seen[digest] = frozenset(
+                    (r["recording_id"], r["chain_head"]) for r in s["recordings"]
+                    if r.keys() == {"recording_id", "chain_head"})
+        return self._seen[digest]
 
 
 def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str, *,
@@ -126,26 +160,40 @@ def apply_receipt(state: StateDir, custody: CustodyLog, data: bytes, where: str,
 
 
 def is_receipted(state: StateDir, rid: str, trusted: list[OrgSigningPublicKey],
-                 device_fingerprint: str, now: float) -> bool:
+                 device_fingerprint: str, now: float, *, memo: ReceiptMemo | None = None,
+                 chain_head: Any = _READ) -> bool:
     """THE notion of "receipted" on the device (retention, the console's `list` and
     `delete`, the "collect recordings" advice all ask this): the recording's archived.json is
     a receipt signed by a trusted organisation (or admin) key, for this device, naming this
     recording id with this recording's chain head. Custody entries are history, not proof:
     a stray `archive_receipt` line, or an archived.json an insider wrote or copied from
-    another recording, makes nothing receipted."""
+    another recording, makes nothing receipted.
+
+    `memo`: receipts already verified in this pass (same trusted keys, device and time).
+    `chain_head`: this recording's chain head when the caller has just read its manifest
+    (None: it has none or it is unreadable); by default the manifest is read here."""
     marker = state.recording_dir(rid) / ARCHIVED_FILE
     try:
-        env = load_statement(read_regular(marker, MAX_STATEMENT_BYTES, "receipt"), str(marker))
+        data = read_regular(marker, MAX_STATEMENT_BYTES, "receipt")
+        if memo is None:
+            env = load_statement(data, str(marker))
     except (OSError, FormatError):
         return False
-    return _receipt_covers(env, trusted, device_fingerprint, rid, _chain_head(state, rid), now)
+    head = _chain_head(state, rid) if chain_head is _READ else chain_head
+    if memo is None:
+        return _receipt_covers(env, trusted, device_fingerprint, rid, head, now)
+    if not isinstance(head, str):  # a receipt's chain heads are strings: nothing else matches
+        return False
+    covered = memo.covered(data, rid)
+    return covered is not None and (rid, head) in covered
 
 
 def archived_ids(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                  now: float) -> set[str]:
     """Recordings whose archived.json is a valid receipt for exactly this recording."""
+    memo = ReceiptMemo(trusted, device_fingerprint, now)
     return {rid for rid in state.recording_ids()
-            if is_receipted(state, rid, trusted, device_fingerprint, now)}
+            if is_receipted(state, rid, trusted, device_fingerprint, now, memo=memo)}
 
 
 def receipted_ids(state: StateDir, device_fingerprint: str, now: float) -> set[str]:
@@ -153,12 +201,16 @@ def receipted_ids(state: StateDir, device_fingerprint: str, now: float) -> set[s
     return archived_ids(state, trusted_signing_keys(state), device_fingerprint, now)
 
 
-def _ended(state: StateDir, rid: str) -> float | None:
+def _manifest_doc(state: StateDir, rid: str) -> dict[str, Any] | None:
     try:
         signed = read_manifest(state.recording_dir(rid), segments=False)
     except FormatError:
         return None
-    when = (signed.doc.get("ended") or signed.doc.get("created") or {}) if signed else {}
+    return signed.doc if signed else None
+
+
+def _ended(doc: dict[str, Any] | None) -> float | None:
+    when = (doc.get("ended") or doc.get("created") or {}) if doc is not None else {}
     text = when.get("utc") if isinstance(when, dict) else None
     if not isinstance(text, str):
         return None
@@ -170,10 +222,20 @@ def _ended(state: StateDir, rid: str) -> float | None:
 
 def retention_due(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                   now: float, max_age_days: float) -> list[str]:
-    """Receipted recordings older than the retention age. Never an unreceipted one."""
+    """Receipted recordings older than the retention age. Never an unreceipted one.
+    Each manifest is read once, for its chain head and its end (this decides a deletion:
+    nothing cached, only receipts already verified in this very pass)."""
+    memo = ReceiptMemo(trusted, device_fingerprint, now)
     due = []
-    for rid in sorted(archived_ids(state, trusted, device_fingerprint, now)):
-        ended = _ended(state, rid)
+    for rid in state.recording_ids():
+        if not os.path.lexists(state.recording_dir(rid) / ARCHIVED_FILE):
+            continue  # no receipt: is_receipted says no without reading the manifest
+        doc = _manifest_doc(state, rid)
+        head = doc.get("chain_head") if doc is not None else None
+        if not is_receipted(state, rid, trusted, device_fingerprint, now, memo=memo,
+                            chain_head=head):
+            continue
+        ended = _ended(doc)
         if ended is not None and now - ended > max_age_days * 86400:
             due.append(rid)
     return due
@@ -191,7 +253,22 @@ def run_retention(state: StateDir, custody: CustodyLog, trusted: list[OrgSigning
 
 def pending_count(state: StateDir, trusted: list[OrgSigningPublicKey], device_fingerprint: str,
                   now: float) -> int:
-    """Closed recordings still waiting for the organisation (for the "collect" advice)."""
+    """Closed recordings still waiting for the organisation (for the "collect" advice).
+
+    Advice, asked on the daemon's loop when storage runs low — when most recordings are
+    kept: chain heads come from the process's catalog (store/catalog.py; read again when a
+    manifest is not the file read before), each distinct receipt is verified once."""
     from akkoord.collect.package import pending_recordings
 
-    return len(pending_recordings(state, archived_ids(state, trusted, device_fingerprint, now)))
+    memo = ReceiptMemo(trusted, device_fingerprint, now)
+    catalog = shared_catalog()
+    archived = set()
+    for rid in state.recording_ids():
+        directory = state.recording_dir(rid)
+        if not os.path.lexists(directory / ARCHIVED_FILE):
+            continue  # no receipt: not archived, whatever the manifest says
+        head = (catalog.summary(directory).doc or {}).get("chain_head")
+        if is_receipted(state, rid, trusted, device_fingerprint, now, memo=memo,
+                        chain_head=head):
+            archived.add(rid)
+    return len(pending_recordings(state, archived))

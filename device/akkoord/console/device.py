@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from akkoord import __version__
 from akkoord.clock import Clock
+from akkoord.collect.receipts import ReceiptMemo, trusted_signing_keys
 from akkoord.collect.receipts import is_receipted as receipt_holds
-from akkoord.collect.receipts import receipted_ids, trusted_signing_keys
 from akkoord.collect.runner import RETENTION_FILE  # the console writes it, the collector reads it
 from akkoord.config import Config
 from akkoord.console.clockset import ClockSetter
@@ -30,12 +30,12 @@ from akkoord.console.protocol import PROTOCOL_VERSION
 from akkoord.errors import AkkoordError, KeyMaterialError
 from akkoord.fsutil import atomic_write
 from akkoord.recorder import free_seconds
+from akkoord.store.catalog import shared_catalog
 from akkoord.store.custody import CustodyLog, entry_hash
+from akkoord.store.custody_index import CustodyIndex
 from akkoord.store.delete import delete_recording
-from akkoord.store.exports import read_exports
 from akkoord.store.keys import ORG_KEY_TYPE, ORG_PUB_TYPE, OrgPublicKey
 from akkoord.store.layout import StateDir
-from akkoord.store.manifest import read_manifest
 from akkoord.trust import (
     OrgSigningPublicKey,
     TrustError,
@@ -119,6 +119,7 @@ class ConsoleDevice:
         self.view = view
         self.clock_setter = clock_setter
         self._verify = verify
+        self._log_index = CustodyIndex(custody.path)
 
     # -- trust ------------------------------------------------------------------------------
 
@@ -177,14 +178,11 @@ class ConsoleDevice:
                             self.clock_trusted_time()).to_json()
 
     def _recordings(self) -> list[dict[str, Any]]:
+        # From the process's catalog (store/catalog.py): each manifest is read again only
+        # when it is not the file read last time, not once per request.
         rows = []
-        for rid in self.state.recording_ids():
-            directory = self.state.recording_dir(rid)
-            try:
-                signed = read_manifest(directory)
-            except AkkoordError:
-                signed = None
-            doc = signed.doc if signed else {}
+        for rid, summary in shared_catalog().summaries(self.state):
+            doc = summary.doc or {}
             rows.append({
                 "recording_id": rid,
                 "start": (doc.get("created") or {}).get("utc"),
@@ -192,7 +190,7 @@ class ConsoleDevice:
                 "ended": (doc.get("ended") or {}).get("utc"),
                 "status": doc.get("status", "open"),
                 "simulated": bool(doc.get("simulated", False)),
-                "_dir": directory,
+                "_summary": summary,
             })
         rows.sort(key=lambda r: r["start"] or "")
         return rows
@@ -234,13 +232,6 @@ class ConsoleDevice:
             "akkoord": __version__,
         }
 
-    def _custody_index(self) -> tuple[set[str], set[str]]:
-        """(collected: history from the custody log; receipted: the one proof retention
-        also uses, a verifying archived.json — collect/receipts.py `is_receipted`)."""
-        collected = {e["recording_id"] for e in self.custody.entries()
-                     if e.get("type") == COLLECTED_TYPE and isinstance(e.get("recording_id"), str)}
-        return collected, receipted_ids(self.state, self.fingerprint, self._wall())
-
     def _wall(self) -> float:
         return float(self.clock.wall_epoch())  # type: ignore[attr-defined]
 
@@ -256,24 +247,27 @@ class ConsoleDevice:
         return int(days) if isinstance(days, int) and days > 0 else None
 
     def list(self) -> dict[str, Any]:
-        collected, receipted = self._custody_index()
+        collected = self._log_index.collected(self.custody.entries)
+        # Receipts as is_receipted checks them, each distinct receipt verified once, with
+        # the chain head from the manifest summary just read.
+        memo = ReceiptMemo(trusted_signing_keys(self.state), self.fingerprint, self._wall())
         days = self.retention_days()
         now = self.clock.wall_epoch()  # type: ignore[attr-defined]
         out = []
         for row in self._recordings():
-            directory = row.pop("_dir")
-            try:
-                copies: int | None = len(read_exports(directory))
-            except AkkoordError:
-                copies = None
+            summary = row.pop("_summary")
+            copies = summary.copies  # None: the export record is unreadable
             left = None
             since = row.pop("ended") or row["start"]  # retention counts from the end
             if days is not None and since:
                 t0 = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
                 left = round((t0 + days * _DAY - now) / _DAY, 1)
             rid = row["recording_id"]
+            head = (summary.doc or {}).get("chain_head")
+            receipted = receipt_holds(self.state, rid, memo.trusted, self.fingerprint,
+                                      memo.now, memo=memo, chain_head=head)
             out.append({**row, "copies": copies, "collected": rid in collected,
-                        "receipted": rid in receipted, "retention_left_days": left})
+                        "receipted": receipted, "retention_left_days": left})
         return {"recordings": out, "retention_days": days}
 
     def verify(self, recording_id: str) -> dict[str, Any]:
@@ -284,9 +278,10 @@ class ConsoleDevice:
         return {"exit_code": code, "report": report}
 
     def log(self, since: int | None, limit: int) -> dict[str, Any]:
-        entries = [e for e in self.custody.entries()
-                   if since is None or int(e.get("seq", -1)) >= since]
-        return {"entries": entries[:limit] if since is not None else entries[-limit:]}
+        # From the index (store/custody_index.py): only the lines answered with are parsed.
+        if since is None:
+            return {"entries": self._log_index.tail(limit, self.custody.entries)}
+        return {"entries": self._log_index.since(since, limit, self.custody.entries)}
 
     def head(self, held: dict[str, Any] | None = None) -> dict[str, Any]:
         head = self.custody.head()
@@ -304,13 +299,13 @@ class ConsoleDevice:
             return {"contains": False, "message": "that head is from another device"}
         if not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(digest, str):
             raise Refused("a custody head has an integer seq and a hash", "usage")
-        for entry in self.custody.entries():
-            if entry.get("seq") == seq:
-                ok = entry_hash(entry).hex() == digest
-                return {"seq": seq, "contains": ok, "message": (
-                    f"entry {seq} is the one the copy holds: the history since is an extension"
-                    if ok else f"entry {seq} differs from the one the copy holds: this log was "
-                    "rewritten after that copy was made")}
+        entry = self._log_index.at(seq, self.custody.entries)
+        if entry is not None:
+            ok = entry_hash(entry).hex() == digest
+            return {"seq": seq, "contains": ok, "message": (
+                f"entry {seq} is the one the copy holds: the history since is an extension"
+                if ok else f"entry {seq} differs from the one the copy holds: this log was "
+                "rewritten after that copy was made")}
         return {"seq": seq, "contains": False,
                 "message": f"this log has no entry {seq}: it was cut after that copy was made"}
 

@@ -41,8 +41,12 @@ class ExportRecord:
     seal: bytes = b""
 
 
-def _chain_start(directory: Path) -> tuple[bytes, int, int, bytes]:
-    signed = read_manifest(directory, segments=False)
+_UNREAD: Any = object()
+
+
+def _chain_start(directory: Path, signed: Any = _UNREAD) -> tuple[bytes, int, int, bytes]:
+    if signed is _UNREAD:
+        signed = read_manifest(directory, segments=False)
     if signed is None:
         raise FormatError(f"{directory}: no manifest — copies are made of closed recordings only")
     doc = signed.doc
@@ -54,12 +58,15 @@ def _chain_start(directory: Path) -> tuple[bytes, int, int, bytes]:
         raise FormatError(f"{directory}: manifest lacks recording_id/chain_head") from exc
 
 
-def read_exports(directory: Path, key: DevicePublicKey | None = None) -> list[ExportRecord]:
-    """Every export frame, each checked: chained on from the manifest, signed by `key`."""
+def read_exports(directory: Path, key: DevicePublicKey | None = None, *,
+                 manifest: Any = _UNREAD) -> list[ExportRecord]:
+    """Every export frame, each checked: chained on from the manifest, signed by `key`.
+    `manifest`: what read_manifest(directory, segments=False) just returned, when the
+    caller has it (store/catalog.py), so it is not read a second time."""
     path = Path(directory) / EXPORTS_FILE
     if not path.exists():
         return []
-    rid, index, _, prev = _chain_start(directory)
+    rid, index, _, prev = _chain_start(directory, manifest)
     signatures: dict[int, bytes] = {}
 
     def keep_signature(frame: ParsedFrame, body: memoryview) -> None:

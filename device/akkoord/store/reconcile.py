@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from akkoord.errors import AkkoordError
+from akkoord.store.catalog import shared_catalog
 from akkoord.store.custody import CustodyLog
-from akkoord.store.exports import read_exports
 from akkoord.store.layout import StateDir
 
 __all__ = ["open_exports", "reconcile_exports"]
@@ -42,11 +41,17 @@ def _completed(state: StateDir, recording_id: str, copy_number: Any) -> bool | N
     directory = state.recordings_dir / recording_id
     if not directory.is_dir():
         return None
+    # Every copy that succeeded stays an `export` entry with no conclusion in the log, so
+    # each start asks this of every copy of every recording kept: through the catalog, each
+    # recording's manifest and export record are read once (not once per copy), and the
+    # console finds them read. The numbers are read_exports' own.
     try:
-        records = read_exports(directory)
-    except (AkkoordError, OSError):
+        summary = shared_catalog().summary(directory)
+    except OSError:
         return None
-    return any((r.meta or {}).get("copy_number") == copy_number for r in records)
+    if summary.copy_numbers is None:
+        return None
+    return any(n == copy_number for n in summary.copy_numbers)
 
 
 def reconcile_exports(state: StateDir, custody: CustodyLog) -> list[dict[str, Any]]:
