@@ -299,6 +299,30 @@ class CustodyView:
         return self.recordings.get(recording_id) or RecordingHistory()
 
 
+def new_entry(
+    seq: int, prev: str, time: dict[str, Any], kind: str, recording_id: str | None,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"seq": seq, "prev": prev, "time": time, "type": kind}
+    if recording_id is not None:
+        entry["recording_id"] = recording_id
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+def signed_line(
+    entry: dict[str, Any], signer: Any, context: bytes = CUSTODY_SIG_CONTEXT
+) -> tuple[bytes, bytes, bytes]:
+    """(hash, signature, the line with its newline): one entry exactly as append writes it."""
+    digest = entry_hash(entry)
+    sig = signer.sign(head_message(entry["seq"], digest, context))
+    line = canonical_json(
+        {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
+    )
+    return digest, sig, line + b"\n"
+
+
 class CustodyLog:
     """Append-only; a torn last line (power loss mid-append) is cut on open."""
 
@@ -368,22 +392,9 @@ class CustodyLog:
         try:
             self._lock(fd)
             seq, prev = self._tail_state(fd)
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "prev": prev,
-                "time": self._clock.wall().to_json(),
-                "type": kind,
-            }
-            if recording_id is not None:
-                entry["recording_id"] = recording_id
-            if detail:
-                entry["detail"] = detail
-            digest = entry_hash(entry)
-            sig = self._identity.sign(head_message(seq, digest, self._context))
-            line = canonical_json(
-                {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
-            )
-            write_all(fd, line + b"\n", str(self.path))
+            entry = new_entry(seq, prev, self._clock.wall().to_json(), kind, recording_id, detail)
+            digest, sig, line = signed_line(entry, self._identity, self._context)
+            write_all(fd, line, str(self.path))
             fsync_fd(fd, str(self.path))
         except OSError as exc:
             if isinstance(exc, StorageError):
