@@ -414,29 +414,32 @@ class CustodyLog:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # no append cuts or writes while the end is read
-            size = os.fstat(fd).st_size
-            r = _Backwards(fd, size)
-            try:
-                last, _ = _scan_tail(r)
-                full = last is not None and not _plausible(last, r)
-            except _Changed:  # cut by a writer that ignores the lock
-                full = True
-            if full:
-                lines = _parse_lines(os.pread(fd, os.fstat(fd).st_size, 0))[0]
-                last, seq = (lines[-1], len(lines) - 1) if lines else (None, 0)
-            else:
-                seq = last.entry["seq"] if last is not None else 0
+            last = self._last(fd)
         finally:
             os.close(fd)
         if last is None:
             return None
         return CustodyHead(
-            seq,
-            last.hash.hex(),
-            base64.b64encode(last.sig).decode(),
+            last[0],
+            last[1].hash.hex(),
+            base64.b64encode(last[1].sig).decode(),
             self._identity.fingerprint,
-            last.entry,
+            last[1].entry,
         )
+
+    def _last(self, fd: int) -> tuple[int, _Line] | None:
+        """(seq, line) of the last entry, from the end; an odd end is read whole."""
+        r = _Backwards(fd, os.fstat(fd).st_size)
+        try:
+            last, _ = _scan_tail(r)
+            if last is None:
+                return None
+            if _plausible(last, r):
+                return last.entry["seq"], last
+        except _Changed:  # cut by a writer that ignores the lock
+            pass
+        lines = _parse_lines(os.pread(fd, os.fstat(fd).st_size, 0))[0]
+        return (len(lines) - 1, lines[-1]) if lines else None
 
     def entries(self) -> Iterator[dict[str, Any]]:
         try:
