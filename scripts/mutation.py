@@ -48,7 +48,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "store-custody": (["store/custody.py"], [
         "test_custody.py", "test_trust_custody.py", "test_store_recovery.py",
         "test_trust_recovery.py", "test_trust_hostile.py", "test_trust_orglog.py",
-        "test_store_custody_chain.py",
+        "test_store_custody_chain.py", "test_custody_tail.py",
     ]),
     "store-manifest": (["store/manifest.py"], [
         "test_manifest_walk.py", "test_store_manifest.py", "test_store_roundtrip.py",

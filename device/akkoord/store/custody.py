@@ -45,6 +45,7 @@ ENTRY_LABEL = b"akkoord/v1/custody\n"
 ZERO_HASH = "0" * 64
 MAX_LINE = 1 << 20
 MAX_LOG = 1 << 30
+_TAIL_CHUNK = 1 << 14  # first read from the end; lines are ~500 bytes
 
 
 def entry_hash(entry: dict[str, Any]) -> bytes:
@@ -84,6 +85,20 @@ class _Line:
     sig: bytes
 
 
+def _parse_line(raw: bytes, offset: int) -> _Line | None:
+    """One line (without its newline) as an entry, or None when it is not one."""
+    try:
+        obj = json.loads(raw)
+        entry = obj["entry"]
+        digest = bytes.fromhex(obj["hash"])
+        sig = base64.b64decode(obj["sig"], validate=True)
+        if not isinstance(entry, dict) or len(digest) != 32:
+            raise ValueError
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        return None
+    return _Line(offset, entry, digest, sig)
+
+
 def _parse_lines(data: bytes) -> tuple[list[_Line], int, str | None]:
     """Whole lines that parse; the offset where parsing stopped; why it stopped (None = EOF)."""
     lines: list[_Line] = []
@@ -92,20 +107,88 @@ def _parse_lines(data: bytes) -> tuple[list[_Line], int, str | None]:
         nl = data.find(b"\n", pos, pos + MAX_LINE)
         if nl < 0:
             return lines, pos, "incomplete last line"
-        try:
-            obj = json.loads(data[pos:nl])
-            entry = obj["entry"]
-            digest = bytes.fromhex(obj["hash"])
-            sig = base64.b64decode(obj["sig"], validate=True)
-            if not isinstance(entry, dict) or len(digest) != 32:
-                raise ValueError
-        except (
-            ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError
-        ):
+        line = _parse_line(data[pos:nl], pos)
+        if line is None:
             return lines, pos, f"unreadable entry at byte {pos}"
-        lines.append(_Line(pos, entry, digest, sig))
+        lines.append(line)
         pos = nl + 1
     return lines, pos, None
+
+
+class _Changed(Exception):
+    """The file got shorter while it was read: a writer that ignores the lock cut it."""
+
+
+class _Backwards:
+    """The end of an open file, read backwards in chunks that double, only as far as asked.
+
+    Appends and the head need the last entry only: what they read is the garbage after it
+    (normally none), the last line and the line before it, whatever the log's length."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
+        self.size = size
+        self.start = size  # file offset of buf[0]
+        self._buf = b""
+
+    def _grow(self) -> bool:
+        if self.start == 0:
+            return False
+        new = max(0, self.start - max(_TAIL_CHUNK, self.size - self.start))
+        want = self.start - new
+        got = os.pread(self._fd, want, new)
+        if len(got) != want:
+            raise _Changed
+        self._buf = got + self._buf
+        self.start = new
+        return True
+
+    def newline_before(self, pos: int) -> int:
+        """Offset of the last newline before `pos`, or -1 when there is none."""
+        while True:
+            i = self._buf.rfind(b"\n", 0, max(0, pos - self.start))
+            if i >= 0:
+                return self.start + i
+            if not self._grow():
+                return -1
+
+    def line_ending_at(self, nl: int) -> tuple[int, _Line | None]:
+        """(where the line ending at newline `nl` starts, the entry it holds or None)."""
+        begin = self.newline_before(nl) + 1
+        if nl - begin >= MAX_LINE:  # the full parse would stop there: never an entry
+            return begin, None
+        return begin, _parse_line(self.bytes(begin, nl), begin)
+
+    def bytes(self, begin: int, end: int) -> bytes:
+        return self._buf[begin - self.start:end - self.start]
+
+
+def _scan_tail(r: _Backwards) -> tuple[_Line | None, int]:
+    """The last whole line that is an entry, and the offset just after it (0: there is none).
+    Everything after that offset is what the full parse would stop at and cut."""
+    nl = r.newline_before(r.size)
+    while nl >= 0:
+        begin, line = r.line_ending_at(nl)
+        if line is not None:
+            return line, nl + 1
+        nl = begin - 1
+    return None, 0
+
+
+def _plausible(line: _Line, r: _Backwards) -> bool:
+    """Can the last entry's own `seq` stand for the number of entries before it (what the
+    full parse counts)? On every log a device writes, yes; anything odd is read in full."""
+    seq = line.entry.get("seq")
+    if type(seq) is not int or seq < 0 or entry_hash(line.entry) != line.hash:
+        return False
+    if line.offset == 0:
+        return seq == 0
+    _, before = r.line_ending_at(line.offset - 1)
+    if before is None:
+        # An unreadable line before it (bit rot, tampering): kept, and reported by the
+        # full check; the entries after it are the device's (docs/DECISIONS.md).
+        return True
+    return before.entry.get("seq") == seq - 1 and before.hash.hex() == line.entry.get("prev")
 
 
 def _read_log(path: Path) -> bytes:
@@ -216,6 +299,30 @@ class CustodyView:
         return self.recordings.get(recording_id) or RecordingHistory()
 
 
+def new_entry(
+    seq: int, prev: str, time: dict[str, Any], kind: str, recording_id: str | None,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"seq": seq, "prev": prev, "time": time, "type": kind}
+    if recording_id is not None:
+        entry["recording_id"] = recording_id
+    if detail:
+        entry["detail"] = detail
+    return entry
+
+
+def signed_line(
+    entry: dict[str, Any], signer: Any, context: bytes = CUSTODY_SIG_CONTEXT
+) -> tuple[bytes, bytes, bytes]:
+    """(hash, signature, the line with its newline): one entry exactly as append writes it."""
+    digest = entry_hash(entry)
+    sig = signer.sign(head_message(entry["seq"], digest, context))
+    line = canonical_json(
+        {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
+    )
+    return digest, sig, line + b"\n"
+
+
 class CustodyLog:
     """Append-only; a torn last line (power loss mid-append) is cut on open."""
 
@@ -240,45 +347,54 @@ class CustodyLog:
         return fd
 
     def _tail_state(self, fd: int) -> tuple[int, str]:
-        """(next seq, prev hash), cutting an incomplete or unreadable tail."""
+        """(next seq, prev hash), cutting an incomplete or unreadable tail.
+
+        Reads the log from its end only, so an append costs the same at entry 10 and at entry
+        100,000; a tail that looks odd (`_plausible`) is read from the start, as before."""
         size = os.fstat(fd).st_size
-        data = os.pread(fd, size, 0) if size else b""
+        if not size:
+            return 0, ZERO_HASH
+        r = _Backwards(fd, size)
+        try:
+            last, end = _scan_tail(r)
+            if last is not None and not _plausible(last, r):
+                return self._full_tail_state(fd, size)
+        except _Changed:
+            return self._full_tail_state(fd, size)
+        if end < size:
+            self._set_aside(fd, end, r.bytes(end, size))
+        if last is None:
+            return 0, ZERO_HASH
+        return last.entry["seq"] + 1, last.hash.hex()
+
+    def _full_tail_state(self, fd: int, size: int) -> tuple[int, str]:
+        data = os.pread(fd, size, 0)
         lines, stop, why = _parse_lines(data)
         if why is not None:
-            # Keep what cannot be parsed next to the log rather than destroying it.
-            aside = self.path.with_name(f"{self.path.name}.tail-{stop}")
-            with open(aside, "wb") as f:
-                f.write(data[stop:])
-                f.flush()
-                os.fsync(f.fileno())
-            os.ftruncate(fd, stop)
-            fsync_fd(fd, str(self.path))
-            fsync_dir(self.path.parent)
+            self._set_aside(fd, stop, data[stop:])
         if not lines:
             return 0, ZERO_HASH
         return len(lines), lines[-1].hash.hex()
+
+    def _set_aside(self, fd: int, stop: int, tail: bytes) -> None:
+        """Keep what cannot be parsed next to the log rather than destroying it; then cut."""
+        aside = self.path.with_name(f"{self.path.name}.tail-{stop}")
+        with open(aside, "wb") as f:
+            f.write(tail)
+            f.flush()
+            os.fsync(f.fileno())
+        os.ftruncate(fd, stop)
+        fsync_fd(fd, str(self.path))
+        fsync_dir(self.path.parent)
 
     def append(self, kind: str, recording_id: str | None = None, **detail: Any) -> CustodyHead:
         fd = self._open()
         try:
             self._lock(fd)
             seq, prev = self._tail_state(fd)
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "prev": prev,
-                "time": self._clock.wall().to_json(),
-                "type": kind,
-            }
-            if recording_id is not None:
-                entry["recording_id"] = recording_id
-            if detail:
-                entry["detail"] = detail
-            digest = entry_hash(entry)
-            sig = self._identity.sign(head_message(seq, digest, self._context))
-            line = canonical_json(
-                {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}
-            )
-            write_all(fd, line + b"\n", str(self.path))
+            entry = new_entry(seq, prev, self._clock.wall().to_json(), kind, recording_id, detail)
+            digest, sig, line = signed_line(entry, self._identity, self._context)
+            write_all(fd, line, str(self.path))
             fsync_fd(fd, str(self.path))
         except OSError as exc:
             if isinstance(exc, StorageError):
@@ -291,21 +407,39 @@ class CustodyLog:
         )
 
     def head(self) -> CustodyHead | None:
+        """The last entry (a torn tail is skipped, not cut), read from the end of the log."""
         try:
-            data = self.path.read_bytes()
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return None
-        lines, _, _ = _parse_lines(data)
-        if not lines:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # no append cuts or writes while the end is read
+            last = self._last(fd)
+        finally:
+            os.close(fd)
+        if last is None:
             return None
-        last = lines[-1]
         return CustodyHead(
-            len(lines) - 1,
-            last.hash.hex(),
-            base64.b64encode(last.sig).decode(),
+            last[0],
+            last[1].hash.hex(),
+            base64.b64encode(last[1].sig).decode(),
             self._identity.fingerprint,
-            last.entry,
+            last[1].entry,
         )
+
+    def _last(self, fd: int) -> tuple[int, _Line] | None:
+        """(seq, line) of the last entry, from the end; an odd end is read whole."""
+        r = _Backwards(fd, os.fstat(fd).st_size)
+        try:
+            last, _ = _scan_tail(r)
+            if last is None:
+                return None
+            if _plausible(last, r):
+                return last.entry["seq"], last
+        except _Changed:  # cut by a writer that ignores the lock
+            pass
+        lines = _parse_lines(os.pread(fd, os.fstat(fd).st_size, 0))[0]
+        return (len(lines) - 1, lines[-1]) if lines else None
 
     def entries(self) -> Iterator[dict[str, Any]]:
         try:
