@@ -396,6 +396,8 @@ TARGETS: dict[str, str] = {
     "console_log_after_append_vs_parsing_log":
         "<= 0.25 (the indexed bytes are hashed again, not parsed)",
     "storage_advice_vs_before": "<= 0.25 (manifests from the catalog, receipts verified once)",
+    "custody_append_large_vs_small": "<= 1.5 (append does not grow with the log)",
+    "custody_head_large_vs_small": "<= 1.5 (head does not grow with the log)",
     "start_reconcile_vs_before":
         "<= 0.9 (each recording read once, not once per copy; the log parse stays linear)",
 }
@@ -516,6 +518,9 @@ def run_bench(
         from akkoord.store.lifetime_bench import lifetime_figures  # a device's age (#11)
 
         result.update(lifetime_figures(root / "lifetime", quick))
+        from akkoord.store.custody_bench import custody_figures  # the log's append and head
+
+        result.update(custody_figures(root / "custody", quick))
         result.update(export_limit_figures(root, path, ident, org, repeat=2 if quick else 3))
         result.update(peer_figures(root, vn, ident, org, repeat=2 if quick else 3))
         result.update(pipeline_figures(root, vn, ident, org, repeat=2 if quick else 3))
