@@ -49,7 +49,7 @@ def test_peer_figures_compare_equal_work(tmp_path, keys):
     from akkoord.bench_targets import judged_as
 
     # Every peer and floor figure the bench judges or explains is one this section makes.
-    named = {k for k in (*TARGETS, *FORMAT_BOUND) if "age" in k or "floor" in k
+    named = {k for k in (*TARGETS, *FORMAT_BOUND) if {"age", "floor"} & set(k.split("_"))
              or k.startswith(("decrypt_", "verify_key"))}
     named |= {j for why in FORMAT_BOUND.values() for j in judged_as(why)}
     pipeline = {"verify_pipeline_vs_format_floor_parallel_wall"}
