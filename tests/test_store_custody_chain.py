@@ -15,6 +15,7 @@ import pytest
 
 from akkoord.errors import AkkoordError, StorageError
 from akkoord.store.custody import (
+    ASIDE_NAMES,
     MAX_LINE,
     MAX_LOG,
     CustodyHead,
@@ -275,9 +276,32 @@ def test_a_torn_tail_that_cannot_be_set_aside_is_a_storage_error_naming_the_log(
     size = log.path.stat().st_size
     with open(log.path, "ab") as f:
         f.write(b'{"entry"')  # torn
-    (log.path.with_name(f"{log.path.name}.tail-{size}")).mkdir()  # where it would go
+    base = log.path.with_name(f"{log.path.name}.tail-{size}")
+    for n in range(ASIDE_NAMES):  # every name it may use is taken
+        (base.with_name(f"{base.name}.{n}") if n else base).mkdir()
     with pytest.raises(StorageError) as err:
         log.append("recording_closed", "0" * 32)
-    assert err.value.errno == errno.EISDIR
-    assert str(err.value).startswith(f"custody log {log.path}: [Errno 21] Is a directory")
+    assert err.value.errno == errno.EEXIST
+    assert str(err.value) == (f"custody log {log.path}: [Errno 17] {ASIDE_NAMES} names for its "
+                              f"torn tail are taken: '{base}'")
     assert log.path.stat().st_size == size + 8  # nothing cut, nothing appended
+
+
+def test_a_second_torn_tail_at_the_same_length_is_set_aside_beside_the_first(kit, tmp_path):
+    log = _log(kit, 2)
+    size = log.path.stat().st_size
+    with open(log.path, "ab") as f:
+        f.write(b'{"entry"')  # torn
+    log.append("recording_closed", "0" * 32)
+    with open(log.path, "r+b") as f:  # a later crash cut back to the same length, torn again
+        f.truncate(size)
+        f.seek(size)
+        f.write(b'{"entry": {"seq"')
+    target = tmp_path / "elsewhere"
+    base = log.path.with_name(f"{log.path.name}.tail-{size}")
+    base.with_name(f"{base.name}.1").symlink_to(target)  # a planted link is not followed
+    log.append("recording_closed", "1" * 32)
+    assert base.read_bytes() == b'{"entry"'
+    assert base.with_name(f"{base.name}.2").read_bytes() == b'{"entry": {"seq"'
+    assert not target.exists()
+    assert [json.loads(x)["entry"]["seq"] for x in _lines(log.path)] == [0, 1, 2]

@@ -323,6 +323,10 @@ def signed_line(
     return digest, sig, line + b"\n"
 
 
+# How many set-aside files one cut length may have (`.tail-<offset>`, then `.1`, `.2`, ...).
+ASIDE_NAMES = 100
+
+
 class CustodyLog:
     """Append-only; a torn last line (power loss mid-append) is cut on open."""
 
@@ -377,12 +381,27 @@ class CustodyLog:
         return len(lines), lines[-1].hash.hex()
 
     def _set_aside(self, fd: int, stop: int, tail: bytes) -> None:
-        """Keep what cannot be parsed next to the log rather than destroying it; then cut."""
-        aside = self.path.with_name(f"{self.path.name}.tail-{stop}")
-        with open(aside, "wb") as f:
-            f.write(tail)
-            f.flush()
-            os.fsync(f.fileno())
+        """Keep what cannot be parsed next to the log rather than destroying it; then cut.
+
+        A name already there (an earlier crash cut the log at the same length) is never
+        overwritten or followed: the next free `.tail-<offset>.<n>` is used instead."""
+        base = f"{self.path.name}.tail-{stop}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        for n in range(ASIDE_NAMES):
+            aside = self.path.with_name(f"{base}.{n}" if n else base)
+            try:
+                afd = os.open(aside, flags, 0o640)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, f"{ASIDE_NAMES} names for its torn tail are "
+                                  "taken", str(self.path.with_name(base)))
+        try:
+            write_all(afd, tail, str(aside))
+            fsync_fd(afd, str(aside))
+        finally:
+            os.close(afd)
         os.ftruncate(fd, stop)
         fsync_fd(fd, str(self.path))
         fsync_dir(self.path.parent)
