@@ -85,7 +85,9 @@ def test_the_bench_s_policy_is_the_default_s(monkeypatch):
     default = reader.Adaptive()
     assert (policy.min_cores, policy.window_s, policy.batch) == (
         default.min_cores, default.window_s, default.batch)
-    assert policy.keep(3, 0.1, 0.1) is False and policy.log == [(3, 1.0, False)]
+    assert policy.keep(3, 0.1, 0.1) is True and policy.keep(4, 0.1, 0.1) is False
+    assert policy.log == [(3, 1.0, True), (4, 1.0, False)]
+    assert policy.misses == default.misses
     monkeypatch.setattr(reader, "usable_cpus", lambda: 1)
     fresh, what = bench_perf._default_path()
     assert fresh() is False and what == "one thread (one usable CPU)"

@@ -146,13 +146,26 @@ def test_the_buffer_pool_stays_the_worker_s_after_the_switch(base):
 
 
 def test_the_default_policy_decides_by_cpu_against_wall():
-    p = Adaptive(min_cores=1.3, window_s=0.03)
+    p = Adaptive(min_cores=1.3, window_s=0.03, misses=1)
     assert p.keep(5, 0.02, 0.04) is None  # stretch too short to judge
     assert p.keep(5, 0.05, 0.07) is True  # 1.4 cores' worth
     assert p.keep(5, 0.05, 0.06) is False  # 1.2: the second core is not really there
+    p = Adaptive(min_cores=1.3, window_s=0.03, misses=1)
     assert p.keep(5, 0.05, 0.065) is True  # the threshold itself keeps it
     default = Adaptive()  # the thresholds docs/DECISIONS.md gives
-    assert (default.min_cores, default.window_s, default.batch) == (1.3, 0.03, 4)
+    assert (default.min_cores, default.window_s, default.batch, default.misses) == (
+        1.3, 0.03, 4, 2)
+
+
+def test_one_stretch_that_falls_short_is_not_enough_two_in_a_row_are():
+    p = Adaptive()
+    assert p.keep(5, 0.05, 0.06) is True  # a dip: measured on
+    assert p.keep(6, 0.02, 0.01) is None  # (too short to judge: neither counts)
+    assert p.keep(7, 0.05, 0.08) is True  # paid again: the dip is forgotten
+    assert p.keep(8, 0.05, 0.06) is True
+    assert p.keep(9, 0.05, 0.06) is False  # twice in a row: the core is not there
+    p = Adaptive(misses=3)
+    assert [p.keep(b, 0.05, 0.05) for b in range(3)] == [True, True, False]
 
 
 def test_pays_and_does_not_pay_deterministically(base):
@@ -163,8 +176,11 @@ def test_pays_and_does_not_pay_deterministically(base):
     assert set(where) == {"akkoord-scan"} and len(where) == total
     _, _, where = _walk_all(path, size, Pays(batch=2))
     assert set(where) == {"akkoord-scan"}
-    _, _, where = _walk_all(path, size, Adaptive(min_cores=1e9, window_s=0.0, batch=2))
+    _, _, where = _walk_all(path, size, Adaptive(min_cores=1e9, window_s=0.0, batch=2,
+                                                 misses=1))
     assert where.count("akkoord-scan") == 4 and len(where) == total  # judged after batch 1
+    _, _, where = _walk_all(path, size, Adaptive(min_cores=1e9, window_s=0.0, batch=2))
+    assert where.count("akkoord-scan") == 6 and len(where) == total  # after batches 1 and 2
 
 
 def test_the_policy_sees_every_batch_and_both_threads_cpu(base):

@@ -282,8 +282,12 @@ class Adaptive:
     thread and measure whether it gets a core of its own. After each stretch of at least
     `window_s` wall seconds it is kept only if the two threads together used `min_cores`
     cores' worth of CPU in that stretch (their own CPU clocks, `time.thread_time`: other
-    threads of the process do not count); the first stretch that falls short hands the rest
-    of the file to the one-thread path, for good.
+    threads of the process do not count); `misses` stretches in a row that fall short hand
+    the rest of the file to the one-thread path, for good. One is not enough: on a quiet
+    machine a single 30 ms stretch dips below the line now and then (an interrupt, a
+    neighbour's burst; 1.15-1.26 cores' worth between stretches of 1.5-1.7), and stopping
+    there threw away the worker for the rest of a file it was paying for. Where the second
+    core is really taken every stretch falls short, so a second one costs 30 ms more.
 
     Why CPU over wall: the split costs 3-20 % more CPU than one thread (hand-overs, two
     caches), so it wins only where the halves really run at once; where the second core is
@@ -294,10 +298,13 @@ class Adaptive:
 
     A subclass deciding otherwise is the seam for tests; `batch` is scan_ahead's batch."""
 
-    __slots__ = ("batch", "min_cores", "window_s")
+    __slots__ = ("batch", "min_cores", "misses", "short", "window_s")
 
-    def __init__(self, min_cores: float = 1.3, window_s: float = 0.03, batch: int = 4) -> None:
+    def __init__(self, min_cores: float = 1.3, window_s: float = 0.03, batch: int = 4,
+                 misses: int = 2) -> None:
         self.min_cores, self.window_s, self.batch = min_cores, window_s, batch
+        self.misses = misses
+        self.short = 0  # stretches in a row that fell short (one policy per scan)
 
     def keep(self, batches: int, wall_s: float, cpu_s: float) -> bool | None:
         """After `batches` batches, `wall_s` and `cpu_s` seconds into the current stretch:
@@ -305,7 +312,11 @@ class Adaptive:
         it. `cpu_s` is both threads' CPU."""
         if wall_s < self.window_s:
             return None
-        return cpu_s >= self.min_cores * wall_s
+        if cpu_s >= self.min_cores * wall_s:
+            self.short = 0
+            return True
+        self.short += 1
+        return self.short < self.misses
 
 
 def usable_cpus() -> int:
