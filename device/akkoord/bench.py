@@ -522,7 +522,7 @@ def run_bench(
 
         result.update(custody_figures(root / "custody", quick))
         result.update(export_limit_figures(root, path, ident, org, repeat=2 if quick else 3))
-        result.update(peer_figures(root, vn, ident, org, repeat=2 if quick else 3))
+        result.update(peer_figures(root, vn, ident, org, repeat=2 if quick else 5))
         result.update(pipeline_figures(root, vn, ident, org, repeat=2 if quick else 3))
         result.update(_checkpoint_figures(ident))
         # Memory against length: seal, verify, decrypt and export of a short and a long
