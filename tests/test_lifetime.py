@@ -28,6 +28,7 @@ from akkoord.collect.receipts import (
 from akkoord.collect.statements import Signer, make_receipt
 from akkoord.errors import AkkoordError
 from akkoord.store import catalog as catalog_mod
+from akkoord.store import custody_index as index_mod
 from akkoord.store.catalog import Catalog, shared_catalog
 from akkoord.store.custody import CustodyLog, entry_hash
 from akkoord.store.custody_index import CustodyIndex
@@ -473,3 +474,77 @@ def test_the_bench_builds_a_state_the_device_could_have_written(tmp_path):
     assert sorted(archived_ids(aged.state, trusted, fp, aged.now)) == sorted(aged.kept[:3])
     assert reconcile_exports(aged.state, CustodyLog(aged.state.custody_path, aged.identity,
                                                     None)) == []  # a steady state
+
+
+# -- the caches really cache (pins from mutation testing: a cache that never hits answers
+# correctly too, so only counting what is read tells) ----------------------------------------
+
+def test_a_warm_catalog_reads_nothing_and_an_export_alone_is_seen(dev, cache_at_once,
+                                                                 monkeypatch):
+    rid = make_recording(dev)
+    directory = dev.state.recording_dir(rid)
+    identity = dev.state.identity()
+    for k in (1, 2):
+        append_export(directory, identity, dev.clock, copy_number=k, stick_id_sha256=None)
+    reads = []
+    real = catalog_mod._read
+    monkeypatch.setattr(catalog_mod, "_read", lambda d: reads.append(d) or real(d))
+    cat = Catalog()
+    assert cat.summary(directory).copy_numbers == (1, 2)
+    assert cat.summary(str(directory)).copy_numbers == (1, 2)
+    assert len(reads) == 1 and len(cat) == 1  # the second answer came from the cache
+    # Only the export record changes (cut back to its first copy): the manifest's stamp is
+    # the same, so the record's own stamp must be in the key.
+    one = read_exports(directory)[1].offset
+    _tick()
+    with open(directory / EXPORTS_FILE, "r+b") as f:
+        f.truncate(one)
+    assert cat.summary(directory).copy_numbers == (1,)
+    assert len(reads) == 2
+    assert cat.summary(directory).copy_numbers == (1,) and len(reads) == 2
+
+
+def _parsed_sizes(monkeypatch) -> list[int]:
+    """How many bytes each parse of the log was given."""
+    sizes: list[int] = []
+    real = index_mod._parse_lines
+    monkeypatch.setattr(index_mod, "_parse_lines",
+                        lambda data: sizes.append(len(data)) or real(data))
+    return sizes
+
+
+def test_the_log_index_parses_only_what_was_appended_and_what_it_answers(
+        tmp_path, cache_at_once, monkeypatch):
+    log = _log(tmp_path, n=30)
+    index = CustodyIndex(log.path)
+    sizes = _parsed_sizes(monkeypatch)
+    assert index.tail(1, log.entries) == _old_log(log, None, 1)
+    whole = log.path.stat().st_size
+    assert sizes[0] == whole  # the first answer parses the log once
+    sizes.clear()
+    _tick()
+    log.append("export", "f" * 32, copy_number=1)
+    new = log.path.stat().st_size - whole
+    assert index.tail(1, log.entries) == _old_log(log, None, 1)
+    assert sizes == [new, new]  # the appended line indexed, then read for the answer
+    sizes.clear()
+    _tick()
+    os.utime(log.path)  # a new ctime, the same bytes: hashed again, nothing parsed anew
+    assert index.since(3, 2, log.entries) == _old_log(log, 3, 2)
+    assert sum(sizes) < whole // 10 and len(sizes) == 2  # the empty tail, the two lines
+    assert sizes[0] == 0
+
+
+def test_an_edit_of_the_logs_first_byte_is_parsed_again(tmp_path, cache_at_once,
+                                                       monkeypatch):
+    log = _log(tmp_path, n=8)
+    index = CustodyIndex(log.path)
+    assert index.tail(100, log.entries) == _old_log(log, None, 100)
+    sizes = _parsed_sizes(monkeypatch)
+    st = os.stat(log.path)
+    _tick()
+    with open(log.path, "r+b") as f:
+        f.write(b" ")  # `{` -> ` `: the first entry no longer parses
+    os.utime(log.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert index.tail(100, log.entries) == _old_log(log, None, 100) == []
+    assert sizes[0] == st.st_size  # the whole log again, from its first byte
