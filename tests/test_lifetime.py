@@ -548,3 +548,62 @@ def test_an_edit_of_the_logs_first_byte_is_parsed_again(tmp_path, cache_at_once,
     os.utime(log.path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert index.tail(100, log.entries) == _old_log(log, None, 100) == []
     assert sizes[0] == st.st_size  # the whole log again, from its first byte
+
+
+def test_a_log_rewritten_under_every_try_is_answered_by_the_plain_parse(
+        tmp_path, cache_at_once, monkeypatch):
+    log = _log(tmp_path)
+    index = CustodyIndex(log.path)
+
+    def changed(self):
+        raise index_mod._Changed
+
+    monkeypatch.setattr(CustodyIndex, "_refresh", changed)
+    _answers(index, log)  # every answer through its fallback, as the old code gave it
+
+
+def test_a_summary_keeps_the_refusals_words(dev, cache_at_once):
+    from akkoord.store.catalog import _read
+
+    ids = _mixed(dev)
+    cat = Catalog()
+    bad = dev.state.recording_dir(ids["bad_manifest"])
+    with pytest.raises(AkkoordError) as manifest_refused:
+        read_manifest(bad)
+    s = cat.summary(bad)
+    assert (s.doc, s.manifest_error) == (None, str(manifest_refused.value))
+    with pytest.raises(AkkoordError) as exports_refused:
+        read_exports(bad)  # it reads the manifest too
+    assert (s.copy_numbers, s.exports_error) == (None, str(exports_refused.value))
+    broken = dev.state.recording_dir(ids["plain"])
+    (broken / EXPORTS_FILE).unlink()
+    (broken / EXPORTS_FILE).mkdir()  # a record no reader takes
+    with pytest.raises(AkkoordError) as exports_refused:
+        read_exports(broken)
+    s = cat.summary(broken)
+    assert s.manifest_error is None and s.doc["status"] == "complete"
+    assert (s.copy_numbers, s.exports_error) == (None, str(exports_refused.value))
+    assert _read(broken) == s
+
+
+def test_reading_a_range_in_chunks_gives_its_bytes_exactly(tmp_path):
+    from akkoord.store.custody_index import _pread_all
+
+    path = tmp_path / "sparse"
+    size = (2 << 24) + 5  # three 16 MiB chunks, the last of 5 bytes; holes read as zeros
+    with open(path, "wb") as f:
+        for at, mark in ((0, b"A"), ((1 << 24) - 1, b"BC"), ((2 << 24) + 3, b"DE")):
+            f.seek(at)
+            f.write(mark)
+    assert path.stat().st_size == size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        whole = _pread_all(fd, size, 0)
+        assert len(whole) == size and whole == b"".join(
+            os.pread(fd, 1 << 20, at) for at in range(0, size, 1 << 20))
+        assert _pread_all(fd, 7, (1 << 24) - 3) == b"\0\0BC\0\0\0"
+        assert _pread_all(fd, 1, size - 1) == b"E"
+        assert _pread_all(fd, 100, size - 2) == b"DE"  # past the end: what is there
+        assert _pread_all(fd, 0, 0) == b""
+    finally:
+        os.close(fd)
