@@ -607,3 +607,19 @@ def test_reading_a_range_in_chunks_gives_its_bytes_exactly(tmp_path):
         assert _pread_all(fd, 0, 0) == b""
     finally:
         os.close(fd)
+
+
+def test_a_log_with_whole_entries_removed_from_its_middle(tmp_path, cache_at_once):
+    # Every line parses, but from the removed one on "seq" is no longer the position: `at`
+    # and `since` must not take the position for the number.
+    log = _log(tmp_path)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(b"".join(lines[:5] + lines[7:]))
+    _answers(CustodyIndex(log.path), log)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    log.path.write_bytes(lines[0].replace(b'"seq":0', b'"seq":"0"') + b"".join(lines[1:]))
+    _answers(CustodyIndex(log.path), log)  # a "seq" that is not an int, at the start
+    data = log.path.read_bytes()
+    assert data.count(b'"seq":3,') == 1
+    log.path.write_bytes(data.replace(b'"seq":3,', b""))
+    _answers(CustodyIndex(log.path), log)  # an entry with no "seq" at all
