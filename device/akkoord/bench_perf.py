@@ -69,6 +69,14 @@ def write_recording(root: Path, n: int, base: bytes, ident: DeviceIdentity, org:
     return w.path
 
 
+def _read_file(path: Path) -> None:
+    """What any reader of a container pays before the floor's passes: page cache to a buffer."""
+    buf = bytearray(1 << 20)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
 def _timed(fn: Callable[[], Any]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -180,12 +188,6 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
     passes = _floor_passes(n, ident)
     fresh, default_path = _default_path()
 
-    def read_file(r: Path) -> None:  # what any reader of the container pays before the floor
-        buf = bytearray(1 << 20)
-        with open(r / CONTAINER_FILE, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
-
     def fresh_out(*paths: Path) -> None:
         """Every writer starts on a fresh path, as age is run: replacing the previous run's
         file would add freeing its pages (~6 % of decrypt here) to one side only."""
@@ -214,7 +216,7 @@ def peer_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
         note("age", lambda: _run([age, "-r", recipient, "-o", str(age_file), str(pcm)]))
         # The published verify/decrypt figures are the one-thread path's (what the default
         # was on every machine they were taken on); the default's own are *_adaptive_*.
-        note("read", lambda r=rec: read_file(r))
+        note("read", lambda r=rec: _read_file(r / CONTAINER_FILE))
         note("verify", lambda r=rec: verify_recording(r, org, parallel=False))
         adaptive("verify", lambda p, r=rec: verify_recording(r, org, parallel=p))
         note("verify_worker", lambda r=rec: verify_recording(r, org, parallel=True))
@@ -458,16 +460,10 @@ def pipeline_figures(root: Path, n: int, ident: DeviceIdentity, org: Any,
 
     container = rec / CONTAINER_FILE
 
-    def read_file() -> None:  # what any reader of the file pays before the floor's passes
-        buf = bytearray(1 << 20)
-        with open(container, "rb", buffering=0) as f:
-            while f.readinto(buf):
-                pass
-
     for _ in range(repeat):
         for name, fn in passes.items():
             note(name, fn)
-        note("read", read_file)
+        note("read", lambda: _read_file(container))
         note("sequential", lambda: verify_recording(rec, org, parallel=False))
         note("pipeline", lambda: verify_recording(rec, org, parallel=True))
     shutil.rmtree(root / "pipeline")
