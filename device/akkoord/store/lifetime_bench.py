@@ -17,7 +17,6 @@ ones included.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -37,9 +36,8 @@ from akkoord.collect.receipts import (
 )
 from akkoord.collect.statements import Signer, make_receipt
 from akkoord.store.catalog import RACY_NS, shared_catalog
-from akkoord.store.custody import ZERO_HASH, CustodyLog, entry_hash, head_message
+from akkoord.store.custody import ZERO_HASH, CustodyLog, new_entry, signed_line
 from akkoord.store.exports import append_export, read_exports
-from akkoord.store.format import canonical_json
 from akkoord.store.keys import DeviceIdentity, generate_org_key
 from akkoord.store.layout import CONTAINER_FILE, WRAPPED_KEYS_FILE, StateDir
 from akkoord.store.manifest import MANIFEST_FILE, read_manifest, write_manifest_bytes
@@ -63,21 +61,15 @@ class _LogLines:
         self.lines: list[bytes] = []
 
     def add(self, when: float, kind: str, rid: str | None = None, **detail: Any) -> dict:
-        entry: dict[str, Any] = {"seq": self.seq, "prev": self.prev,
-                                 "time": FixedClock(when).wall().to_json(), "type": kind}
-        if rid is not None:
-            entry["recording_id"] = rid
-        if detail:
-            entry["detail"] = detail
-        digest = entry_hash(entry)
-        sig = self.identity.sign(head_message(self.seq, digest))
-        self.lines.append(canonical_json(
-            {"entry": entry, "hash": digest.hex(), "sig": base64.b64encode(sig).decode()}))
+        entry = new_entry(self.seq, self.prev, FixedClock(when).wall().to_json(), kind, rid,
+                          detail)
+        digest, _, line = signed_line(entry, self.identity)
+        self.lines.append(line)
         self.seq, self.prev = self.seq + 1, digest.hex()
         return entry
 
     def write(self, path: Path) -> None:
-        path.write_bytes(b"\n".join(self.lines) + b"\n")
+        path.write_bytes(b"".join(self.lines))
 
 
 @dataclass
